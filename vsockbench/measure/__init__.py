@@ -1,0 +1,87 @@
+"""Real-socket measurement harness: AF_VSOCK, AF_UNIX and TCP.
+
+``measure()`` runs one client-side measurement (against a server, or with
+``local=True`` against a server in a child process), writes the rows in the
+measured-run schema plus per-message Parquet and host metadata, and raises
+:class:`MeasureError` *after* writing whatever was measured when the run
+failed part-way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .output import default_backend, default_setup, measurement_rows, write_outputs
+from .protocol import RunSpec
+from .runner import Measurement, run_client, run_local, serve
+from .transports import (
+    VMADDR_CID_ANY,
+    VMADDR_CID_LOCAL,
+    VMADDR_PORT_ANY,
+    Endpoint,
+    MeasureError,
+    TransportUnavailable,
+)
+
+__all__ = [
+    "VMADDR_CID_ANY",
+    "VMADDR_CID_LOCAL",
+    "VMADDR_PORT_ANY",
+    "Endpoint",
+    "MeasureError",
+    "Measurement",
+    "RunSpec",
+    "TransportUnavailable",
+    "measure",
+    "run_client",
+    "run_local",
+    "serve",
+]
+
+
+def measure(
+    spec: RunSpec,
+    endpoint: Endpoint | None = None,
+    *,
+    local: bool = False,
+    transport: str | None = None,
+    out: str | None = None,
+    setup: str | None = None,
+    backend: str | None = None,
+    source_id: str | None = None,
+    vcpus: int | None = None,
+    timeout: float = 10.0,
+    progress: bool = False,
+    append: bool = False,
+) -> tuple[Measurement, list[dict]]:
+    """Run one measurement and (with ``out``) write CSV + Parquet + JSON metadata.
+
+    Returns the Measurement and its rows.  If the run failed part-way, the
+    outputs are written first and then :class:`MeasureError` is raised.
+    """
+    if local:
+        tr = transport or (endpoint.transport if endpoint else "tcp")
+        port = endpoint.port if endpoint is not None else 0
+        m = run_local(tr, spec, timeout=timeout, progress=progress, port=port)
+    else:
+        if endpoint is None:
+            raise MeasureError("measure: an endpoint is required unless local=True")
+        m = run_client(endpoint, spec, timeout=timeout, progress=progress)
+    be = backend or default_backend(m.endpoint.transport, m.local)
+    if source_id is None:
+        stem = os.path.splitext(os.path.basename(out))[0] if out else "vsockbench_measure"
+        source_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)
+    rows = measurement_rows(
+        m,
+        setup=setup or default_setup(be, m.local, m.hosts.get("client")),
+        source_id=source_id,
+        backend=be,
+        vcpus=vcpus,
+    )
+    if out:
+        write_outputs(m, rows, out, append=append)
+    if m.errors:
+        where = f"; {len(rows)} rows measured so far written to {out}" if out else ""
+        raise MeasureError(f"{m.endpoint.describe()}: run cut short: {m.errors[0]}{where}")
+    return m, rows

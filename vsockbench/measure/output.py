@@ -1,0 +1,340 @@
+"""Turn a Measurement into measured-run rows, per-message Parquet and host metadata.
+
+Rows follow ``results/measured/README.md`` (header order is a contract).
+Process CPU time has no honest schema metric (``cpu_guest`` is vCPU time,
+``cpu_backend`` the vhost/VMM thread), so it goes to the JSON sidecar and the
+``notes`` column, not to rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import re
+import socket
+import sys
+import tempfile
+
+import numpy as np
+import pandas as pd
+
+from .runner import Measurement
+
+__all__ = [
+    "HEADER",
+    "default_setup",
+    "host_metadata",
+    "measurement_rows",
+    "records_frame",
+    "write_outputs",
+]
+
+HEADER = (
+    "setup,source_id,backend,variant,workload,direction,msg_bytes,flows,vcpus,"
+    "metric,stat,value,unit,notes"
+).split(",")
+RTT_STATS = ("mean", "p1", "p50", "p90", "p99", "min", "max", "stddev")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def host_metadata() -> dict:
+    """Kernel, CPU model, core count, Python version: stored with every run."""
+    from .. import __version__
+
+    return {
+        "hostname": socket.gethostname(),
+        "kernel": platform.release(),
+        "os": platform.system(),
+        "machine": platform.machine(),
+        "cpu_model": _cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "vsockbench": __version__,
+    }
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def default_setup(backend: str, local: bool, host: dict | None = None) -> str:
+    """``<backend>/local/<hostname>-<kernel>`` (or ``/measure/`` for split runs)."""
+    host = host or host_metadata()
+    where = "local" if local else "measure"
+    return f"{_slug(backend)}/{where}/{_slug(host['hostname'])}-{_slug(host['kernel'])}"
+
+
+def default_backend(transport: str, local: bool) -> str:
+    if transport != "vsock":
+        return transport
+    return "loopback" if local else "vhost"  # vsock on one kernel = vsock_loopback
+
+
+def _window(m: Measurement) -> tuple[int, int]:
+    ws = int(m.spec.warmup * 1e9)
+    return ws, ws + int(m.spec.duration * 1e9)
+
+
+def _first_error_ns(results: list | None) -> int | None:
+    times = [r.error_ns for r in (results or []) if r.error is not None and r.error_ns is not None]
+    return min(times) if times else None
+
+
+def _cum_at(ts: np.ndarray, cum: np.ndarray, t: int) -> int:
+    i = int(np.searchsorted(ts, t, side="right"))
+    return int(cum[i - 1]) if i else 0
+
+
+def _throughput(m: Measurement) -> tuple[float, str] | None:
+    """Gbps at the receiver over the window (cut at the first failure); sender-side if receiver lost."""
+    recv_side = "server" if m.spec.direction == "g2h" else "client"
+    receivers = m.server if recv_side == "server" else m.client
+    ws, we = _window(m)
+    fail = _first_error_ns(m.client) or _first_error_ns(m.server)
+    note = ""
+    if fail is not None and fail < we:
+        we = fail
+        note = "PARTIAL run cut at %.3f s; " % (fail / 1e9)
+        if we <= ws:
+            ws, note = 0, note + "warm-up not finished, window includes warm-up; "
+    if we <= ws:
+        return None
+    if receivers is not None:
+        bits = 0
+        for r in receivers:
+            ts = np.frombuffer(r.ts, dtype=np.int64)
+            cum = np.frombuffer(r.vals, dtype=np.int64)
+            bits += 8 * (_cum_at(ts, cum, we) - _cum_at(ts, cum, ws))
+        return bits / ((we - ws) / 1e9) / 1e9, note + f"measured at the receiver ({recv_side})"
+    senders = m.client if recv_side == "server" else []
+    rates = []
+    for r in senders:  # boundary marks (window start, window end, tail) or the mark at failure
+        ts = np.frombuffer(r.ts, dtype=np.int64)
+        cum = np.frombuffer(r.vals, dtype=np.int64)
+        if len(ts) >= 2 and ts[1] > ts[0]:
+            rates.append((cum[1] - cum[0]) * 8 / ((ts[1] - ts[0]) / 1e9))
+        elif len(ts) and ts[0] > 0:
+            rates.append(cum[0] * 8 / (ts[0] / 1e9))
+    if not rates:
+        return None
+    return sum(rates) / 1e9, note + "receiver lost: sender-side byte count"
+
+
+def _latency_samples(m: Measurement) -> tuple[np.ndarray, str]:
+    """Every round trip whose start lies in the window (all of them, no sampling)."""
+    side = m.client if role_is_client_active(m) else (m.server or [])
+    ws, we = _window(m)
+    fail = _first_error_ns(m.client) or _first_error_ns(m.server)
+    note = ""
+    parts = []
+    for r in side:
+        ts = np.frombuffer(r.ts, dtype=np.int64)
+        rtt = np.frombuffer(r.vals, dtype=np.int64)
+        keep = (ts >= ws) & (ts < we) & (rtt >= 0)
+        parts.append(rtt[keep])
+    out = np.concatenate(parts) if parts else np.empty(0, np.int64)
+    if fail is not None and fail < we:
+        note = "PARTIAL run cut at %.3f s; " % (fail / 1e9)
+        if not len(out):
+            out = np.concatenate([np.frombuffer(r.vals, dtype=np.int64) for r in side] or [out])
+            out = out[out >= 0]
+            note += "warm-up not finished, samples include warm-up; "
+    return out, note
+
+
+def role_is_client_active(m: Measurement) -> bool:
+    return m.spec.workload == "trace" or m.spec.direction == "g2h"
+
+
+def _cpu_note(m: Measurement) -> str:
+    parts = []
+    for side in ("client", "server"):
+        c = m.cpu.get(side)
+        if c and c["window_s"] > 0:
+            pct = 100 * (c["user_s"] + c["sys_s"]) / c["window_s"]
+            parts.append(f"{side} cpu {pct:.1f}% of one core")
+    return "; ".join(parts)
+
+
+def measurement_rows(
+    m: Measurement, *, setup: str, source_id: str, backend: str, vcpus: int | None = None
+) -> list[dict]:
+    """Rows in the measured-run schema (throughput for stream; rtt stats otherwise)."""
+    spec = m.spec
+    host = m.hosts.get("client", {})
+    if spec.workload == "stream":
+        direction = "local" if m.local else spec.direction
+    elif spec.workload == "pingpong":
+        direction = "g2h2g" if spec.direction == "g2h" else "h2g2h"
+    else:
+        direction = ""
+    base = {
+        "setup": setup,
+        "source_id": source_id,
+        "backend": backend,
+        "variant": f"linux-{host.get('kernel', '')}",
+        "workload": spec.workload,
+        "direction": direction,
+        "msg_bytes": "" if spec.workload == "trace" else int(spec.msg_bytes),
+        "flows": spec.n_conns,
+        "vcpus": "" if vcpus is None else int(vcpus),
+    }
+    cores = host.get("cores")
+    common = (
+        f"vsockbench measure {'--local ' if m.local else ''}{m.endpoint.transport} "
+        f"{spec.workload} {spec.direction} (client->server = g2h); "
+        f"warmup {spec.warmup:g} s, duration {spec.duration:g} s; "
+        f"kernel {host.get('kernel')}; cpu {host.get('cpu_model')}; {cores} cores; python {host.get('python')}"
+    )
+    cpu = _cpu_note(m)
+    rows = []
+    if spec.workload == "stream":
+        tp = _throughput(m)
+        if tp is not None:
+            value, how = tp
+            notes = "; ".join(x for x in (how, common, cpu) if x)
+            rows.append({**base, "metric": "throughput", "stat": "mean", "value": round(value, 6), "unit": "Gbps", "notes": notes})
+        return rows
+    samples, note = _latency_samples(m)
+    if not len(samples):
+        return rows
+    us = samples / 1e3
+    values = {
+        "mean": us.mean(),
+        "p1": np.percentile(us, 1),
+        "p50": np.percentile(us, 50),
+        "p90": np.percentile(us, 90),
+        "p99": np.percentile(us, 99),
+        "min": us.min(),
+        "max": us.max(),
+        "stddev": us.std(ddof=1) if len(us) > 1 else 0.0,
+    }
+    extra = f"{note}{len(us)} round trips, every one counted" + ("" if spec.workload != "trace" else f"; trace replay {spec.replay} loop")
+    notes = "; ".join(x for x in (extra, common, cpu) if x)
+    for stat in RTT_STATS:
+        rows.append({**base, "metric": "rtt", "stat": stat, "value": round(float(values[stat]), 3), "unit": "us", "notes": notes})
+    return rows
+
+
+def records_frame(m: Measurement, run_id: int | None = None) -> pd.DataFrame:
+    """Per-message records: ping-pong / trace round trips, stream per-recv() chunks at the receiver."""
+    ws, we = _window(m)
+    frames = []
+    for side, results in (("client", m.client), ("server", m.server or [])):
+        for r in results:
+            if r.role not in ("recv", "ping", "trace") and not (r.role == "send" and m.server is None):
+                continue
+            ts = np.frombuffer(r.ts, dtype=np.int64)
+            vals = np.frombuffer(r.vals, dtype=np.int64)
+            df = pd.DataFrame({"t_ns": ts})
+            if r.role == "recv" or r.role == "send":
+                df["bytes"] = np.diff(vals, prepend=0)
+                df["rtt_ns"] = -1
+            else:
+                df["bytes"] = np.frombuffer(r.extra["bytes"], dtype=np.int64) if "bytes" in r.extra else m.spec.msg_bytes
+                df["rtt_ns"] = vals
+            df.insert(0, "conn", np.int32(r.index))
+            df.insert(0, "side", side)
+            df.insert(2, "event", r.role)
+            df["in_window"] = (ts >= ws) & (ts < we)
+            frames.append(df)
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        {"side": [], "conn": [], "event": [], "t_ns": [], "bytes": [], "rtt_ns": [], "in_window": []}
+    )
+    out["side"] = out["side"].astype("category")
+    out["event"] = out["event"].astype("category")
+    if run_id is not None:
+        out.insert(0, "run_id", np.int64(run_id))
+    return out
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def sidecar_paths(out: str) -> tuple[str, str]:
+    stem = out[:-4] if out.endswith(".csv") else out
+    return stem + ".messages.parquet", stem + ".meta.json"
+
+
+def write_outputs(m: Measurement, rows: list[dict], out: str, *, append: bool = False) -> dict:
+    """CSV rows, per-message Parquet and the JSON metadata, each written atomically."""
+    from ..errors import InputError
+
+    existing: list[list[str]] = []
+    if append and os.path.exists(out):
+        with open(out, newline="") as fh:
+            rd = list(csv.reader(fh))
+        if rd and rd[0] != HEADER:
+            raise InputError(f"{out}: row 1: header differs from the measured-run schema; expected {','.join(HEADER)}")
+        existing = rd[1:]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(HEADER)
+    w.writerows(existing)
+    for row in rows:
+        w.writerow([row[k] for k in HEADER])
+    _atomic_write(out, buf.getvalue().encode())
+    pq_path, meta_path = sidecar_paths(out)
+    recs = records_frame(m, m.spec.run_id)
+    if append and os.path.exists(pq_path):
+        recs = pd.concat([pd.read_parquet(pq_path), recs], ignore_index=True)
+    pbuf = io.BytesIO()
+    recs.to_parquet(pbuf, index=False)
+    _atomic_write(pq_path, pbuf.getvalue())
+    run_meta = run_metadata(m, rows)
+    runs = []
+    if append and os.path.exists(meta_path):
+        with open(meta_path) as fh:
+            runs = json.load(fh).get("runs", [])
+    runs.append(run_meta)
+    _atomic_write(meta_path, json.dumps({"runs": runs}, indent=1).encode())
+    return {"csv": out, "records": pq_path, "metadata": meta_path}
+
+
+def run_metadata(m: Measurement, rows: list[dict]) -> dict:
+    """Host metadata of both ends, CPU time of both processes, errors, and the spec."""
+    spec = m.spec.to_dict()
+    spec.pop("ops", None)
+    cpu = {
+        side: {**c, "pct_of_one_core": 100 * (c["user_s"] + c["sys_s"]) / c["window_s"] if c["window_s"] > 0 else None}
+        for side, c in m.cpu.items()
+    }
+    samples, _ = _latency_samples(m) if m.spec.workload != "stream" else (np.empty(0), "")
+    return {
+        "run_id": m.spec.run_id,
+        "started_at": m.started_at,
+        "endpoint": m.endpoint.describe(),
+        "local": m.local,
+        "spec": spec,
+        "hosts": m.hosts,
+        "cpu": cpu,
+        "p999_us": float(np.percentile(samples / 1e3, 99.9)) if len(samples) else None,
+        "errors": m.errors,
+        "partial": m.partial,
+        "rows": len(rows),
+        "argv": sys.argv,
+    }
