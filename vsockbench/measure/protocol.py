@@ -148,3 +148,44 @@ def unpack_data_header(raw: bytes) -> tuple[int, int]:
     if magic != b"VSBD":
         raise EOFError("bad data-connection header")
     return run_id, index
+
+
+def trace_spec(trace, *, replay: str = "closed", warmup: float = 0.0, duration: float | None = None,
+               run_id: int = 0, path: str = "trace") -> RunSpec:
+    """RunSpec for replaying ``trace.ops`` (columns time, flow, op, bytes, reply_bytes, think_time, direction)."""
+    ops = getattr(trace, "ops", None)
+    need = ("time", "flow", "op", "bytes", "reply_bytes", "think_time", "direction")
+    if ops is None or any(c not in ops.columns for c in need):
+        have = list(getattr(ops, "columns", []))
+        raise InputError(f"{path}: trace ops columns {have}; expected {', '.join(need)}")
+    if not len(ops):
+        raise InputError(f"{path}: the trace has no ops; expected at least one send")
+    bad = ~ops["op"].isin(["connect", "send", "recv", "close"])
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise InputError(f"{path}: row {i + 1}: op {ops['op'].iloc[i]!r}; expected connect, send, recv or close")
+    bad = ~ops["direction"].isin(["g2h", "h2g"]) & (ops["op"] == "send")
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise InputError(f"{path}: row {i + 1}: direction {ops['direction'].iloc[i]!r}; expected g2h or h2g")
+    ordered = ops.sort_values("time", kind="stable")
+    flows = tuple(str(f) for f in dict.fromkeys(ordered["flow"]))
+    t_min = float(ordered["time"].min())  # replay time 0 = the trace's first op
+    per_flow = []
+    for name in flows:
+        sub = ordered[ordered["flow"].astype(str) == name]
+        per_flow.append(
+            tuple(
+                (float(t) - t_min, str(o), int(b), int(r), float(th), str(d))
+                for t, o, b, r, th, d in zip(
+                    sub["time"], sub["op"], sub["bytes"].fillna(0), sub["reply_bytes"].fillna(0),
+                    sub["think_time"].fillna(0.0), sub["direction"].fillna("g2h"),
+                )
+            )
+        )
+    if duration is None:
+        span = float(ordered["time"].max() - ordered["time"].min())
+        # Closed loop ignores timestamps: let it run until the ops run out.
+        duration = max(span - warmup, 0.0) + 1.0 if replay == "open" else 1e5
+    return RunSpec(workload="trace", replay=replay, warmup=warmup, duration=duration,
+                   run_id=run_id, flows=flows, ops=tuple(per_flow), msg_bytes=1)

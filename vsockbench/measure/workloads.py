@@ -270,7 +270,6 @@ def trace_flow(connect, spec: RunSpec, flow: int, t0: int, res: ConnResult) -> N
     ops = spec.ops[flow]
     t_stop = t0 + int((spec.warmup + spec.duration) * 1e9)
     open_loop = spec.replay == "open"
-    base = ops[0][0] if ops else 0.0
     ex = res.extra
     for key in ("bytes", "reply", "op"):
         ex[key] = array("q")
@@ -309,7 +308,7 @@ def trace_flow(connect, spec: RunSpec, flow: int, t0: int, res: ConnResult) -> N
             if res.error is not None:
                 break
             if open_loop:
-                due = t0 + int((time_s - base) * 1e9)
+                due = t0 + int(time_s * 1e9)  # times start at 0 (trace_spec)
                 while (now := clock()) < due:
                     time.sleep(min((due - now) / 1e9, 0.5))
             if clock() >= t_stop:
