@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 
 from ..errors import InputError
@@ -121,7 +120,7 @@ def server_handler(args) -> int:
 def _spec(args):
     from ..measure import RunSpec
 
-    run_id = random.SystemRandom().randrange(1, 2**31)  # identifies data connections, not a simulation seed
+    run_id = 0  # measure() draws one from OS entropy
     if args.workload == "trace":
         if not args.trace:
             raise InputError("--trace: required with --workload trace; expected a trace file")

@@ -9,8 +9,10 @@ failed part-way.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import secrets
 
 from .output import default_backend, default_setup, measurement_rows, write_outputs
 from .protocol import RunSpec
@@ -60,6 +62,9 @@ def measure(
     Returns the Measurement and its rows.  If the run failed part-way, the
     outputs are written first and then :class:`MeasureError` is raised.
     """
+    if not spec.run_id:
+        # Names this run's data connections and records; OS entropy, no global RNG state.
+        spec = dataclasses.replace(spec, run_id=secrets.randbelow(2**31 - 1) + 1)
     if local:
         tr = transport or (endpoint.transport if endpoint else "tcp")
         port = endpoint.port if endpoint is not None else 0

@@ -209,8 +209,8 @@ def _serve_run(listener: socket.socket, ctrl: socket.socket, timeout: float) -> 
             sock.close()
             raise MeasureError(f"server: unexpected data connection (run {run_id}, index {idx})")
         socks[idx] = sock
+    t0 = time.perf_counter_ns()  # before "go": the server's clock never starts after the client's
     send_msg(ctrl, {"go": True})
-    t0 = time.perf_counter_ns()
     results, cpu = _run_side("server", socks, spec, t0)
     meta, blobs = _pack_results(results)
     send_msg(ctrl, {"results": meta, "cpu": cpu}, blobs)
