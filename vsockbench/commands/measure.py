@@ -124,14 +124,14 @@ def _spec(args):
     if args.workload == "trace":
         if not args.trace:
             raise InputError("--trace: required with --workload trace; expected a trace file")
+        if not os.path.exists(args.trace):
+            raise InputError(f"{args.trace}: no such trace file")
         try:
             from ..trace import read_trace
         except ImportError:
-            raise InputError("--trace: trace support (vsockbench.trace.read_trace) is not installed in this build") from None
+            raise InputError("--trace: trace support (vsockbench.trace.read_trace) is not in this build") from None
         from ..measure.protocol import trace_spec
 
-        if not os.path.exists(args.trace):
-            raise InputError(f"{args.trace}: no such trace file")
         return trace_spec(read_trace(args.trace), replay=args.replay, warmup=args.warmup,
                           duration=args.duration, run_id=run_id, path=args.trace)
     if args.trace:

@@ -1,0 +1,102 @@
+"""The CLI contract and the measured-run CSV it writes."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from vsockbench.errors import InputError
+from vsockbench.measure import RunSpec, measure
+from vsockbench.measure.output import HEADER
+
+SCHEMA_HEADER = "setup,source_id,backend,variant,workload,direction,msg_bytes,flows,vcpus,metric,stat,value,unit,notes"
+ALLOWED = {
+    "backend": {"vhost", "vhost-user", "vmm", "loopback", "unix", "tcp"},
+    "direction": {"g2h", "h2g", "bidir", "local", "h2g2h", "g2h2g", ""},
+    "stat": {"mean", "median", "p1", "p50", "p90", "p99", "min", "max", "stddev"},
+}
+UNITS = {"throughput": "Gbps", "rtt": "us"}
+
+
+def _check_schema(path):
+    with open(path) as fh:
+        assert fh.readline().rstrip("\n") == SCHEMA_HEADER
+    df = pd.read_csv(path, keep_default_na=False)
+    for col, allowed in ALLOWED.items():
+        assert set(df[col].astype(str)) <= allowed, col
+    for metric, unit in zip(df["metric"], df["unit"]):
+        assert UNITS[metric] == unit
+    assert df["setup"].str.fullmatch(r"[a-z0-9._-]+/[a-z0-9._-]+/[a-z0-9._-]+").all()
+    assert not df["notes"].str.contains("\n").any()
+    return df
+
+
+def test_cli_contract_exactly_as_written(tmp_path):
+    """The command line others script against, verbatim (FILE.csv in a temp dir)."""
+    cmd = ("vsockbench measure client --local --transport unix --workload stream --msg-bytes 65536 "
+           "--connections 1 --duration 2 --out FILE.csv")
+    argv = shlex.split(cmd)
+    r = subprocess.run([sys.executable, "-m", "vsockbench.cli", *argv[1:]], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    df = _check_schema(tmp_path / "FILE.csv")
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert (row["backend"], row["workload"], row["msg_bytes"], row["flows"], row["metric"], row["unit"]) == (
+        "unix", "stream", 65536, 1, "throughput", "Gbps")
+    assert row["source_id"] == "FILE" and row["value"] > 0
+    assert "Gbps" in r.stdout and r.stderr.count("\r") == 0  # no progress bar when not a TTY
+    rec = pd.read_parquet(tmp_path / "FILE.messages.parquet")
+    assert {"side", "conn", "event", "t_ns", "bytes", "rtt_ns", "in_window"} <= set(rec.columns)
+    assert (rec["side"] == "server").all() and (rec["event"] == "recv").all()
+    meta = json.loads((tmp_path / "FILE.meta.json").read_text())
+    assert meta["runs"][0]["hosts"]["client"]["kernel"]
+
+
+def test_cli_pingpong_split_flags_and_setup(tmp_path):
+    out = tmp_path / "pp.csv"
+    r = subprocess.run(
+        [sys.executable, "-m", "vsockbench.cli", "measure", "client", "--local", "--transport", "tcp",
+         "--workload", "pingpong", "--msg-bytes", "64", "--direction", "h2g", "--warmup", "0.05",
+         "--duration", "0.3", "--setup", "tcp/mine/box1", "--quiet", "--out", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    df = _check_schema(out)
+    assert (df["setup"] == "tcp/mine/box1").all() and (df["direction"] == "h2g2h").all()
+    assert r.stdout == ""  # --quiet
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--msg-bytes", "0"], "--msg-bytes"),
+        (["--connections", "0"], "--connections"),
+        (["--duration", "0"], "--duration"),
+        (["--workload", "trace"], "--trace"),
+        (["--workload", "trace", "--trace", "/nonexistent.csv"], "/nonexistent.csv"),
+    ],
+)
+def test_cli_bad_input_exit_2(args, needle):
+    r = subprocess.run(
+        [sys.executable, "-m", "vsockbench.cli", "measure", "client", "--local", "--transport", "unix", *args],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_append_refuses_foreign_header(tmp_path):
+    out = tmp_path / "x.csv"
+    out.write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(InputError, match="header"):
+        measure(RunSpec(duration=0.2), local=True, transport="unix", out=str(out), append=True)
+    assert out.read_text() == "a,b,c\n1,2,3\n"  # untouched
+
+
+def test_header_constant_matches_schema():
+    assert ",".join(HEADER) == SCHEMA_HEADER
