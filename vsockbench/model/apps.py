@@ -1,0 +1,287 @@
+"""Applications: the socket calls of both ends, and the flows that drive them.
+
+Every connection gets a :class:`ConnApp`: per direction a FIFO of messages the
+sending side will ``send()`` and the same FIFO of what the receiving side
+expects to ``recv()`` (a byte stream keeps order, so one queue per direction
+matches sends to reads).  A message that is a request carries the size of its
+reply; the receiver answers after the think time.  Drivers fill the FIFOs:
+``stream`` keeps the sender backlogged (iperf), ``pingpong``/``rpc`` issue a
+request per reply (closed loop) or at a rate (open loop), ``trace`` replays
+a trace's operations at their timestamps.
+
+Socket calls follow af_vsock.c: ``vsock_connectible_sendmsg`` sleeps only at
+zero credit and sends whatever credit allows, split into packets of at most
+64 KiB (``virtio_transport_send_pkt_info``), the copy in the sender's
+context; ``recvmsg`` copies out and may send a CREDIT_UPDATE.  With a
+userspace backend the host app talks to a Unix socket instead.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .socket import CREDIT_UPDATE, REQUEST, RW, SEQ_EOM, SHUTDOWN, SHUTDOWN_BOTH, Pkt
+
+__all__ = ["ConnApp", "start_flow"]
+
+G2H, H2G = 0, 1
+
+
+class Msg:
+    __slots__ = ("nbytes", "t0", "kind", "reply", "think")
+
+    def __init__(self, nbytes, t0, kind, reply=0, think=0.0):
+        self.nbytes, self.t0, self.kind, self.reply, self.think = nbytes, t0, kind, reply, think
+
+
+class ConnApp:
+    """Both applications of one connection."""
+
+    def __init__(self, model, conn, flow, g_thread, h_thread, *, read_limit=None, on_done=None):
+        self.m, self.conn, self.flow = model, conn, flow
+        self.env = model.env
+        self.threads = (g_thread, h_thread)  # index by side: 0 guest, 1 host
+        self.sendq = (deque(), deque())
+        self.expect = (deque(), deque())
+        self._send_wake = [None, None]
+        self._recv_wake = [None, None]
+        self.read_limit = read_limit
+        self.on_done = on_done  # callback(msg, t_end) when a message or reply is fully read
+        self.refill = [None, None]  # stream: callable giving the next message of a direction
+        self.prof = conn.q.prof
+        self.max_pkt = self.prof.max_pkt_bytes
+        self._ready = self.env.event()
+        for d in (G2H, H2G):
+            self.env.process(self._sender(d))
+            self.env.process(self._receiver(d))
+
+    # ------------------------------------------------------------ message FIFOs
+    def push(self, d: int, msg: Msg) -> None:
+        self.sendq[d].append(msg)
+        self.expect[d].append(msg)
+        self.conn.pending[d].append(msg)
+        for waits in (self._send_wake, self._recv_wake):
+            ev = waits[d]
+            if ev is not None:
+                waits[d] = None
+                ev.succeed()
+
+    def _wait(self, waits, d):
+        ev = self.env.event()
+        waits[d] = ev
+        return ev
+
+    # ------------------------------------------------------------ connection setup
+    def connect(self, from_guest: bool):
+        """connect(): REQUEST, then sleep until RESPONSE (or RST)."""
+        m, conn, env = self.m, self.conn, self.env
+        th = self.threads[0 if from_guest else 1]
+        p = self.prof
+        conn.t_connect = env.now
+        ev = env.event()
+        conn.connect_wait = ev
+        if from_guest:
+            yield th.run(p.guest_send_call_ns * 1e-9)
+            th.debt += m.guest_ctrl(conn, REQUEST)
+        else:
+            extra = 2 * p.backend_syscall_ns * 1e-9 if conn.userspace else 0.0  # connect + "CONNECT <port>\n"
+            yield th.run(p.host_send_call_ns * 1e-9 + extra)
+            m.host_ctrl(conn, REQUEST)
+        yield ev
+        yield env.timeout(self._wake_latency(from_guest))
+        if not self._ready.triggered:
+            self._ready.succeed()
+
+    def close(self, from_guest: bool):
+        """close(): SHUTDOWN(RCV|SEND); the peer answers RST."""
+        th = self.threads[0 if from_guest else 1]
+        yield th.run((self.prof.guest_send_call_ns if from_guest else self.prof.host_send_call_ns) * 1e-9)
+        if from_guest:
+            th.debt += self.m.guest_ctrl(self.conn, SHUTDOWN, SHUTDOWN_BOTH)
+        else:
+            self.m.host_ctrl(self.conn, SHUTDOWN, SHUTDOWN_BOTH)
+
+    def _wake_latency(self, guest: bool) -> float:
+        p = self.prof
+        return (p.guest_wakeup_latency_ns if guest else p.host_wakeup_latency_ns) * 1e-9 * self.m.jitter()
+
+    # ------------------------------------------------------------ senders
+    def _sender(self, d: int):
+        yield self._ready
+        q = self.sendq[d]
+        send = self._send_vsock if (d == G2H or not self.conn.userspace) else self._send_uds
+        while True:
+            if not q:
+                refill = self.refill[d]
+                if refill is not None:
+                    msg = refill()
+                    if msg is not None:
+                        self.push(d, msg)
+                        continue
+                yield self._wait(self._send_wake, d)
+                continue
+            msg = q.popleft()
+            yield from send(d, msg.nbytes)
+
+    def _send_vsock(self, d: int, nbytes: int):
+        """vsock_connectible_sendmsg(): partial sends at any credit, <= 64 KiB packets."""
+        conn, env = self.conn, self.env
+        from_guest = d == G2H
+        end = conn.g if from_guest else conn.h
+        th = self.threads[0 if from_guest else 1]
+        p = self.prof
+        if from_guest:
+            call, per_pkt, per_byte = p.guest_send_call_ns, p.guest_send_per_pkt_ns, p.guest_copy_ns_per_kib
+        else:
+            call, per_pkt, per_byte = p.host_send_call_ns, p.guest_send_per_pkt_ns, p.host_copy_ns_per_kib
+        call, per_pkt, per_byte = call * 1e-9, per_pkt * 1e-9, per_byte * 1e-9 / 1024
+        seq = end.seqpacket
+        cost = call
+        remaining = nbytes
+        max_pkt = self.max_pkt
+        q = conn.q
+        while remaining:
+            c = end.credit()
+            if c == 0:  # sleep in wait_woken until sk_write_space
+                if cost:
+                    yield th.run(cost)
+                    cost = 0.0
+                if end.credit() == 0:
+                    ev = env.event()
+                    end.writer = ev
+                    yield ev
+                    yield env.timeout(self._wake_latency(from_guest))
+                continue
+            n = remaining if remaining < c else c
+            if n > max_pkt:
+                n = max_pkt
+            end.take_credit(n)
+            remaining -= n
+            yield th.run(cost + per_pkt + n * per_byte)
+            cost = 0.0
+            pkt = end.stamp(Pkt(conn, from_guest, RW, n, SEQ_EOM if seq and not remaining else 0, 0, 0))
+            conn.sent[d] += n
+            if from_guest:
+                th.debt += q.xmit(pkt)
+            else:
+                q.backend.host_send(pkt, q)
+
+    def _send_uds(self, d: int, nbytes: int):
+        """The host app writes to the userspace backend's Unix socket (blocks when it is full)."""
+        conn, env = self.conn, self.env
+        th = self.threads[1]
+        p = self.prof
+        call, per_byte = p.host_send_call_ns * 1e-9, p.host_copy_ns_per_kib * 1e-9 / 1024
+        remaining = nbytes
+        backend = conn.q.backend
+        while remaining:
+            room = conn.uds_cap - conn.uds_h2g
+            if room <= 0:
+                ev = env.event()
+                conn.host_writer_wake = ev
+                yield ev
+                yield env.timeout(self._wake_latency(False))
+                continue
+            n = remaining if remaining < room else room
+            yield th.run(call + n * per_byte)
+            conn.uds_h2g += n
+            conn.sent[d] += n
+            remaining -= n
+            backend.host_data(conn)
+
+    # ------------------------------------------------------------ receivers
+    def _receiver(self, d: int):
+        env = self.env
+        yield self._ready
+        expect = self.expect[d]
+        to_guest = d == H2G
+        recv = self._recv_vsock if (to_guest or not self.conn.userspace) else self._recv_uds
+        limit = self.read_limit
+        total = 0
+        while True:
+            if not expect:
+                yield self._wait(self._recv_wake, d)
+                continue
+            msg = expect[0]
+            got = 0
+            while got < msg.nbytes:
+                if limit is not None and total >= limit:
+                    yield env.event()  # the reader stopped reading: never wakes
+                want = msg.nbytes - got
+                if limit is not None:
+                    want = min(want, limit - total)
+                n = yield from recv(d, want)
+                got += n
+                total += n
+            expect.popleft()
+            self.conn.pending[d].popleft()
+            self._done(d, msg)
+
+    def _done(self, d: int, msg: Msg) -> None:
+        now = self.env.now
+        self.m.messages.append((self.conn.flow, self.conn.id, d, msg.kind, msg.nbytes, msg.t0, now))
+        if msg.reply:
+            reply = Msg(msg.reply, msg.t0, "rtt")
+            if msg.think > 0:
+                self.env.process(self._delayed_push(1 - d, reply, msg.think))
+            else:
+                self.push(1 - d, reply)
+        if self.on_done is not None:
+            self.on_done(self, d, msg, now)
+
+    def _delayed_push(self, d, msg, delay):
+        yield self.env.timeout(delay)
+        self.push(d, msg)
+
+    def _recv_vsock(self, d: int, want: int):
+        conn, env, m = self.conn, self.env, self.m
+        to_guest = d == H2G
+        end = conn.g if to_guest else conn.h
+        th = self.threads[0 if to_guest else 1]
+        p = self.prof
+        if to_guest:
+            call, per_byte = p.guest_recv_call_ns * 1e-9, p.guest_copy_ns_per_kib * 1e-9 / 1024
+        else:
+            call, per_byte = p.host_recv_call_ns * 1e-9, p.host_copy_ns_per_kib * 1e-9 / 1024
+        avail = end.readable()
+        while not avail:
+            ev = env.event()
+            end.reader = ev
+            yield ev
+            yield env.timeout(self._wake_latency(to_guest))
+            avail = end.readable()
+        n = avail if (end.seqpacket or avail < want) else want
+        yield th.run(call + n * per_byte)
+        got = end.dequeue(n)
+        if end.wants_credit_update():
+            end.credit_updates += 1
+            if to_guest:
+                th.debt += m.guest_ctrl(conn, CREDIT_UPDATE)
+            else:
+                m.host_ctrl(conn, CREDIT_UPDATE)
+        conn.recv[d] += got
+        return got
+
+    def _recv_uds(self, d: int, want: int):
+        conn, env = self.conn, self.env
+        th = self.threads[1]
+        p = self.prof
+        while not conn.uds_g2h:
+            ev = env.event()
+            conn.host_reader_wake = ev
+            yield ev
+            yield env.timeout(self._wake_latency(False))
+        n = min(conn.uds_g2h, want)
+        yield th.run(p.host_recv_call_ns * 1e-9 + n * p.host_copy_ns_per_kib * 1e-9 / 1024)
+        conn.uds_g2h -= n
+        if conn.txbuf:
+            conn.q.backend.flush(conn)
+        conn.recv[d] += n
+        return n
+
+
+def start_flow(model, flow, index: int):
+    """Create the connections of ``flow`` and the processes that drive them."""
+    from .drivers import start
+
+    return start(model, flow, index)

@@ -1,0 +1,306 @@
+"""Device backends: the host-side thread(s) that serve a guest's virtqueues.
+
+* :class:`VhostBackend` (drivers/vhost/vsock.c): one kernel worker with a FIFO
+  of work items (``vhost_run_work_list``), TX-kick and send_pkt handlers, each
+  yielding after ``VHOST_VSOCK_PKT_WEIGHT`` packets or ``VHOST_VSOCK_WEIGHT``
+  bytes by requeueing itself at the tail (``vhost_exceeds_weight``).  The
+  host socket's ``recv_pkt`` runs inside the worker; host-to-guest skbs are
+  split across guest RX buffers (``vhost_transport_do_send_pkt``).
+* :class:`UserspaceBackend` for ``vhost-user`` (rust-vmm vhost-device-vsock:
+  one vring thread for RX+TX+backend epoll, ``vhu_vsock_thread.rs``) and
+  ``vmm`` (Firecracker's VMM event thread, shared by every device of the VM,
+  ``devices/virtio/vsock/device.rs`` + ``unix/muxer.rs``).  One syscall per
+  packet to the host application's Unix socket; RX is one read() per guest
+  RX buffer, round robin per packet (vhost-user) or draining one connection
+  before the next (Firecracker ``recv_pkt``); one interrupt per batch.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .socket import CREDIT_REQUEST, REQUEST, RW, SEQ_EOM, Pkt
+
+__all__ = ["VhostBackend", "UserspaceBackend"]
+
+OTHER_DEVICES_PERIOD = 50e-6  # s: granularity of the VMM thread's work for net/block devices
+
+
+class _Worker:
+    """A backend thread with a FIFO of work items, each queued at most once (VHOST_WORK_QUEUED)."""
+
+    def __init__(self, model, name: str, prof):
+        self.model, self.prof, self.name = model, prof, name
+        self.env = model.env
+        self.thread = model.thread("host", name)
+        self.work: deque = deque()
+        self.queued: set = set()
+        self._wake = None
+        self.yields = 0  # times a handler gave up the worker on its weight
+        self.queues: list = []
+        model.env.process(self._loop())
+
+    def _queue(self, item) -> None:
+        if item not in self.queued:
+            self.queued.add(item)
+            self.work.append(item)
+            ev = self._wake
+            if ev is not None:
+                self._wake = None
+                ev.succeed()
+
+    def notify_tx(self, q) -> None:
+        self._queue(("tx", q))
+
+    def notify_rx(self, q) -> None:
+        self._queue(("rx", q))
+
+    def _loop(self):
+        env, model = self.env, self.model
+        wake_ns = self.prof.backend_wakeup_latency_ns * 1e-9
+        work, queued = self.work, self.queued
+        while True:
+            if not work:
+                self._wake = env.event()
+                yield self._wake
+                yield env.timeout(wake_ns * model.jitter())  # eventfd -> wake_up_process -> scheduled
+            item = work.popleft()
+            queued.discard(item)
+            yield from self.handle(item)
+
+
+class VhostBackend(_Worker):
+    """One vhost worker (today one per device; per queue pair in the multi-queue design)."""
+
+    kind = "vhost"
+
+    def host_send(self, pkt, q) -> None:
+        """vhost_transport_send_pkt(): append to send_pkt_queue, queue send_pkt_work."""
+        q.host_sendq.append(pkt)
+        self._queue(("rx", q))
+
+    def handle(self, item):
+        kind, q = item
+        if kind == "tx":
+            yield from self._handle_tx(q)
+        else:
+            yield from self._handle_rx(q)
+
+    def _handle_tx(self, q):
+        """vhost_vsock_handle_tx_kick(): drain the TX ring into host sockets, up to the weights."""
+        prof, model, run = self.prof, self.model, self.thread.run
+        per_pkt = prof.backend_per_pkt_ns * 1e-9
+        per_byte = prof.backend_copy_ns_per_kib * 1e-9 / 1024
+        wp, wb = prof.weight_pkts, prof.weight_bytes
+        q.tx_kick_enabled = False  # vhost_disable_notify: "avoid further vmexits"
+        pkts = nbytes = 0
+        deliver = model.host_recv_pkt
+        while True:
+            if not q.txring:
+                q.tx_kick_enabled = True  # vhost_enable_notify, then re-check for a race
+                if q.txring:
+                    q.tx_kick_enabled = False
+                    continue
+                break
+            pkt = q.pop_tx()
+            q.held += pkt.len
+            yield run(per_pkt + pkt.len * per_byte)  # vhost_vsock_alloc_skb copies from guest memory
+            q.held -= pkt.len
+            deliver(pkt, q)  # virtio_transport_recv_pkt in the worker (takes lock_sock)
+            pkts += 1
+            nbytes += pkt.len
+            if wp and (pkts >= wp or nbytes >= wb):  # vhost_exceeds_weight -> requeue at the tail
+                self.yields += 1
+                self._queue(("tx", q))
+                break
+        if pkts:
+            cost = q.signal_tx()
+            if cost:
+                yield run(cost)
+
+    def _handle_rx(self, q):
+        """vhost_transport_do_send_pkt(): split each skb across guest RX buffers."""
+        prof, run = self.prof, self.thread.run
+        per_buf = prof.backend_per_rxbuf_ns * 1e-9
+        per_byte = prof.backend_copy_ns_per_kib * 1e-9 / 1024
+        payload = prof.rx_buf_payload_bytes
+        wp, wb = prof.weight_pkts, prof.weight_bytes
+        sendq = q.host_sendq
+        bufs = nbytes = 0
+        while sendq:
+            pkt = sendq[0]
+            remaining = pkt.len - q.host_off
+            need = max(1, -(-remaining // payload))
+            k = min(need, q.rx_avail)
+            if wp:
+                k = min(k, wp - bufs)
+            if k <= 0:
+                q.take_rx_buffer()  # none posted: enable notify and wait for the guest's RX kick
+                break
+            q.rx_avail -= k
+            pieces = []
+            for _ in range(k):
+                n = remaining if remaining < payload else payload
+                remaining -= n
+                last = remaining == 0
+                pieces.append(Pkt(pkt.conn, False, pkt.op, n, pkt.flags if last else pkt.flags & ~SEQ_EOM,
+                                  pkt.buf_alloc, pkt.fwd_cnt, pkt.reply))
+            sent = pkt.len - q.host_off - remaining
+            yield run(k * per_buf + sent * per_byte)
+            for piece in pieces:
+                q.put_rx(piece)
+            if remaining == 0:
+                sendq.popleft()
+                q.host_off = 0
+            else:
+                q.host_off = pkt.len - remaining  # requeued at the head, rest goes out next
+            bufs += k
+            nbytes += sent
+            if wp and (bufs >= wp or nbytes >= wb):
+                self.yields += 1
+                self._queue(("rx", q))
+                break
+        if bufs:
+            cost = q.signal_rx()
+            if cost:
+                yield run(cost)
+
+
+class UserspaceBackend(_Worker):
+    """A vhost-user daemon's vring thread or the Firecracker VMM thread."""
+
+    def __init__(self, model, name: str, prof):
+        super().__init__(model, name, prof)
+        self.kind = prof.backend
+        if prof.backend_other_util > 0:
+            model.env.process(self._other_devices())
+
+    def _other_devices(self):
+        """The VMM thread also emulates net/block: a steady share of its time."""
+        env = self.env
+        busy = OTHER_DEVICES_PERIOD * self.prof.backend_other_util
+        while True:
+            yield env.timeout(OTHER_DEVICES_PERIOD - busy)
+            self._queue(("other", busy))
+            yield env.timeout(busy)
+
+    def host_data(self, conn) -> None:
+        """EPOLLIN on the host app's Unix socket (or a control reply owed to the guest)."""
+        q = conn.q
+        if not conn.in_rxq:
+            conn.in_rxq = True
+            q.rx_pending.append(conn)
+        self._queue(("rx", q))
+
+    def host_send(self, pkt, q) -> None:
+        """A control packet the backend owes the guest (RESPONSE, CREDIT_UPDATE, RST...)."""
+        conn = pkt.conn
+        conn.ctrl_h2g.append(pkt)
+        if not conn.in_rxq:
+            conn.in_rxq = True
+            q.rx_pending.append(conn)
+        self._queue(("rx", q))
+
+    def flush(self, conn) -> None:
+        """EPOLLOUT: the host app read, the LocalTxBuf can drain."""
+        self._queue(("out", conn))
+
+    def handle(self, item):
+        kind, obj = item
+        prof, run = self.prof, self.thread.run
+        if kind == "other":
+            yield run(obj)
+            return
+        loop = prof.backend_loop_ns * 1e-9  # one epoll_wait round
+        if kind == "out":
+            yield run(loop + prof.backend_syscall_ns * 1e-9)
+            self.model.backend_flush(obj)
+            obj = obj.q
+        elif kind == "tx":
+            yield run(loop)
+            yield from self._process_tx(obj)
+        else:
+            yield run(loop)
+        yield from self._process_rx(obj)
+
+    def _process_tx(self, q):
+        """Firecracker process_tx / vhost-device-vsock process_tx: one write() per packet."""
+        prof, model, run = self.prof, self.model, self.thread.run
+        per_pkt = prof.backend_per_pkt_ns * 1e-9
+        per_byte = prof.backend_copy_ns_per_kib * 1e-9 / 1024
+        syscall = prof.backend_syscall_ns * 1e-9
+        q.tx_kick_enabled = False
+        n = 0
+        while q.txring:
+            pkt = q.pop_tx()
+            cost = per_pkt + (syscall + pkt.len * per_byte if pkt.op == RW else 0.0)
+            if pkt.op == REQUEST:
+                cost += 2 * syscall  # connect() to <uds_path>_<port>
+            q.held += pkt.len
+            yield run(cost)
+            q.held -= pkt.len
+            model.backend_recv_pkt(pkt, q)
+            n += 1
+        q.tx_kick_enabled = True
+        if n:
+            cost = q.signal_tx()
+            if cost:
+                yield run(cost)
+
+    def _process_rx(self, q):
+        """Fill guest RX buffers from pending connections; one read() per buffer."""
+        prof, run = self.prof, self.thread.run
+        per_buf = prof.backend_per_rxbuf_ns * 1e-9
+        per_byte = prof.backend_copy_ns_per_kib * 1e-9 / 1024
+        syscall = prof.backend_syscall_ns * 1e-9
+        rearm = syscall if prof.rx_round_robin else 0.0  # vhost-device-vsock re-arms epoll per packet
+        payload = prof.rx_buf_payload_bytes
+        pending = q.rx_pending
+        bufs = 0
+        while pending:
+            conn = pending[0]
+            if conn.ctrl_h2g:
+                if not q.take_rx_buffer():
+                    break
+                pkt = conn.ctrl_h2g.popleft()
+                cost = per_buf
+            elif conn.uds_h2g and not conn.closed:
+                credit = conn.h.credit()
+                if credit == 0:
+                    pending.popleft()
+                    conn.in_rxq = False
+                    if prof.host_sends_credit_request and not conn.credit_requested:
+                        conn.credit_requested = True  # resumes on the guest's CREDIT_UPDATE
+                        self.host_send(conn.h.stamp(Pkt(conn, False, CREDIT_REQUEST, 0, 0, 0, 0)), q)
+                    continue
+                if not q.take_rx_buffer():
+                    break
+                n = min(payload, credit, conn.uds_h2g)
+                conn.uds_h2g -= n
+                conn.h.take_credit(n)
+                pkt = conn.h.stamp(Pkt(conn, False, RW, n, 0, 0, 0))
+                cost = per_buf + syscall + rearm + n * per_byte
+                w = conn.host_writer_wake
+                if w is not None:
+                    conn.host_writer_wake = None
+                    w.succeed()
+            else:
+                pending.popleft()
+                conn.in_rxq = False
+                continue
+            q.held += pkt.len
+            yield run(cost)
+            q.held -= pkt.len
+            q.put_rx(pkt)
+            bufs += 1
+            if prof.rx_round_robin and pending and pending[0] is conn:
+                pending.rotate(-1)  # one packet per connection per round
+        if bufs:
+            cost = q.signal_rx()
+            if cost:
+                yield run(cost)
+
+
+def make_backend(model, name: str, prof):
+    return VhostBackend(model, name, prof) if prof.backend == "vhost" else UserspaceBackend(model, name, prof)
+

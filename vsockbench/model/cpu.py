@@ -1,0 +1,86 @@
+"""CPU pools and threads.
+
+Guest vCPUs and host cores are pools of identical CPUs; every thread of the
+model (application threads, the guest driver's work items, the vhost worker,
+a vhost-user daemon, the VMM event thread) consumes CPU time from one pool
+and queues FIFO when all CPUs of its pool are busy.  Simplification: no
+preemption and no CPU affinity (the kernel's bound workqueue runs a work item
+on the CPU that queued it; we let any free vCPU take it); vCPU threads are
+assumed to own their host cores (as Firecracker's CI pins them).
+
+Speed: an uncontended ``run`` costs one SimPy event (the timeout), which is
+what makes the model stay near the SimPy floor.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+__all__ = ["CpuPool", "Thread"]
+
+
+class CpuPool:
+    """``size`` identical CPUs; FIFO hand-over when all are busy."""
+
+    __slots__ = ("env", "name", "size", "free", "waiters")
+
+    def __init__(self, env, name: str, size: int):
+        self.env, self.name, self.size, self.free = env, name, size, size
+        self.waiters: deque = deque()  # (thread, cost, done_event)
+
+    def _release(self, _event=None) -> None:
+        if self.waiters:
+            thread, cost, done = self.waiters.popleft()
+            thread._start(cost, done)
+        else:
+            self.free += 1
+
+
+class Thread:
+    """A schedulable thread: accumulates busy time within the measured window."""
+
+    __slots__ = ("env", "pool", "name", "side", "busy", "busy_total", "t0", "t1", "runs", "debt")
+
+    def __init__(self, env, pool: CpuPool, name: str, side: str, window: tuple[float, float]):
+        self.env, self.pool, self.name, self.side = env, pool, name, side
+        self.t0, self.t1 = window
+        self.busy = 0.0  # seconds of CPU inside the measured window
+        self.busy_total = 0.0
+        self.runs = 0
+        self.debt = 0.0  # CPU owed from off-path work (a kick's VM exit), paid at the next run
+
+    def _account(self, start: float, cost: float) -> None:
+        self.busy_total += cost
+        self.runs += 1
+        lo = start if start > self.t0 else self.t0
+        end = start + cost
+        hi = end if end < self.t1 else self.t1
+        if hi > lo:
+            self.busy += hi - lo
+
+    def run(self, cost: float):
+        """An event that fires after this thread has had ``cost`` seconds of CPU."""
+        if self.debt:
+            cost += self.debt
+            self.debt = 0.0
+        pool = self.pool
+        if pool.free:
+            pool.free -= 1
+            self._account(self.env.now, cost)
+            ev = self.env.timeout(cost)
+            ev.callbacks.append(pool._release)
+            return ev
+        done = self.env.event()
+        pool.waiters.append((self, cost, done))
+        return done
+
+    def _start(self, cost: float, done) -> None:
+        self._account(self.env.now, cost)
+        t = self.env.timeout(cost)
+        pool = self.pool
+
+        def finish(_ev, done=done):
+            pool._release()
+            done.succeed()
+
+        t.callbacks.append(finish)

@@ -1,0 +1,236 @@
+"""The guest driver: one :class:`GuestQueue` per virtqueue pair of a device.
+
+Mirrors net/vmw_vsock/virtio_transport.c:
+
+* ``xmit`` is ``virtio_transport_send_pkt``: the fast path (queue empty and
+  ``tx_lock`` free -> the sender adds to the TX ring itself, one kick per
+  packet, efcd71af38be) or append to ``send_pkt_queue`` + ``queue_work``.
+* ``_send_pkt_work`` drains ``send_pkt_queue`` in FIFO order, one kick per
+  batch, stops when the ring is full (``virtio_transport_send_pkt_work``).
+* ``_tx_work`` reclaims used TX buffers on the TX interrupt and requeues
+  send_pkt_work (``virtio_transport_tx_work``).
+* ``_rx_work`` runs on the RX interrupt with callbacks disabled until the ring
+  is empty (no budget), delivers each buffer to its socket
+  (``virtio_transport_recv_pkt``), and refills only below half
+  (``virtio_vsock_rx_fill``; ``rx_buf_nr < rx_buf_max_nr / 2``).
+
+Notification suppression (EVENT_IDX): a kick only when the backend has
+notifications enabled (it disables them while it runs), an interrupt only
+when the guest has callbacks enabled (disabled while rx_work/tx_work run).
+Simplification: ``queued_replies`` throttling is not modelled (it only
+matters under connection storms larger than the ring).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+__all__ = ["GuestQueue"]
+
+RX_BATCH = 8  # buffers delivered per CPU charge in rx_work (speed; per-buffer cost is kept)
+
+
+class GuestQueue:
+    """One TX/RX virtqueue pair of a guest vsock device, with its work items."""
+
+    def __init__(self, model, dev, index: int):
+        self.model, self.dev, self.index = model, dev, index
+        self.cid = dev.cid
+        prof = self.prof = dev.resolved
+        env = self.env = model.env
+        self.slots = prof.slots_per_pkt
+        self.ring = prof.ring_size
+        # TX side
+        self.sendq: deque = deque()  # send_pkt_queue (unbounded sk_buff_head)
+        self.txring: deque = deque()  # packets available to the device
+        self.tx_free = prof.ring_size  # free descriptors
+        self.tx_used = deque()  # slot counts used by the device, awaiting reclaim
+        self.tx_kick_enabled = True  # the device wants a kick (vhost_enable_notify)
+        self.tx_cb_enabled = True  # the driver wants the TX interrupt
+        self.send_work_running = False
+        # RX side: the driver posts the whole ring at probe (virtio_vsock_rx_fill)
+        self.rx_avail = prof.ring_size
+        self.rx_used: deque = deque()
+        self.rx_cb_enabled = True
+        self.rx_kick_enabled = False  # the device asks for a kick only when it ran out of buffers
+        self.backend = None  # set by the topology builder
+        # accounting
+        self.held = 0  # payload bytes a worker has taken off a ring and not yet delivered
+        self.packets = 0
+        self.bytes = 0
+        name = f"{dev.cid}.{index}"
+        self.t_send = model.thread("guest", f"g:send_pkt_work-{name}")
+        self.t_tx = model.thread("guest", f"g:tx_work-{name}")
+        self.t_rx = model.thread("guest", f"g:rx_work-{name}")
+        self._send_ev = self._tx_ev = self._rx_ev = None
+        self._send_queued = self._tx_queued = self._rx_queued = False
+        env.process(self._send_pkt_work())
+        env.process(self._tx_work())
+        env.process(self._rx_work())
+
+    # ------------------------------------------------------------------ TX
+    def xmit(self, pkt) -> float:
+        """virtio_transport_send_pkt(); returns the kick cost the caller's vCPU pays (0 if none)."""
+        if not self.sendq and not self.send_work_running and self.tx_free >= self._slots(pkt):
+            self._add_tx(pkt)  # fast path in the sender's context
+            return self._maybe_kick()
+        self.sendq.append(pkt)
+        self._queue_send_work()
+        return 0.0
+
+    def _slots(self, pkt) -> int:
+        return self.slots if pkt.len else 1
+
+    def _add_tx(self, pkt) -> None:
+        n = self._slots(pkt)
+        self.tx_free -= n
+        self.txring.append(pkt)
+        self.packets += 1
+        self.bytes += pkt.len
+        self.model.record_packet(pkt, self)
+
+    def _maybe_kick(self) -> float:
+        if self.tx_kick_enabled:
+            self.tx_kick_enabled = False  # EVENT_IDX: one kick until the device re-arms
+            self.backend.notify_tx(self)
+            return self.prof.guest_kick_ns * 1e-9
+        return 0.0
+
+    def _queue_send_work(self) -> None:
+        if not self._send_queued:
+            self._send_queued = True
+            ev = self._send_ev
+            if ev is not None:
+                self._send_ev = None
+                ev.succeed()
+
+    def _send_pkt_work(self):
+        env, model, prof = self.env, self.model, self.prof
+        per_pkt = prof.guest_txq_per_pkt_ns * 1e-9
+        while True:
+            if not self._send_queued:
+                self._send_ev = env.event()
+                yield self._send_ev
+            self._send_queued = False
+            yield env.timeout(prof.guest_wq_latency_ns * 1e-9 * model.jitter())
+            self.send_work_running = True
+            batch = 0
+            while self.sendq and self.tx_free >= self._slots(self.sendq[0]):
+                self._add_tx(self.sendq.popleft())
+                batch += 1
+            if batch:
+                kick = self._maybe_kick()
+                yield self.t_send.run(per_pkt * batch + kick)
+            self.send_work_running = False
+            # packets queued while we ran: the sender saw send_work_running and queued work
+
+    # device side hands TX packets over here
+    def pop_tx(self):
+        pkt = self.txring.popleft()
+        self.tx_used.append(self._slots(pkt))
+        return pkt
+
+    def signal_tx(self) -> float:
+        """vhost_signal() for the TX vq; returns the backend's cost (0 if suppressed)."""
+        if self.tx_cb_enabled:
+            self.tx_cb_enabled = False
+            self._tx_queued = True
+            ev = self._tx_ev
+            if ev is not None:
+                self._tx_ev = None
+                ev.succeed()
+            return self.prof.backend_signal_ns * 1e-9
+        return 0.0
+
+    def _tx_work(self):
+        env, model, prof = self.env, self.model, self.prof
+        while True:
+            if not self._tx_queued:
+                self._tx_ev = env.event()
+                yield self._tx_ev
+            self._tx_queued = False
+            yield env.timeout(prof.guest_wq_latency_ns * 1e-9 * model.jitter())
+            n = len(self.tx_used)
+            freed = sum(self.tx_used)
+            self.tx_used.clear()
+            yield self.t_tx.run(prof.guest_irq_ns * 1e-9 + n * prof.guest_txq_per_pkt_ns * 1e-9)
+            self.tx_free += freed  # virtio_transport_tx_work: virtqueue_get_buf + consume_skb_sent
+            self.tx_cb_enabled = True
+            if self.tx_used:  # more were used while we ran (enable_cb race check)
+                self.tx_cb_enabled = False
+                self._tx_queued = True
+            if freed and self.sendq:
+                self._queue_send_work()
+
+    # ------------------------------------------------------------------ RX
+    def take_rx_buffer(self) -> bool:
+        """The device takes one posted RX buffer; False when the ring is empty."""
+        if self.rx_avail:
+            self.rx_avail -= 1
+            return True
+        self.rx_kick_enabled = True  # vhost_enable_notify on the RX vq: kick me after a refill
+        return False
+
+    def put_rx(self, pkt) -> None:
+        """The device filled one RX buffer with ``pkt`` (header + <= rx_buf_payload bytes)."""
+        self.rx_used.append(pkt)
+        self.packets += 1
+        self.bytes += pkt.len
+        self.model.record_packet(pkt, self)
+
+    def signal_rx(self) -> float:
+        if self.rx_cb_enabled:
+            self.rx_cb_enabled = False
+            self._rx_queued = True
+            ev = self._rx_ev
+            if ev is not None:
+                self._rx_ev = None
+                ev.succeed()
+            return self.prof.backend_signal_ns * 1e-9
+        return 0.0
+
+    def _rx_work(self):
+        env, model, prof = self.env, self.model, self.prof
+        per_pkt = prof.guest_recv_per_pkt_ns * 1e-9
+        refill_ns = prof.guest_rx_refill_ns * 1e-9
+        deliver = model.guest_recv_pkt
+        half = self.ring // 2
+        rx_used = self.rx_used
+        while True:
+            if not self._rx_queued:
+                self._rx_ev = env.event()
+                yield self._rx_ev
+            self._rx_queued = False
+            yield env.timeout(prof.guest_wq_latency_ns * 1e-9 * model.jitter())
+            cost = prof.guest_irq_ns * 1e-9
+            while True:
+                if not rx_used:
+                    break
+                n = min(len(rx_used), RX_BATCH)
+                batch = [rx_used.popleft() for _ in range(n)]
+                held = sum(p.len for p in batch)
+                self.held += held
+                yield self.t_rx.run(cost + per_pkt * n)
+                self.held -= held
+                cost = 0.0
+                for pkt in batch:
+                    deliver(pkt, self)
+            # out: refill only below half (virtio_transport_rx_work -> virtio_vsock_rx_fill)
+            posted = self.rx_avail + len(rx_used)
+            if posted < half:
+                refill = self.ring - posted
+                kick = 0.0
+                self.rx_avail += refill
+                if self.rx_kick_enabled:
+                    self.rx_kick_enabled = False
+                    kick = prof.guest_kick_ns * 1e-9
+                    self.backend.notify_rx(self)
+                yield self.t_rx.run(refill * refill_ns + kick)
+            self.rx_cb_enabled = True
+            if rx_used:  # virtqueue_enable_cb() saw more: go round again
+                self.rx_cb_enabled = False
+                self._rx_queued = True
+
+    def in_flight_bytes(self) -> int:
+        return (sum(p.len for p in self.sendq) + sum(p.len for p in self.txring)
+                + sum(p.len for p in self.rx_used) + self.held)

@@ -1,0 +1,274 @@
+"""Backend cost profiles: every number the model uses, with its unit and source.
+
+A :class:`Profile` holds the constants taken from code (ring size, RX buffer
+size, weights, credit thresholds) and the costs that must be measured (CPU
+time per packet, per byte, per notification, wake-up latencies).  One built-in
+profile exists per backend kind: ``vhost``, ``vhost-user`` and ``vmm``.
+Profiles load from and save to TOML (``load_profile`` / ``save_profile``); a
+calibrated profile records the measured setup it was fitted on.
+
+Units are in the field names: ``_ns`` nanoseconds of CPU time (or of latency
+for ``*_latency_ns``), ``_ns_per_kib`` nanoseconds per KiB copied, ``_bytes``
+bytes.  Costs are charged to the thread that does the work in the kernel/VMM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import tomllib
+
+from .errors import InputError
+
+__all__ = ["Profile", "BUILTIN_PROFILES", "builtin_profile", "load_profile", "save_profile", "resolve_profile"]
+
+BACKENDS = ("vhost", "vhost-user", "vmm")
+
+# Where each default comes from.  "code:" = a constant in the cited source;
+# "est:" = a first estimate from a row of shared/measured (before calibration).
+SOURCES: dict[str, str] = {
+    "ring_size": "code: QEMU VHOST_VSOCK_QUEUE_SIZE=128 (hw/virtio/vhost-vsock-common.h); "
+    "Firecracker FIRECRACKER_MAX_QUEUE_SIZE=256 (devices/virtio/vsock)",
+    "indirect_desc": "code: vhost offers RING_F_INDIRECT_DESC (drivers/vhost/vhost.h VHOST_FEATURES); "
+    "Firecracker AVAIL_FEATURES and vhost-device-vsock do not -> header+data = 2 slots",
+    "rx_buf_payload_bytes": "code: VIRTIO_VSOCK_DEFAULT_RX_BUF_SIZE=4096 (include/linux/virtio_vsock.h)",
+    "max_pkt_bytes": "code: VIRTIO_VSOCK_MAX_PKT_BUF_SIZE=64 KiB (virtio_transport_send_pkt_info)",
+    "seqpacket": "code: vhost VHOST_VSOCK_FEATURES has F_SEQPACKET; vhost-device-vsock and Firecracker offer STREAM only",
+    "weight_pkts": "code: VHOST_VSOCK_PKT_WEIGHT=256 (drivers/vhost/vsock.c); userspace backends drain (0 = no weight)",
+    "weight_bytes": "code: VHOST_VSOCK_WEIGHT=0x80000 (drivers/vhost/vsock.c)",
+    "host_buf_alloc_bytes": "code: vhost host socket VSOCK_DEFAULT_BUFFER_SIZE=256 KiB (af_vsock.c); "
+    "Firecracker CONN_TX_BUF_SIZE=64 KiB (csm/mod.rs); vhost-device-vsock tx_buffer_size=64 KiB",
+    "host_credit_threshold_bytes": "code: Linux VIRTIO_VSOCK_MAX_PKT_BUF_SIZE=64 KiB rule "
+    "(virtio_transport_stream_do_dequeue); Firecracker CONN_CREDIT_UPDATE_THRESHOLD=4 KiB; vhost-device-vsock tx_buffer_size/4",
+    "host_credit_on_drain": "code: Linux 93b80887668 (Dec 2023) also updates when the reader drains its queue; userspace backends do not",
+    "host_sends_credit_request": "code: Firecracker connection.rs and vhost-device-vsock vsock_conn.rs send CREDIT_REQUEST at 0 peer credit; Linux never does",
+    "guest_credit_on_drain": "code: Linux 93b80887668 (guest kernels >= 6.8 and stable); set false for older guests",
+    "uds_buffer_bytes": "code: net.core.wmem_default=212992 (AF_UNIX socket buffer between a userspace backend and the host app)",
+    "rx_round_robin": "code: vhost-device-vsock backend_rxq pops one packet per connection per loop (vhu_vsock_thread.rs); "
+    "Firecracker muxer drains one connection before the next (unix/muxer.rs recv_pkt)",
+    "guest_send_call_ns": "est: lkml_leonardi_fastpath_2024 64 B RTT (16.8 us mean) split over both send paths",
+    "guest_send_per_pkt_ns": "est: lkml_krasnov_zerocopy_rfc_v5_2023 send_cost_skb_alloc (~0.3-0.8 us per skb)",
+    "guest_copy_ns_per_kib": "est: lkml_krasnov_zerocopy_rfc_v5_2023 send_cost_memcpy 64 KiB; ~10 GB/s memcpy",
+    "guest_recv_call_ns": "est: as guest_send_call_ns",
+    "guest_recv_per_pkt_ns": "est: virtio_transport_recv_pkt lookup+lock_sock+enqueue per buffer; from lkml_garzarella2019_v4 h2g 4 KiB",
+    "guest_txq_per_pkt_ns": "est: virtqueue_add_sgs / virtqueue_get_buf per packet in send_pkt_work and tx_work",
+    "guest_rx_refill_ns": "est: virtio_vsock_alloc_linear_skb + virtqueue_add_inbuf per RX buffer (virtio_vsock_rx_fill)",
+    "guest_kick_ns": "est: MMIO/PIO write VM exit + ioeventfd (KVM commit 68c3b4d1: 'essentially as fast as PIO'); ~2 us",
+    "guest_irq_ns": "est: irqfd injection + guest IRQ entry + queue_work on the vCPU",
+    "guest_wq_latency_ns": "est: workqueue hop, lkml_leonardi_fastpath_2024 (fast path saves ~0.4 us mean)",
+    "guest_wakeup_latency_ns": "est: sleeping task wake-up on an idle vCPU",
+    "backend_wakeup_latency_ns": "est: ioeventfd/eventfd wake-up of the backend thread",
+    "backend_per_pkt_ns": "est: vhost_get_vq_desc + skb alloc + recv_pkt + add_used; lkml_garzarella2019_v4 g2h 4 KiB 5.5 Gbps",
+    "backend_per_rxbuf_ns": "est: one guest RX buffer filled by the backend; lkml_garzarella2019_v4 h2g 64 KiB 21.9 Gbps",
+    "backend_copy_ns_per_kib": "est: lkml_garzarella2019_v4 g2h 64 KiB 35.3 Gbps (copy-bound)",
+    "backend_signal_ns": "est: eventfd_signal(call_ctx) -> irqfd",
+    "backend_syscall_ns": "est: one read()/write()/epoll_ctl() of a userspace backend; fc_pr2574_measured_2021 h2g 1 KiB",
+    "backend_loop_ns": "est: one epoll_wait round of a userspace event loop",
+    "backend_other_util": "est: share of the VMM thread taken by the VM's other devices (net, block); 0 = idle",
+    "host_send_call_ns": "est: host sendmsg() fixed cost",
+    "host_copy_ns_per_kib": "est: host user<->kernel copy, ~10 GB/s",
+    "host_recv_call_ns": "est: host recvmsg() fixed cost",
+    "host_wakeup_latency_ns": "est: host task wake-up",
+    "jitter_sigma": "est: log-normal sigma of wake-up latencies; lkml_leonardi_fastpath_2024 p99/mean ~2.5",
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """All model parameters of one backend kind (see ``SOURCES`` for each default's origin)."""
+
+    name: str = "vhost"
+    backend: str = "vhost"
+    setup: str = ""  # the measured setup a calibrated profile was fitted on
+    # --- constants from code -------------------------------------------------
+    ring_size: int = 128
+    indirect_desc: bool = True
+    rx_buf_payload_bytes: int = 4096
+    max_pkt_bytes: int = 65536
+    seqpacket: bool = True
+    weight_pkts: int = 256
+    weight_bytes: int = 524288
+    host_buf_alloc_bytes: int = 262144
+    host_credit_threshold_bytes: int = 65536
+    host_credit_on_drain: bool = True
+    host_sends_credit_request: bool = False
+    guest_credit_on_drain: bool = True
+    uds_buffer_bytes: int = 212992
+    rx_round_robin: bool = False
+    # --- guest CPU costs (charged to the vCPU running the thread) ------------
+    guest_send_call_ns: float = 1200.0
+    guest_send_per_pkt_ns: float = 600.0
+    guest_copy_ns_per_kib: float = 100.0
+    guest_recv_call_ns: float = 1000.0
+    guest_recv_per_pkt_ns: float = 450.0
+    guest_txq_per_pkt_ns: float = 250.0
+    guest_rx_refill_ns: float = 120.0
+    guest_kick_ns: float = 1500.0
+    guest_irq_ns: float = 1000.0
+    guest_wq_latency_ns: float = 600.0
+    guest_wakeup_latency_ns: float = 1500.0
+    # --- backend costs (vhost worker / vhost-user daemon / VMM event thread) --
+    backend_wakeup_latency_ns: float = 1500.0
+    backend_per_pkt_ns: float = 900.0
+    backend_per_rxbuf_ns: float = 350.0
+    backend_copy_ns_per_kib: float = 160.0
+    backend_signal_ns: float = 400.0
+    backend_syscall_ns: float = 0.0
+    backend_loop_ns: float = 0.0
+    backend_other_util: float = 0.0
+    # --- host application costs ----------------------------------------------
+    host_send_call_ns: float = 1200.0
+    host_copy_ns_per_kib: float = 100.0
+    host_recv_call_ns: float = 1000.0
+    host_wakeup_latency_ns: float = 1500.0
+    # --- noise ---------------------------------------------------------------
+    jitter_sigma: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise InputError(f"backend {self.backend!r} unknown; expected one of {', '.join(BACKENDS)}",
+                             where=f"profile {self.name!r}")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+                raise InputError(f"{f.name} = {v} is negative; expected >= 0", where=f"profile {self.name!r}")
+        if self.ring_size < 2 or self.rx_buf_payload_bytes < 64 or self.max_pkt_bytes < 1:
+            raise InputError("ring_size >= 2, rx_buf_payload_bytes >= 64 and max_pkt_bytes >= 1 are required",
+                             where=f"profile {self.name!r}")
+        if not 0 <= self.backend_other_util < 1:
+            raise InputError(f"backend_other_util = {self.backend_other_util}; expected 0 <= x < 1",
+                             where=f"profile {self.name!r}")
+
+    @property
+    def slots_per_pkt(self) -> int:
+        """Ring slots a packet with payload takes: 1 with indirect descriptors, else header + data."""
+        return 1 if self.indirect_desc else 2
+
+    def replace(self, **changes) -> Profile:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+BUILTIN_PROFILES: dict[str, Profile] = {
+    "vhost": Profile(),
+    # vhost-device-vsock (rust-vmm): one vring thread for RX+TX+backend epoll, one read()/write()
+    # per packet, epoll re-arm per RX packet, per-descriptor mpsc hop to the used-ring helper.
+    "vhost-user": Profile(
+        name="vhost-user", backend="vhost-user", ring_size=128, indirect_desc=False, seqpacket=False,
+        weight_pkts=0, weight_bytes=0, host_buf_alloc_bytes=65536, host_credit_threshold_bytes=16384,
+        host_credit_on_drain=False, host_sends_credit_request=True, rx_round_robin=True,
+        backend_per_pkt_ns=700.0, backend_per_rxbuf_ns=700.0, backend_copy_ns_per_kib=110.0,
+        backend_syscall_ns=1100.0, backend_loop_ns=900.0, backend_signal_ns=900.0,
+        backend_wakeup_latency_ns=2500.0,
+    ),
+    # Firecracker: the VMM thread's event loop (shared with net/block), 256-entry rings without
+    # indirect descriptors, 64 KiB per-connection buffer, 4 KiB credit threshold, drain-one-conn RX.
+    "vmm": Profile(
+        name="vmm", backend="vmm", ring_size=256, indirect_desc=False, seqpacket=False,
+        weight_pkts=0, weight_bytes=0, host_buf_alloc_bytes=65536, host_credit_threshold_bytes=4096,
+        host_credit_on_drain=False, host_sends_credit_request=True, rx_round_robin=False,
+        backend_per_pkt_ns=900.0, backend_per_rxbuf_ns=900.0, backend_copy_ns_per_kib=120.0,
+        backend_syscall_ns=1300.0, backend_loop_ns=1200.0, backend_signal_ns=1200.0,
+        backend_wakeup_latency_ns=3000.0, guest_credit_on_drain=False,
+    ),
+}
+
+
+def builtin_profile(name: str) -> Profile:
+    try:
+        return BUILTIN_PROFILES[name]
+    except KeyError:
+        raise InputError(f"unknown built-in profile {name!r}; expected one of "
+                         f"{', '.join(BUILTIN_PROFILES)} or a path to a profile TOML") from None
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(Profile)}
+
+
+def profile_from_dict(data: dict, *, path: str = "<profile>") -> Profile:
+    """Build a profile from a TOML table; unknown keys and wrong types are errors."""
+    table = dict(data.get("profile", data))
+    base_name = table.pop("base", None) or table.get("backend", "vhost")
+    base = builtin_profile(base_name) if base_name in BUILTIN_PROFILES else Profile()
+    values = base.to_dict()
+    for key, value in table.items():
+        if key not in _FIELD_TYPES:
+            raise InputError(f"unknown field {key!r}; expected one of {', '.join(_FIELD_TYPES)}", path=path)
+        want = _FIELD_TYPES[key]
+        if want == "bool" and not isinstance(value, bool):
+            raise InputError(f"{key} = {value!r}; expected true or false", path=path)
+        if want in ("int", "float"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InputError(f"{key} = {value!r}; expected a number", path=path)
+            if want == "int" and value != int(value):
+                raise InputError(f"{key} = {value!r}; expected an integer", path=path)
+            value = int(value) if want == "int" else float(value)
+        if want == "str" and not isinstance(value, str):
+            raise InputError(f"{key} = {value!r}; expected a string", path=path)
+        values[key] = value
+    try:
+        return Profile(**values)
+    except InputError as exc:
+        raise InputError(str(exc), path=path) from None
+
+
+def load_profile(path: str | os.PathLike) -> Profile:
+    """Read a profile TOML (a ``[profile]`` table, or top-level keys)."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError("profile file not found", path=str(p)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"not valid TOML ({exc})", path=str(p)) from None
+    return profile_from_dict(data, path=str(p))
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(v)
+
+
+def save_profile(profile: Profile, path: str | os.PathLike, *, comment: str = "") -> Path:
+    """Write ``profile`` as TOML, atomically, with each parameter's source as a comment."""
+    p = Path(path)
+    lines = [f"# vsockbench profile {profile.name!r} ({profile.backend})"]
+    if comment:
+        lines += [f"# {line}" for line in comment.splitlines()]
+    lines.append("[profile]")
+    for key, value in profile.to_dict().items():
+        src = SOURCES.get(key)
+        if src:
+            lines.append(f"# {src}")
+        lines.append(f"{key} = {_toml_value(value)}")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.replace(tmp, p)
+    return p
+
+
+def resolve_profile(spec: str | None, backend: str, *, base_dir: Path | None = None) -> Profile:
+    """A device's ``profile`` field: a built-in name, a path (relative to the scenario), or None."""
+    if spec is None:
+        return builtin_profile(backend)
+    if spec in BUILTIN_PROFILES:
+        prof = builtin_profile(spec)
+    else:
+        p = Path(spec)
+        if not p.is_absolute() and base_dir is not None and not p.exists():
+            p = base_dir / p
+        prof = load_profile(p)
+    if prof.backend != backend:
+        raise InputError(f"profile {spec!r} is for backend {prof.backend!r} but the device's backend is {backend!r}")
+    return prof

@@ -1,0 +1,182 @@
+"""Run a scenario through the model and collect tidy records.
+
+``simulate(scenario)`` is the whole pipeline stage: build the model (phase 1,
+desmod's "elaborate"), run it for ``warmup + duration`` simulated seconds
+(phase 2), then turn what it recorded into DataFrames (phase 3).  The result
+keeps the model's invariant checks (bytes conserved, credit never exceeded)
+so tests and users can assert them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import __version__
+from .metrics import flow_summary, message_frame, packet_frame, thread_frame
+from .model.core import Model
+from .model.drivers import start
+from .scenario import Scenario
+
+__all__ = ["SimResult", "simulate", "simulate_replications"]
+
+
+@dataclass
+class SimResult:
+    """Records of one run: ``messages``, ``packets``, ``threads`` DataFrames and the JSON summary."""
+
+    scenario: Scenario
+    seed: int
+    messages: pd.DataFrame
+    packets: pd.DataFrame
+    threads: pd.DataFrame
+    summary: dict
+    checks: dict = field(default_factory=dict)
+    model: Model | None = field(default=None, repr=False)
+
+    @property
+    def flows(self) -> pd.DataFrame:
+        """One row per flow: throughput, message count, latency percentiles (µs)."""
+        rows = []
+        for name, f in self.summary["flows"].items():
+            row = {"flow": name, **{k: v for k, v in f.items() if k != "latency_us"}}
+            row.update({f"latency_{k}_us": v for k, v in f["latency_us"].items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def to_json(self, path) -> Path:
+        return _atomic_write(Path(path), json.dumps(self.summary, indent=2, sort_keys=False) + "\n")
+
+    def to_parquet(self, out_dir) -> Path:
+        """Write messages/packets/threads as Parquet (+ summary.json) under ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {"vsockbench_version": __version__, "scenario": self.scenario.path, "seed": str(self.seed)}
+        for name in ("messages", "packets", "threads"):
+            df = getattr(self, name)
+            tmp = out / f".{name}.parquet.tmp"
+            table = df.copy()
+            table.attrs = {}
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            t = pa.Table.from_pandas(table, preserve_index=False)
+            t = t.replace_schema_metadata({**(t.schema.metadata or {}),
+                                           **{f"vsockbench.{k}".encode(): v.encode() for k, v in meta.items()}})
+            pq.write_table(t, tmp)
+            os.replace(tmp, out / f"{name}.parquet")
+        self.to_json(out / "summary.json")
+        return out
+
+
+def _atomic_write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def simulate(scenario: Scenario, *, seed: int | None = None, keep_model: bool = False) -> SimResult:
+    """Run ``scenario`` once with ``seed`` (default: the scenario's) and return its records."""
+    seed = scenario.run.seed if seed is None else seed
+    wall0 = time.perf_counter()
+    model = Model(scenario, seed)
+    for index, flow in enumerate(scenario.flows):
+        start(model, flow, index)
+    end = scenario.run.warmup + scenario.run.duration
+    snapshot = {}
+
+    def take_snapshot():
+        yield model.env.timeout(scenario.run.warmup)
+        snapshot.update(_flow_counters(model))
+
+    model.env.process(take_snapshot())
+    model.env.run(until=end)
+    final = _flow_counters(model)
+    counters = {f: (final[f][0] - snapshot.get(f, (0, 0))[0], final[f][1] - snapshot.get(f, (0, 0))[1])
+                for f in final}
+    wall = time.perf_counter() - wall0
+    events = next(model.env._eid)  # SimPy's event counter: every event scheduled so far
+
+    window = model.window
+    messages = message_frame(model.messages)
+    packets = packet_frame(model.packets)
+    threads = thread_frame(model.threads, scenario.run.duration)
+    checks = invariant_checks(model)
+    n_packets = sum(q.packets for qs in model.queues.values() for q in qs)
+    summary = {
+        "flows": flow_summary(scenario, messages, window, counters),
+        "devices": device_summary(model),
+        "threads": {r.thread: {"cpu_util": round(r.cpu_util, 6)} for r in threads.itertuples()},
+        "sim": {"events": int(events), "packets": int(n_packets), "wall_s": round(wall, 4), "seed": int(seed),
+                "simulated_s": end, "version": __version__, "python": platform.python_version(),
+                "local_cids": scenario.local_cids(),
+                "default_cid": scenario.default_device.cid,
+                "checks": checks},
+    }
+    return SimResult(scenario, seed, messages, packets, threads, summary, checks,
+                     model if keep_model else None)
+
+
+def _flow_counters(model: Model) -> dict:
+    """Payload bytes (sent, received by apps) per flow so far."""
+    out = {f.name: (0, 0) for f in model.scenario.flows}
+    for c in model.conns:
+        s, r = out[c.flow]
+        out[c.flow] = (s + c.sent[0] + c.sent[1], r + c.recv[0] + c.recv[1])
+    return out
+
+
+def device_summary(model: Model) -> dict:
+    out = {}
+    for cid, qs in model.queues.items():
+        out[str(cid)] = {
+            "packets": int(sum(q.packets for q in qs)),
+            "bytes": int(sum(q.bytes for q in qs)),
+            "backend": qs[0].prof.backend,
+            "queues": {str(q.index): {"packets": int(q.packets), "bytes": int(q.bytes)} for q in qs},
+            "worker_yields": int(sum(b.yields for b in {id(q.backend): q.backend for q in qs}.values())),
+        }
+    return out
+
+
+def invariant_checks(model: Model) -> dict:
+    """Bytes conserved and credit respected, computed from the model's own state."""
+    sent = sum(c.sent[0] + c.sent[1] for c in model.conns)
+    received = sum(c.recv[0] + c.recv[1] for c in model.conns)
+    in_flight = model.in_flight_bytes()
+    ends = [e for c in model.conns for e in (c.g, c.h)]
+    windows_ok = all(
+        e.max_in_flight <= (min(e.peer_buf_alloc, e.buf_alloc) if e.window_min else e.peer_buf_alloc) or
+        e.peer_buf_alloc == 0 for e in ends)
+    return {
+        "bytes_sent": int(sent),
+        "bytes_received": int(received),
+        "bytes_in_flight": int(in_flight),
+        "conserved": sent == received + in_flight,
+        "drops": int(sum(e.drops for e in ends)),
+        "credit_respected": bool(windows_ok),
+        "max_in_flight": int(max((e.max_in_flight for e in ends), default=0)),
+    }
+
+
+def simulate_replications(scenario: Scenario, replications: int | None = None,
+                          progress: bool = False) -> list[SimResult]:
+    """``replications`` runs with seeds ``seed, seed+1, ...`` (one RNG per run)."""
+    n = scenario.run.replications if replications is None else replications
+    seeds = [scenario.run.seed + r for r in range(n)]
+    it = seeds
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(seeds, desc="replications", unit="run")
+    return [simulate(scenario, seed=s) for s in it]
