@@ -16,6 +16,7 @@ from .errors import InputError
 
 # Modules that own a sub-command, in the order ``--help`` lists them.
 COMMAND_MODULES = (
+    "vsockbench.commands.simulate",
     "vsockbench.commands.trace",
     "vsockbench.commands.measure",
 )
