@@ -56,7 +56,13 @@ def _csv_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
             encoding="utf-8", quoting=csv.QUOTE_MINIMAL, on_bad_lines="error",
         )
         with reader:
-            yield from reader
+            for chunk in reader:
+                if not isinstance(chunk.index, pd.RangeIndex):
+                    # pandas turns a surplus leading field into an index
+                    raise InputError(
+                        f"data rows have more fields than the header's {chunk.shape[1]}; "
+                        "expected one value per header column", path=str(path))
+                yield chunk
     except InputError:
         raise
     except pd.errors.EmptyDataError:
