@@ -57,6 +57,7 @@ SOURCES: dict[str, str] = {
     "guest_recv_per_pkt_ns": "est: virtio_transport_recv_pkt lookup+lock_sock+enqueue per buffer; from lkml_garzarella2019_v4 h2g 4 KiB",
     "guest_txq_per_pkt_ns": "est: virtqueue_add_sgs / virtqueue_get_buf per packet in send_pkt_work and tx_work",
     "guest_rx_refill_ns": "est: virtio_vsock_alloc_linear_skb + virtqueue_add_inbuf per RX buffer (virtio_vsock_rx_fill)",
+    "guest_pin_ns_per_page": "est: lkml_krasnov_zerocopy_rfc_v5_2023 send_cost_pin 3.5 us per 64 KiB (16 pages)",
     "guest_kick_ns": "est: MMIO/PIO write VM exit + ioeventfd (KVM commit 68c3b4d1: 'essentially as fast as PIO'); ~2 us",
     "guest_irq_ns": "est: irqfd injection + guest IRQ entry + queue_work on the vCPU",
     "guest_wq_latency_ns": "est: workqueue hop, lkml_leonardi_fastpath_2024 (fast path saves ~0.4 us mean)",
@@ -106,6 +107,7 @@ class Profile:
     guest_recv_call_ns: float = 1000.0
     guest_recv_per_pkt_ns: float = 450.0
     guest_txq_per_pkt_ns: float = 250.0
+    guest_pin_ns_per_page: float = 220.0
     guest_rx_refill_ns: float = 120.0
     guest_kick_ns: float = 1500.0
     guest_irq_ns: float = 1000.0

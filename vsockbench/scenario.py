@@ -82,6 +82,8 @@ class FlowSpec:
     think_time: float = 0.0  # pingpong/rpc: server think time, seconds
     start: float = 0.0  # seconds after time 0 when the flow connects
     port: int | None = None  # the listening side's port; default 1024 + 100 * flow index
+    role: str = ""  # victim | aggressor | background: what isolation figures and designs use
+    zerocopy: bool = False  # MSG_ZEROCOPY on guest sends (used where the device's ring allows it)
     read_limit_bytes: int | None = None  # the reader stops after this many bytes (credit stall tests)
     trace: str | None = None
     trace_flow: str | None = None
@@ -251,6 +253,8 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", base_dir: Path |
                f"buffer_bytes = {fl.buffer_bytes}; expected {BUFFER_MIN}..{BUFFER_MAX} "
                "(SO_VM_SOCKETS_BUFFER_SIZE is clamped to VSOCK_DEFAULT_BUFFER_MAX_SIZE)", path,
                f"{where}.buffer_bytes")
+        _check(fl.role in ("", "victim", "aggressor", "background"),
+               f"role = {fl.role!r}; expected victim, aggressor or background", path, f"{where}.role")
         _check(fl.think_time >= 0 and fl.start >= 0, "think_time and start must be >= 0 seconds", path, where)
         _check(fl.bind_cid is None or fl.bind_cid in by_cid,
                f"bind_cid = {fl.bind_cid} is not the CID of any device; expected one of "

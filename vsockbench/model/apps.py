@@ -27,6 +27,13 @@ __all__ = ["ConnApp", "start_flow"]
 G2H, H2G = 0, 1
 
 
+def zerocopy_allowed(nbytes: int, max_pkt: int, ring_size: int) -> bool:
+    """virtio_transport_can_msgzerocopy(): the skb's pages + 1 must fit the TX ring
+    (per device since the multi-device RFC 3/5)."""
+    pages = -(-min(nbytes, max_pkt) // 4096)
+    return pages + 1 <= ring_size
+
+
 class Msg:
     __slots__ = ("nbytes", "t0", "kind", "reply", "think")
 
@@ -135,6 +142,8 @@ class ConnApp:
         else:
             call, per_pkt, per_byte = p.host_send_call_ns, p.guest_send_per_pkt_ns, p.host_copy_ns_per_kib
         call, per_pkt, per_byte = call * 1e-9, per_pkt * 1e-9, per_byte * 1e-9 / 1024
+        if from_guest and self.flow.zerocopy and zerocopy_allowed(nbytes, self.max_pkt, conn.q.ring):
+            per_byte = p.guest_pin_ns_per_page * 1e-9 / 4096  # pins pages instead of the user->skb copy
         seq = end.seqpacket
         cost = call
         remaining = nbytes
