@@ -188,8 +188,15 @@ def read_trace(path: str | os.PathLike, *, chunksize: int | None = None) -> Trac
         raise InputError(f"chunksize {size} must be >= 1")
     side = _read_sidecar(p)
     fd = dict(zip(side["flow"], side["direction"])) if side is not None else None
+    from tqdm import tqdm
+
     state = OrderState()
-    parts = list(_iter_validated(p, size, fd, state))
+    with tqdm(unit=" rows", unit_scale=True, desc=f"read {p.name}", disable=None,
+              leave=False) as bar:  # disable=None: silent when not on a terminal
+        parts = []
+        for chunk in _iter_validated(p, size, fd, state):
+            parts.append(chunk)
+            bar.update(len(chunk))
     ops = pd.concat(parts, ignore_index=True) if parts else empty_ops()
     if side is None:
         flows = infer_flows(state.first_direction)

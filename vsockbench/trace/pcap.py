@@ -174,12 +174,18 @@ def read_pcap_packets(path: str | os.PathLike) -> tuple[pd.DataFrame, int]:
     heads, times, caplens = [], [], []
     skipped = 0
     rec = 0
+    from tqdm import tqdm
+
+    bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"import {path.name}",
+               disable=None, leave=False)  # disable=None: silent when not on a terminal
     try:
-        with open(path, "rb") as raw:
+        with open(path, "rb") as raw, bar:
             f = _Tracked(raw)
             r = _open_reader(path, f)
             for ts, buf in r:
                 rec += 1
+                if not rec & 0xFFFF:
+                    bar.update(raw.tell() - bar.n)
                 if f.last_got < f.last_n:
                     raise _Corrupt(f"record {rec} is cut short")
                 if len(buf) < 32:

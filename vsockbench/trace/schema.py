@@ -234,7 +234,8 @@ def validate_ops_chunk(
         _fail(path, rows, bad, reply, "reply_bytes", "0 except on send rows", csv_lines)
     out = _ops_frame(time, flow, op, nbytes, reply, think, direction)
     _check_order(out, rows, path, state, csv_lines)
-    for f, d in zip(out["flow"], out["direction"]):
+    firsts = out.drop_duplicates("flow")
+    for f, d in zip(firsts["flow"], firsts["direction"]):
         state.first_direction.setdefault(f, d)
     state.rows += n
     return out
