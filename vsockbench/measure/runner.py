@@ -231,7 +231,8 @@ def _serve_trace(listener, ctrl, spec: RunSpec, t0: int, timeout: float) -> tupl
                 continue
             except OSError:
                 return
-            set_kernel_timeouts(sock, timeout)
+            # A trace may leave a connection idle for long gaps: wait up to the run's length.
+            set_kernel_timeouts(sock, min(spec.warmup + spec.duration + timeout, 86400.0))
             try:
                 _run_id, flow = unpack_data_header(recv_exact(sock, DATA_HEADER.size))
             except _NET_ERRORS:
