@@ -1,0 +1,285 @@
+"""Compare vsock designs on one workload: the question ``vsockbench compare`` answers.
+
+:func:`compare` puts a workload (a scenario whose flows have roles, a shipped
+name, a scenario TOML or a trace file) on each candidate design
+(:mod:`vsockbench.designs`), runs the noisy-neighbour isolation figures of
+:mod:`vsockbench.isolation` for each with the same seeds (common random
+numbers: every design sees the same arrivals), and returns a
+:class:`CompareResult`:
+
+* ``records``: one row per design x replication (victim p50/p99/p999 alone
+  and loaded, slowdowns, aggressor throughput, Jain's index, CPU), a
+  DataFrame like Ciw's record list;
+* ``threads``: CPU per thread per design x replication;
+* ``messages``: the per-message records (loaded runs: every flow; alone
+  runs: the victim) for CDFs and throughput over time;
+* ``summary``: mean and 95 % confidence interval per design and figure;
+* ``verdicts``: each design against the single device, "not significant"
+  when the intervals overlap (pyperf's rule).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .designs import DESIGNS, apply_design, design_label
+from .errors import InputError
+from .isolation import isolation_runs, significance, summarize
+from .scenario import Scenario, load_scenario, scenario_from_dict
+
+__all__ = ["CompareResult", "compare", "resolve_workload", "shipped_workloads", "DEFAULT_WORKLOAD"]
+
+DEFAULT_WORKLOAD = "kata-tsi"
+BASELINE = "single"
+TRACE_SUFFIXES = (".csv", ".parquet")
+# Name fragments that mark a flow's role when a scenario or trace has none (trace imports, generators).
+VICTIM_NAMES = ("victim", "agent", "kata", "ttrpc")
+AGGRESSOR_NAMES = ("aggressor", "tsi", "bulk", "iperf", "noisy")
+TABLE_FIGURES = (("victim_p50_us", "victim p50 us", 1), ("victim_p99_us", "victim p99 us", 1),
+                 ("slowdown_p50", "slowdown p50", 2), ("slowdown_p99", "slowdown p99", 2), ("aggressor_gbps", "aggr Gbps", 2),
+                 ("cpu_total", "CPU cores", 2))
+
+
+def _workload_dirs() -> list[Path]:
+    # The repo's workloads/ (editable installs) and the current directory's, in that order.
+    here = Path(__file__).resolve().parent.parent / "workloads"
+    return [d for d in dict.fromkeys([here, Path.cwd() / "workloads"]) if d.is_dir()]
+
+
+def shipped_workloads() -> list[str]:
+    """Names ``--workload`` accepts without a path (the scenario files in ``workloads/``)."""
+    names = set()
+    for d in _workload_dirs():
+        names.update(p.stem for p in d.glob("*.toml"))
+    return sorted(names)
+
+
+def _infer_roles(sc: Scenario) -> Scenario:
+    """Give roles by flow name when none is declared (imported or generated traces)."""
+    if any(f.role for f in sc.flows):
+        return sc
+
+    def role(name: str) -> str:
+        low = name.lower()
+        if any(k in low for k in VICTIM_NAMES):
+            return "victim"
+        if any(k in low for k in AGGRESSOR_NAMES):
+            return "aggressor"
+        return "background"
+
+    return sc.replace(flows=tuple(dataclasses.replace(f, role=role(f.name)) for f in sc.flows))
+
+
+def _trace_scenario(path: Path) -> Scenario:
+    """A one-device scenario replaying every flow of a trace file (victims closed loop)."""
+    from .trace import read_flows
+
+    flows = read_flows(path)
+    names = [str(n) for n in flows["flow"]]
+    if not names:
+        raise InputError("the trace has no flows", path=str(path))
+    table = {"run": {"duration": 0.02, "warmup": 0.002, "seed": 1, "replications": 3},
+             "device": [{"cid": 3, "backend": "vhost", "order": 0}],
+             "flow": [{"name": n, "kind": "trace", "trace": str(path.resolve()), "trace_flow": n,
+                       "replay": "open"} for n in names]}
+    sc = _infer_roles(scenario_from_dict(table, path=str(path)))
+    # A victim waits for its replies (the agent's RPCs are synchronous); the rest replays on time.
+    return sc.replace(flows=tuple(dataclasses.replace(f, replay="closed") if f.role == "victim" else f
+                                  for f in sc.flows))
+
+
+def resolve_workload(workload=None) -> Scenario:
+    """A Scenario from ``None`` (the built-in Kata + TSI), a shipped name, a scenario/trace path or a Scenario."""
+    if isinstance(workload, Scenario):
+        sc = workload
+    else:
+        spec = DEFAULT_WORKLOAD if workload is None else str(workload)
+        p = Path(spec)
+        if not p.exists():
+            for d in _workload_dirs():
+                for cand in (d / f"{spec}.toml", d / f"trace-{spec}.toml"):
+                    if cand.exists():
+                        p = cand
+                        break
+                else:
+                    continue
+                break
+        if not p.exists():
+            raise InputError(f"--workload {spec!r}: no such file and not a shipped workload; expected a path "
+                             f"to a scenario TOML or trace CSV/Parquet, or one of {', '.join(shipped_workloads())}")
+        if p.suffix.lower() in TRACE_SUFFIXES:
+            sc = _trace_scenario(p)
+        elif p.suffix.lower() == ".toml":
+            sc = load_scenario(p)
+        else:
+            raise InputError(f"--workload {spec!r}: unknown file type {p.suffix!r}; expected .toml (scenario), "
+                             ".csv or .parquet (trace)")
+    sc = _infer_roles(sc)
+    if not any(f.role == "victim" for f in sc.flows):
+        raise InputError("no flow has role = \"victim\" and none is named like one (agent, victim); "
+                         "set role = \"victim\" on the flow to protect", path=sc.path or None)
+    return sc
+
+
+def workload_name(sc: Scenario) -> str:
+    stem = Path(sc.path).stem if sc.path and not sc.path.startswith("<") else "workload"
+    return stem.removeprefix("trace-") if stem.startswith("trace-") and stem != "trace-" else stem
+
+
+def _ci_text(mean: float, lo: float, hi: float, digits: int) -> str:
+    if mean is None or np.isnan(mean):
+        return "-"
+    if np.isnan(lo):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ±{(hi - lo) / 2:.{digits}f}"
+
+
+@dataclass
+class CompareResult:
+    """What :func:`compare` returns and :func:`vsockbench.store.load_run` rebuilds."""
+
+    workload: Scenario
+    designs: tuple[str, ...]
+    records: pd.DataFrame
+    threads: pd.DataFrame
+    messages: pd.DataFrame
+    scenarios: dict[str, Scenario]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def baseline(self) -> str:
+        return BASELINE if BASELINE in self.designs else self.designs[0]
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Mean and 95 % CI per design and figure (long format: design, figure, n, mean, ci_low, ci_high)."""
+        return summarize(self.records)
+
+    def label(self, design: str) -> str:
+        return design_label(design, self.meta.get("aggressor_backend", "vhost-user"))
+
+    @property
+    def verdicts(self) -> dict[str, dict]:
+        """Each design against the baseline on the victim's p99 slowdown, with the CPU price."""
+        base = self.records[self.records["design"] == self.baseline]
+        out = {}
+        for d in self.designs:
+            if d == self.baseline:
+                continue
+            mine = self.records[self.records["design"] == d]
+            sig = significance(base["slowdown_p99"], mine["slowdown_p99"])
+            cpu = float(mine["cpu_total"].mean() / base["cpu_total"].mean() - 1) if len(base) else float("nan")
+            if sig["significant"]:
+                word = "lower" if sig["ratio"] < 1 else "higher"
+                head = (f"victim p99 slowdown {base['slowdown_p99'].mean():.2f} -> {mine['slowdown_p99'].mean():.2f}"
+                        f" ({sig['ratio']:.2f}x, {word}; p = {sig['p_value']:.2g})")
+            else:
+                head = f"victim p99 slowdown: {sig['verdict']}"
+            line = f"{d} vs {self.baseline}: {head}; CPU {0.0 if abs(cpu) < 0.005 else cpu:+.0%}"
+            out[d] = {**sig, "figure": "slowdown_p99", "cpu_change": cpu, "line": line}
+        return out
+
+    def table(self) -> str:
+        """The terminal table: mean ±95 % CI half-width per design, then one verdict line per design."""
+        s = self.summary.set_index(["design", "figure"])
+        heads = ["design", *[h for _, h, _ in TABLE_FIGURES]]
+        rows = []
+        for d in self.designs:
+            row = [d]
+            for fig, _, digits in TABLE_FIGURES:
+                r = s.loc[(d, fig)] if (d, fig) in s.index else None
+                row.append("-" if r is None else _ci_text(r["mean"], r["ci_low"], r["ci_high"], digits))
+            rows.append(row)
+        widths = [max(len(str(x)) for x in col) for col in zip(heads, *rows)]
+        fmt = lambda r: "  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w)  # noqa: E731
+                                  for i, (x, w) in enumerate(zip(r, widths)))
+        m = self.meta
+        lines = [f"workload {m.get('workload', '?')}: {m.get('replications', '?')} replications x "
+                 f"{m.get('duration', '?')} s simulated, seed {m.get('seed', '?')}; mean ±95% CI half-width",
+                 fmt(heads), "  ".join("-" * w for w in widths), *map(fmt, rows), ""]
+        lines += [f"  {d:<20} {self.label(d)}" for d in self.designs]
+        lines.append("")
+        lines += [v["line"] for v in self.verdicts.values()]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"CompareResult(workload={self.meta.get('workload')!r}, designs={self.designs}, "
+                f"replications={self.meta.get('replications')})")
+
+
+def _progress(progress, total: int):
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc="compare", unit="rep", disable=None), True
+    if progress in (None, False):
+        return None, False
+    return progress, False
+
+
+def compare(workload=None, designs=None, *, duration: float | None = None, seed: int | None = None,
+            replications: int | None = None, aggressor_backend: str = "vhost-user",
+            progress=True) -> CompareResult:
+    """Run ``workload`` on each of ``designs`` (default: all four) and collect the isolation figures.
+
+    ``duration`` (simulated seconds), ``seed`` and ``replications`` override the
+    workload's ``[run]`` table; replication *r* uses seed ``seed + r`` on every design.
+    ``progress``: True for a tqdm bar, False/None for none, or a tqdm-like object.
+    """
+    sc = resolve_workload(workload)
+    designs = tuple(DESIGNS if designs is None else ([designs] if isinstance(designs, str) else designs))
+    if not designs:
+        raise InputError(f"--designs is empty; expected some of {', '.join(DESIGNS)}")
+    for d in designs:
+        if d not in DESIGNS:
+            raise InputError(f"--designs: unknown design {d!r}; expected some of {', '.join(DESIGNS)}")
+    if len(set(designs)) != len(designs):
+        raise InputError(f"--designs lists a design twice: {','.join(designs)}")
+    if duration is not None and not duration > 0:
+        raise InputError(f"--duration {duration}: expected > 0 simulated seconds")
+    if replications is not None and replications < 1:
+        raise InputError(f"--replications {replications}: expected >= 1")
+    if seed is not None and seed < 0:
+        raise InputError(f"--seed {seed}: expected >= 0")
+    changes = {k: v for k, v in (("duration", duration), ("seed", seed), ("replications", replications))
+               if v is not None}
+    # Packet records are not used by the comparison; skipping them saves memory, not results.
+    sc = sc.with_run(**changes)
+    n = sc.run.replications
+    scenarios = {d: apply_design(sc, d, aggressor_backend=aggressor_backend).with_run(packets="none")
+                 for d in designs}
+    bar, own = _progress(progress, n * len(designs))
+    wall0 = time.perf_counter()
+    recs, threads, msgs = [], [], []
+    victims = [f.name for f in sc.flows if f.role == "victim"]
+    try:
+        for d in designs:
+            if bar is not None and hasattr(bar, "set_postfix_str"):
+                bar.set_postfix_str(d)
+            iso = isolation_runs(scenarios[d], replications=n, seed=sc.run.seed, label=d, keep_runs=True,
+                                 progress=bar)
+            recs.append(iso.records)
+            threads.append(iso.threads)
+            for r, (alone, loaded) in enumerate(iso.runs):
+                a = alone.messages[alone.messages["flow"].isin(victims)]
+                for run, m in (("alone", a), ("loaded", loaded.messages)):
+                    msgs.append(m.assign(design=d, replication=r, run=run))
+    finally:
+        if own:
+            bar.close()
+    wall = time.perf_counter() - wall0
+    records = pd.concat(recs, ignore_index=True)
+    records.insert(1, "label", [design_label(d, aggressor_backend) for d in records["design"]])
+    meta = {"workload": workload_name(sc), "workload_path": sc.path, "designs": list(designs),
+            "labels": {d: design_label(d, aggressor_backend) for d in designs},
+            "aggressor_backend": aggressor_backend, "seed": sc.run.seed, "replications": n,
+            "duration": sc.run.duration, "warmup": sc.run.warmup, "wall_s": round(wall, 3),
+            "roles": {f.name: f.role for f in sc.flows}}
+    messages = pd.concat(msgs, ignore_index=True) if msgs else pd.DataFrame()
+    return CompareResult(sc, designs, records, pd.concat(threads, ignore_index=True), messages, scenarios, meta)
