@@ -226,3 +226,24 @@ def test_tshark_decodes_export_as_vsock(tmp_path):
             if s[f.flow][f"bytes_{d}"]:
                 want[(f.guest_port, f.host_port, d)] = s[f.flow][f"bytes_{d}"]
     assert got.to_dict() == want
+
+
+def test_h2g_packets_split_to_guest_rx_buffers_rejoin(tmp_path):
+    # vhost splits host-to-guest packets to fit 4 KiB guest RX buffers
+    tr = generate("tsi", seed=1, duration=0.05, inbound=0)
+    pk = trace_to_packets(tr)
+    rows = []
+    for r in pk.to_dict("records"):
+        if r["op"] == OP_RW and r["src_cid"] == 2 and r["len"] > 4096:
+            left = r["len"]
+            while left:
+                rows.append({**r, "len": min(4096, left)})
+                left -= rows[-1]["len"]
+        else:
+            rows.append(r)
+    split = pd.DataFrame(rows)
+    assert len(split) > len(pk)
+    a = import_pcap(export_pcap(pk, tmp_path / "a.pcap")).ops
+    b = import_pcap(export_pcap(split, tmp_path / "b.pcap")).ops
+    pd.testing.assert_frame_equal(a[["flow", "op", "bytes", "reply_bytes"]],
+                                  b[["flow", "op", "bytes", "reply_bytes"]])

@@ -58,7 +58,8 @@ pcap or pcapng, link type 271.  CID 2 is the host, so ``src_cid == 2`` is
 h2g.  A REQUEST opens a connection on its (guest CID, guest port, host
 port) and names the initiator; SHUTDOWN/RST closes it (one close op, by the
 first sender); RW packets carry bytes: a stream message ends at a packet
-shorter than 64 KiB, a seqpacket one at EOM; a message followed by one in
+shorter than 64 KiB (h2g: and not exactly the 4 KiB guest RX buffer that
+vhost splits into), a seqpacket one at EOM; a message followed by one in
 the other direction becomes a request with ``reply_bytes`` and a
 ``think_time`` = gap between them (an upper bound: it includes transit).
 CREDIT_UPDATE/REQUEST are counted (:class:`ImportStats`) but not replayed.

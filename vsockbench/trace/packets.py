@@ -37,6 +37,7 @@ HOST_CID = 2  # VMADDR_CID_HOST, include/uapi/linux/vm_sockets.h
 DEFAULT_GUEST_CID = 3
 MAX_PKT = 64 * 1024  # VIRTIO_VSOCK_MAX_PKT_BUF_SIZE
 DEFAULT_BUF = 256 * 1024  # VIRTIO_VSOCK_DEFAULT_BUF_SIZE
+RX_BUF = 4096  # VIRTIO_VSOCK_DEFAULT_RX_BUF_SIZE
 # enum virtio_vsock_op, include/uapi/linux/virtio_vsock.h
 OP_REQUEST, OP_RESPONSE, OP_RST, OP_SHUTDOWN, OP_RW, OP_CREDIT_UPDATE, OP_CREDIT_REQUEST = range(1, 8)
 VIRTIO_OPS = {1: "request", 2: "response", 3: "rst", 4: "shutdown", 5: "rw",
@@ -186,17 +187,26 @@ class ImportStats:
         return dict(self.__dict__)
 
 
-def _msg_ends(g: pd.DataFrame) -> np.ndarray:
-    """Message boundaries of one direction of one connection: a stream
-    message ends at a packet shorter than 64 KiB (Linux splits a send into
-    64 KiB packets, virtio_transport_send_pkt_info), a seqpacket one at EOM."""
+def _msg_ends(g: pd.DataFrame, direction: str, rx_buf_bytes: int) -> np.ndarray:
+    """Message boundaries of one direction of one connection.  Linux splits
+    a send into 64 KiB packets (virtio_transport_send_pkt_info), and vhost
+    splits host-to-guest packets to fit the guest's RX buffers
+    (vhost_transport_do_send_pkt), so a stream packet of exactly 64 KiB (or,
+    h2g, of ``rx_buf_bytes``) continues its message and a shorter one ends
+    it; a seqpacket message ends at EOM."""
     seq = g["type"].to_numpy() == TYPE_SEQPACKET
-    return np.where(seq, (g["flags"].to_numpy() & SEQ_EOM) != 0, g["len"].to_numpy() < MAX_PKT)
+    n = g["len"].to_numpy()
+    full = n == MAX_PKT
+    if direction == "h2g" and rx_buf_bytes:
+        full |= n == rx_buf_bytes
+    return np.where(seq, (g["flags"].to_numpy() & SEQ_EOM) != 0, ~full)
 
 
 def packets_to_trace(packets: pd.DataFrame, *, pair_replies: bool = True,
-                     path: str = "<packets>") -> tuple[Trace, ImportStats]:
-    """Rebuild a trace from packet records.  See the package docstring."""
+                     rx_buf_bytes: int = RX_BUF, path: str = "<packets>"
+                     ) -> tuple[Trace, ImportStats]:
+    """Rebuild a trace from packet records.  See the package docstring;
+    ``rx_buf_bytes`` is the guest RX buffer payload size (0: not used)."""
     p = validate_packets(packets, path=path)
     st = ImportStats(packets=len(p))
     st.by_op = {VIRTIO_OPS[k]: int(v) for k, v in p["op"].value_counts().sort_index().items()}
@@ -220,14 +230,15 @@ def packets_to_trace(packets: pd.DataFrame, *, pair_replies: bool = True,
     p["cseq"] = (p["op"] == OP_REQUEST).astype(np.int64).groupby(
         [p[k] for k in key]).cumsum()
     conns = []
-    for (gcid, gport, hport, cseq), g in p.groupby(key + ["cseq"], sort=False):
-        conns.append(_connection(g, gcid, gport, hport, cseq, st))
+    for _key, g in p.groupby(key + ["cseq"], sort=False):
+        conns.append(_connection(g, st, rx_buf_bytes))
     st.connections = len(conns)
     ops, flows = _assign_flows(conns, pair_replies, multi_cid=p["gcid"].nunique() > 1)
     return validate_trace(Trace(ops=ops, flows=flows), path=path), st
 
 
-def _connection(g, gcid, gport, hport, cseq, st) -> dict:
+def _connection(g, st, rx_buf_bytes) -> dict:
+    gcid, gport, hport = g["gcid"].iat[0], g["gport"].iat[0], g["hport"].iat[0]
     ops = g["op"].to_numpy()
     req = np.flatnonzero(ops == OP_REQUEST)
     if len(req):
@@ -246,7 +257,7 @@ def _connection(g, gcid, gport, hport, cseq, st) -> dict:
     rw = g[g["op"] == OP_RW]
     msgs = []
     for d, gd in rw.groupby("dir", sort=False):
-        ends_m = _msg_ends(gd)
+        ends_m = _msg_ends(gd, d, rx_buf_bytes)
         mid = np.concatenate([[0], np.cumsum(ends_m)[:-1]])
         agg = gd.assign(mid=mid).groupby("mid").agg(
             t0=("time", "first"), t1=("time", "last"), nbytes=("len", "sum"))

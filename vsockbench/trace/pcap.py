@@ -251,11 +251,13 @@ def _decode(h, times, caplens, path) -> pd.DataFrame:
     return df
 
 
-def read_pcap(path: str | os.PathLike, *, pair_replies: bool = True
+def read_pcap(path: str | os.PathLike, *, pair_replies: bool = True, rx_buf_bytes: int = 4096
               ) -> tuple[Trace, ImportStats]:
-    """Import a vsockmon capture as a trace, with what the import saw."""
+    """Import a vsockmon capture as a trace, with what the import saw
+    (``rx_buf_bytes``: see :func:`~.packets.packets_to_trace`)."""
     pk, skipped = read_pcap_packets(path)
-    trace, st = packets_to_trace(pk, pair_replies=pair_replies, path=str(path))
+    trace, st = packets_to_trace(pk, pair_replies=pair_replies, rx_buf_bytes=rx_buf_bytes,
+                                 path=str(path))
     st.skipped += skipped
     st.packets += skipped
     return trace, st
