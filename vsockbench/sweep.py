@@ -1,0 +1,453 @@
+"""Parameter sweeps: one task per (point, replication) on a serial loop, a process pool or Dask.
+
+A sweep file (TOML) names a base scenario and the factors to vary::
+
+    base = "../kata-tsi.toml"          # relative to the sweep file; or an inline [base] table
+    mode = "factorial"                 # factorial (Cartesian product) | points ([[point]] tables)
+    replications = 3                   # seeds run.seed, run.seed + 1, ... (same seeds at every point)
+    [factors]
+    design = ["single", "multi-device"]          # special: designs.apply_design
+    "guest.vcpus" = [1, 2]
+    "flow.tsi.connections" = [1, 2, 4]           # a flow addressed by name
+    "device.0.backend" = ["vhost", "vmm"]        # a device addressed by index
+    "device" = [[{cid = 3}], [{cid = 3}, {cid = 4, order = 1}]]   # whole device lists
+
+Every point is validated when the file is loaded, so a bad factor fails before any work
+starts, with an :class:`InputError` naming the sweep file and the factor.  A task is a
+frozen, picklable :class:`Task` (scenario dict + design + seed); the worker builds the
+scenario and runs the model (:func:`run_task`).  Each finished task is written atomically
+to ``<out>/tasks/<task_id>.json`` as it finishes; task ids hash the task's inputs, so a rerun
+computes only what is missing, and an edited sweep never reuses a stale result.  The tidy
+table (one row per task) is assembled from those files into ``<out>/sweep.parquet``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+import os
+import tempfile
+import time
+import tomllib
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import InputError
+from .executors import execute
+
+__all__ = ["SweepSpec", "Task", "SweepResult", "load_sweep", "sweep_from_dict", "sweep_tasks", "run_task",
+           "run_sweep", "set_path", "get_path"]
+
+TABLES = ("run", "guest", "host", "device", "flow")
+MODES = ("factorial", "points")
+SWEEP_KEYS = ("base", "mode", "factors", "point", "replications", "seed", "description")
+
+
+# ---------------------------------------------------------------------------- dotted paths
+
+def _locate(data: dict, path: str):
+    """(container, key) that ``path`` addresses in a scenario dict; KeyError(reason) if none."""
+    if path in ("device", "flow"):
+        return data, path
+    root, _, rest = path.partition(".")
+    if root not in TABLES:
+        raise KeyError(f"unknown table {root!r}; expected design or a path under {', '.join(TABLES)}")
+    if not rest:
+        raise KeyError(f"{root!r} is a table; expected a field, e.g. {root}.<field>")
+    if root in ("run", "guest", "host"):
+        if "." in rest:
+            raise KeyError(f"expected {root}.<field>, got {path!r}")
+        return data.setdefault(root, {}), rest
+    items = data.get(root, [])
+    if root == "flow":
+        names = [f.get("name") for f in items]
+        # longest name first, so flow names containing dots still resolve
+        for i, name in sorted(enumerate(names), key=lambda x: -len(str(x[1]))):
+            if name is not None and (rest == name or rest.startswith(f"{name}.")):
+                key = rest[len(name) + 1:]
+                return (items, i) if not key else (items[i], _field(key, path))
+        head, _, key = rest.partition(".")
+        if not head.isdigit():
+            raise KeyError(f"no flow named {head!r}; expected one of {', '.join(map(str, names))}")
+    else:
+        head, _, key = rest.partition(".")
+        if not head.isdigit():
+            raise KeyError(f"device {head!r}: expected a device index 0..{len(items) - 1}")
+    i = int(head)
+    if i >= len(items):
+        raise KeyError(f"{root} index {i} out of range; the base has {len(items)} {root} table(s)")
+    return (items, i) if not key else (items[i], _field(key, path))
+
+
+def _field(key: str, path: str) -> str:
+    if "." in key:
+        raise KeyError(f"expected <table>.<name or index>.<field>, got {path!r}")
+    return key
+
+
+def get_path(data: dict, path: str, default=None):
+    """The value at dotted ``path`` in a scenario dict (``default`` when unset)."""
+    try:
+        container, key = _locate(copy.deepcopy(data), path)
+    except KeyError:
+        return default
+    if isinstance(container, list):
+        return container[key]
+    return container.get(key, default)
+
+
+def set_path(data: dict, path: str, value) -> dict:
+    """A deep copy of scenario dict ``data`` with ``path`` set to ``value``; KeyError if unknown."""
+    out = copy.deepcopy(data)
+    container, key = _locate(out, path)
+    container[key] = copy.deepcopy(value)
+    return out
+
+
+# ---------------------------------------------------------------------------- the sweep file
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep: base scenario dict, the points (factor -> value), replications."""
+
+    path: str
+    base: dict
+    base_dir: str
+    points: tuple[dict, ...]
+    columns: tuple[str, ...]  # factor names, in file order
+    replications: int = 1
+    seed: int = 1
+    mode: str = "factorial"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One (point, replication): everything a worker needs, picklable (no model state)."""
+
+    task_id: str
+    point: int
+    replication: int
+    seed: int
+    scenario: dict = field(hash=False)
+    design: str | None = None
+    factors: tuple = ()  # ((name, value), ...) for the result row
+    base_dir: str = "."
+    label: str = ""
+
+
+def _scalar(v):
+    """A factor value as a table cell: scalars as is, lists/tables as compact JSON."""
+    return v if isinstance(v, (int, float, str, bool)) else json.dumps(v, sort_keys=True, separators=(",", ":"))
+
+
+def _build_point(base: dict, point: dict, base_dir: Path, label: str):
+    """Scenario (validated) for ``point``; InputError carries ``where`` only, the caller adds the file."""
+    from .designs import apply_design
+    from .scenario import scenario_from_dict
+
+    data = base
+    # whole lists first so that device.0.x / flow.x.y apply to the chosen list
+    for name in sorted((k for k in point if k != "design"), key=lambda k: k not in ("device", "flow")):
+        data = set_path(data, name, point[name])
+    sc = scenario_from_dict(data, path=label, base_dir=base_dir)
+    if point.get("design") is not None:
+        sc = apply_design(sc, point["design"])
+    return data, sc
+
+
+def _err(exc: Exception) -> str:
+    return str(exc).replace("\n", " ")
+
+
+def sweep_from_dict(raw: dict, *, path: str = "<sweep>", base_dir: Path | None = None) -> SweepSpec:
+    """Validate a parsed sweep table; every error names ``path`` and the field or factor."""
+    from .designs import DESIGNS
+
+    base_dir = Path(base_dir or ".")
+    for key in raw:
+        if key not in SWEEP_KEYS:
+            raise InputError(f"unknown key {key!r}; expected one of {', '.join(SWEEP_KEYS)}", path=path,
+                             where=key)
+    base, scen_dir = _load_base(raw.get("base"), path, base_dir)
+    mode = raw.get("mode", "factorial")
+    if mode not in MODES:
+        raise InputError(f"mode = {mode!r}; expected factorial or points", path=path, where="mode")
+    run = base.get("run", {}) if isinstance(base.get("run", {}), dict) else {}
+    reps = raw.get("replications", run.get("replications", 1))
+    seed = raw.get("seed", run.get("seed", 1))
+    for key, val, lo in (("replications", reps, 1), ("seed", seed, 0)):
+        if not isinstance(val, int) or isinstance(val, bool) or val < lo:
+            raise InputError(f"{key} = {val!r}; expected an integer >= {lo}", path=path, where=key)
+    factors = raw.get("factors", {})
+    if not isinstance(factors, dict):
+        raise InputError("expected a [factors] table of dotted path = [values]", path=path, where="factors")
+    raw_points = raw.get("point", [])
+    if mode == "factorial":
+        if raw_points:
+            raise InputError("[[point]] tables need mode = \"points\"", path=path, where="point")
+        for name, values in factors.items():
+            if not isinstance(values, list) or not values:
+                raise InputError(f"{values!r}; expected a non-empty list of values", path=path,
+                                 where=f"factors.{name}")
+        names = list(factors)
+        points = [dict(zip(names, combo)) for combo in itertools.product(*factors.values())]
+    else:
+        if factors:
+            raise InputError("mode = \"points\" takes [[point]] tables, not [factors]", path=path,
+                             where="factors")
+        if not isinstance(raw_points, list) or not raw_points or not all(isinstance(p, dict) for p in raw_points):
+            raise InputError("mode = \"points\" needs at least one [[point]] table", path=path, where="point")
+        names = list(dict.fromkeys(k for p in raw_points for k in p))
+        points = [dict(p) for p in raw_points]
+    if "design" in names and any(n == "device" or n.startswith("device.") for n in names):
+        raise InputError("design replaces the device list; do not vary devices in the same sweep", path=path,
+                         where="factors.design")
+    # each factor value alone on the base: the error then names exactly one factor
+    for name in names:
+        where = f"factors.{name}" if mode == "factorial" else f"point.{name}"
+        values = {json.dumps(p[name], sort_keys=True): p[name] for p in points if name in p}
+        for value in values.values():
+            if name == "design":
+                if value not in DESIGNS:
+                    raise InputError(f"{value!r}; expected one of {', '.join(DESIGNS)}", path=path, where=where)
+                single = {"design": value}
+            else:
+                single = {name: value}
+            try:
+                _build_point(base, single, scen_dir, "")
+            except KeyError as exc:
+                raise InputError(exc.args[0], path=path, where=where) from None
+            except InputError as exc:
+                raise InputError(f"{_scalar(value)}: {_err(exc)}", path=path, where=where) from None
+    for i, point in enumerate(points):  # combinations (e.g. a flow bound to a device list lacking its CID)
+        try:
+            _build_point(base, point, scen_dir, "")
+        except (InputError, KeyError) as exc:
+            desc = ", ".join(f"{k} = {_scalar(v)}" for k, v in point.items())
+            msg = exc.args[0] if isinstance(exc, KeyError) else _err(exc)
+            raise InputError(f"{desc}: {msg}", path=path, where=f"point {i}") from None
+    return SweepSpec(path=path, base=base, base_dir=str(scen_dir), points=tuple(points), columns=tuple(names),
+                     replications=reps, seed=seed, mode=mode)
+
+
+def _load_base(base, path: str, base_dir: Path) -> tuple[dict, Path]:
+    if base is None:
+        raise InputError("missing base; expected base = \"scenario.toml\" or a [base] table", path=path,
+                         where="base")
+    if isinstance(base, dict):
+        return base, base_dir
+    if not isinstance(base, str):
+        raise InputError(f"base = {base!r}; expected a file name or a table", path=path, where="base")
+    p = Path(base) if Path(base).is_absolute() else base_dir / base
+    try:
+        data = tomllib.loads(p.read_text())
+    except OSError as exc:
+        raise InputError(f"base = {base!r}: cannot read {p} ({exc.strerror})", path=path, where="base") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"base = {base!r}: not valid TOML ({exc})", path=path, where="base") from None
+    return data, p.resolve().parent
+
+
+def load_sweep(path) -> SweepSpec:
+    """Read and validate a sweep TOML file (every point is checked before anything runs)."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError("sweep file not found", path=str(p)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror})", path=str(p)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"not valid TOML ({exc})", path=str(p)) from None
+    return sweep_from_dict(raw, path=str(p), base_dir=p.resolve().parent)
+
+
+# ---------------------------------------------------------------------------- tasks
+
+def _task_id(point: int, rep: int, scenario: dict, design, seed: int) -> str:
+    blob = json.dumps({"scenario": scenario, "design": design, "seed": seed}, sort_keys=True, default=str)
+    return f"p{point:04d}-r{rep:03d}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
+
+
+def sweep_tasks(spec: SweepSpec) -> list[Task]:
+    """One task per (point, replication); seeds run.seed + replication at every point."""
+    tasks = []
+    for i, point in enumerate(spec.points):
+        data, _ = _build_point(spec.base, point, Path(spec.base_dir), "")
+        cols = tuple((n, _scalar(point[n]) if n in point else _scalar(get_path(spec.base, n))) for n in spec.columns)
+        for r in range(spec.replications):
+            seed = spec.seed + r
+            tasks.append(Task(_task_id(i, r, data, point.get("design"), seed), i, r, seed, data,
+                              point.get("design"), cols, spec.base_dir, spec.path))
+    return tasks
+
+
+def run_task(task: Task) -> dict:
+    """Build the task's scenario, simulate it, return one result row; errors become a row too."""
+    from .designs import apply_design
+    from .isolation import jain_index, victim_latency
+    from .scenario import scenario_from_dict
+    from .simulate import simulate
+
+    row = {"task_id": task.task_id, "point": task.point, "replication": task.replication, "seed": task.seed,
+           **dict(task.factors)}
+    t0 = time.perf_counter()
+    try:
+        sc = scenario_from_dict(task.scenario, path=task.label or "<task>", base_dir=Path(task.base_dir))
+        if task.design is not None:
+            sc = apply_design(sc, task.design)
+        res = simulate(sc, seed=task.seed)
+        row.update(result_row(res, victim_latency, jain_index))
+        row["status"], row["error"] = "ok", ""
+    except Exception as exc:  # a failing task is data, not the end of the sweep
+        row["status"], row["error"] = "error", f"{type(exc).__name__}: {_err(exc)}"
+        row["traceback"] = traceback.format_exc(limit=8)
+    row["wall_s"] = round(time.perf_counter() - t0, 4)
+    return row
+
+
+def result_row(res, victim_latency, jain_index) -> dict:
+    """The figures of one run: victim latency, per-flow throughput/latency, CPU, invariants."""
+    sc, flows = res.scenario, res.summary["flows"]
+    victims = [f for f in sc.flows if f.role == "victim"]
+    out = {}
+    if victims:
+        vl = victim_latency(res, victims)
+        out.update({f"victim_{k}_us": v for k, v in vl.items()})
+    out["aggressor_gbps"] = sum(flows[f.name]["throughput_gbps"] for f in sc.flows if f.role == "aggressor")
+    out["jain_index"] = jain_index([f["throughput_gbps"] for f in flows.values()])
+    for name, f in flows.items():
+        out[f"{name}_gbps"] = f["throughput_gbps"]
+        out[f"{name}_messages"] = f["messages"]
+        out.update({f"{name}_{k}_us": v for k, v in f["latency_us"].items()})
+    thr = res.threads
+    out["cpu_total"] = float(thr["cpu_util"].sum())
+    out["cpu_guest"] = float(thr.loc[thr["side"] == "guest", "cpu_util"].sum())
+    out["cpu_host"] = float(thr.loc[thr["side"] == "host", "cpu_util"].sum())
+    busiest = thr.loc[thr["cpu_util"].idxmax()] if len(thr) else None
+    out["cpu_busiest_thread"] = str(busiest["thread"]) if busiest is not None else ""
+    out["cpu_busiest_util"] = float(busiest["cpu_util"]) if busiest is not None else math.nan
+    out["events"] = res.summary["sim"]["events"]
+    out["invariants_ok"] = bool(res.checks.get("conserved", True) and res.checks.get("credit_respected", True))
+    return out
+
+
+# ---------------------------------------------------------------------------- storage
+
+def write_json_atomic(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_task(path: Path) -> dict | None:
+    """A stored task row, or None if absent or unreadable (then it is simply recomputed)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def tidy_table(rows: list[dict], columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Rows -> one DataFrame sorted by (point, replication); mixed-type columns become strings."""
+    df = pd.DataFrame([{k: v for k, v in r.items() if k != "traceback"} for r in rows])
+    if df.empty:
+        return df
+    df = df.sort_values(["point", "replication"], kind="stable").reset_index(drop=True)
+    for col in df.columns:
+        kinds = {type(v) for v in df[col] if v is not None and not (isinstance(v, float) and math.isnan(v))}
+        if len(kinds) > 1 and not kinds <= {int, float}:
+            df[col] = df[col].map(lambda v: None if v is None else str(v))
+    lead = ["task_id", "point", "replication", "seed", *columns, "status", "error"]
+    return df[[c for c in lead if c in df] + [c for c in df.columns if c not in lead]]
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: Path, meta: dict) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from . import __version__
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    md = {**(table.schema.metadata or {}), b"vsockbench.version": __version__.encode(),
+          **{f"vsockbench.{k}".encode(): str(v).encode() for k, v in meta.items()}}
+    table = table.replace_schema_metadata(md)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass
+class SweepResult:
+    table: pd.DataFrame
+    out_dir: Path | None
+    computed: int = 0
+    reused: int = 0
+    failed: int = 0
+    lost: int = 0  # tasks whose worker died: not stored, a rerun computes them
+
+    @property
+    def complete(self) -> bool:
+        return self.lost == 0 and len(self.table) > 0
+
+
+def run_sweep(spec, out_dir=None, *, executor: str = "process", workers: int | None = None,
+              scheduler: str | None = None, retry_failed: bool = False, progress: bool = True,
+              on_task=None, runner=run_task) -> SweepResult:
+    """Run every task of ``spec`` (a SweepSpec or a sweep file) not already stored under ``out_dir``.
+
+    ``executor``: ``serial``, ``process`` (ProcessPoolExecutor, ``workers`` processes) or
+    ``dask`` (``scheduler`` address, else a LocalCluster of ``workers`` single-threaded
+    processes).  ``on_task(row)`` is called in this process after each task is stored.
+    With ``out_dir=None`` nothing is stored (no resume).  Ctrl-C keeps the stored tasks.
+    """
+    if not isinstance(spec, SweepSpec):
+        spec = load_sweep(spec)
+    tasks = sweep_tasks(spec)
+    tdir = Path(out_dir) / "tasks" if out_dir is not None else None
+    done: dict[str, dict] = {}
+    if tdir is not None:
+        for t in tasks:
+            row = read_task(tdir / f"{t.task_id}.json")
+            if row is not None and (row.get("status") == "ok" or not retry_failed):
+                done[t.task_id] = row
+    todo = [t for t in tasks if t.task_id not in done]
+    res = SweepResult(pd.DataFrame(), Path(out_dir) if out_dir is not None else None, reused=len(done))
+
+    def store(row):
+        if tdir is not None:
+            write_json_atomic(tdir / f"{row['task_id']}.json", row)
+        done[row["task_id"]] = row
+        res.computed += 1
+        res.failed += row.get("status") != "ok"
+        if on_task is not None:
+            on_task(row)
+
+    try:
+        res.lost = execute(runner, todo, store, executor=executor, workers=workers, scheduler=scheduler,
+                           progress=progress, desc=f"sweep {Path(spec.path).name}")
+    finally:  # also on Ctrl-C: the table holds every task finished so far
+        res.table = tidy_table([done[t.task_id] for t in tasks if t.task_id in done], spec.columns)
+        if res.out_dir is not None and len(res.table):
+            write_parquet_atomic(res.table, res.out_dir / "sweep.parquet",
+                                 {"sweep": spec.path, "tasks": len(tasks), "stored": len(res.table)})
+    return res
