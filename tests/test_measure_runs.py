@@ -188,3 +188,15 @@ def test_vsock_local_unavailable_is_clear(tmp_path):
 def test_run_client_needs_server():
     with pytest.raises(Exception, match="refused"):
         run_client(Endpoint("unix", path="/nonexistent/x.sock"), RunSpec(duration=0.1), timeout=1)
+
+
+def test_open_loop_pipelined_h2g_answers_stay_framed(tmp_path):
+    """Back-to-back h2g requests with answers: the next command must not be read as an answer."""
+    rows = [dict(time=0.0, flow="agent", op="connect", bytes=0, reply_bytes=0, think_time=0.0, direction="h2g")]
+    rows += [dict(time=0.001 + i * 1e-5, flow="agent", op="send", bytes=100 + i, reply_bytes=400 + i,
+                  think_time=0.0, direction="h2g") for i in range(30)]
+    spec = trace_spec(types.SimpleNamespace(ops=pd.DataFrame(rows)), replay="open")
+    m, _ = measure(spec, local=True, transport="unix", timeout=3)
+    assert not m.errors
+    assert (np.frombuffer(m.client[0].vals, dtype=np.int64) > 0).sum() == 30
+    assert sum(r.total_bytes for r in m.server) == sum(100 + i + 400 + i for i in range(30))

@@ -39,7 +39,9 @@ DATA_HEADER = struct.Struct("<4sIII")  # magic, run id, connection index, reserv
 # Trace-replay command on a data connection: op, bytes, reply_bytes, reserved.
 CMD = struct.Struct("<IIII")
 CMD_G2H = 1  # client sends `bytes`, server answers `reply_bytes`
-CMD_H2G = 2  # server sends `bytes`, client answers `reply_bytes`
+CMD_H2G = 2  # server sends `bytes`; the client answers later with CMD_ANSWER
+CMD_ANSWER = 3  # client's answer to an h2g message: `bytes` follow (framed, so open-loop
+# pipelining cannot mix an answer's bytes with the next command)
 MAX_JSON = 64 << 20
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .protocol import CMD, CMD_G2H, CMD_H2G, RunSpec
+from .protocol import CMD, CMD_ANSWER, CMD_G2H, CMD_H2G, RunSpec
 from .transports import describe_oserror
 
 __all__ = [
@@ -227,7 +227,9 @@ def trace_serve(sock: socket.socket, spec: RunSpec, t0: int, res: ConnResult) ->
                 _send_n(sock, zeros, reply)
             elif op == CMD_H2G:
                 _send_n(sock, zeros, nbytes)
-                _read_n(sock, buf, reply)
+            elif op == CMD_ANSWER:
+                _read_n(sock, buf, nbytes)
+                nbytes, reply = 0, nbytes
             else:
                 raise EOFError(f"unknown trace command {op}")
             total += nbytes + reply
@@ -284,6 +286,7 @@ def trace_flow(connect, spec: RunSpec, flow: int, t0: int, res: ConnResult) -> N
         res.vals[idx] = clock() - t0 - res.ts[idx]
         if answer:
             with lock:
+                sock.sendall(CMD.pack(CMD_ANSWER, answer, 0, 0))
                 _send_n(sock, zeros, answer)
 
     def reader(sock, lock, q):
