@@ -1,0 +1,96 @@
+"""Shapes the published curves show, and the backends' scheduling rules."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_scenario
+
+from vsockbench.simulate import simulate
+
+SIZES = (1024, 4096, 16384, 65536, 262144)
+
+
+def _gbps(backend, direction, msg, **kw):
+    sc = make_scenario([{"cid": 3, "backend": backend}],
+                       [{"name": "f", "kind": "stream", "direction": direction, "msg_bytes": msg}],
+                       duration=0.004, packets="none", **kw)
+    return simulate(sc).summary["flows"]["f"]["throughput_gbps"]
+
+
+@pytest.mark.parametrize("backend", ["vhost", "vhost-user", "vmm"])
+@pytest.mark.parametrize("direction", ["g2h", "h2g"])
+def test_throughput_rises_with_write_size_then_flattens(backend, direction):
+    """lkml_garzarella2019_v4 and the Firecracker baselines: per-packet costs dominate small
+    writes, the copy and the 64 KiB packet cap flatten the curve at large ones."""
+    t = [_gbps(backend, direction, s) for s in SIZES]
+    for small, big in zip(t, t[1:]):
+        # rises or holds; h2g may dip a little past 16 KiB where the guest's refill-at-half of the
+        # RX ring (virtio_transport_rx_work) starts to limit, as real h2g curves flatten early
+        assert big >= small * 0.85, t
+    assert t[2] > 1.3 * t[0], t  # rises: 16 KiB >> 1 KiB
+    assert t[4] < 1.2 * t[3] and t[4] > 0.85 * max(t), t  # flat: 256 KiB ~ 64 KiB
+
+
+def test_vhost_worker_yields_after_its_weight(tmp_path):
+    sc = make_scenario(flows=[{"name": "up", "kind": "stream", "direction": "g2h", "msg_bytes": 65536,
+                               "connections": 2},
+                              {"name": "down", "kind": "stream", "direction": "h2g", "msg_bytes": 65536}],
+                       duration=0.004)
+    default = simulate(sc).summary["devices"]["3"]["worker_yields"]
+    prof = tmp_path / "w.toml"
+    prof.write_text('[profile]\nbase = "vhost"\nweight_pkts = 16\nweight_bytes = 65536\n')
+    light = make_scenario([{"cid": 3, "backend": "vhost", "profile": str(prof)}], list(sc_flows(sc)),
+                          duration=0.004)
+    small = simulate(light).summary["devices"]["3"]["worker_yields"]
+    assert default > 0  # 512 KiB (8 packets of 64 KiB) are reached under load
+    assert small > 4 * default  # a smaller weight yields more often
+
+
+def sc_flows(sc):
+    for f in sc.flows:
+        yield {"name": f.name, "kind": f.kind, "direction": f.direction, "msg_bytes": f.msg_bytes,
+               "connections": f.connections}
+
+
+def test_vhost_tx_handler_processes_at_most_weight_packets_per_turn(tmp_path):
+    """Between two TX interrupts the worker consumed at most VHOST_VSOCK_PKT_WEIGHT packets."""
+    prof = tmp_path / "w.toml"
+    prof.write_text('[profile]\nbase = "vhost"\nweight_pkts = 8\n')
+    sc = make_scenario([{"cid": 3, "backend": "vhost", "profile": str(prof)}],
+                       [{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 1024,
+                         "connections": 4}], duration=0.003)
+    res = simulate(sc, keep_model=True)
+    backend = res.model.backends[0]
+    assert backend.yields > 0
+    tx_thread = res.model.queues[3][0]
+    assert tx_thread.packets > 8 * backend.yields
+
+
+def test_more_vcpus_help_a_cpu_bound_guest():
+    one = _gbps("vhost", "g2h", 4096, vcpus=1)
+    two = _gbps("vhost", "g2h", 4096, vcpus=2)
+    assert two >= one
+
+
+def test_zerocopy_saves_the_guest_copy():
+    base = make_scenario(flows=[{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 65536}])
+    zc = make_scenario(flows=[{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 65536,
+                               "zerocopy": True}])
+    a, b = simulate(base).threads, simulate(zc).threads
+    app = "g:app-f-0"
+    per_byte_a = a.set_index("thread").loc[app, "busy_s"]
+    per_byte_b = b.set_index("thread").loc[app, "busy_s"]
+    assert per_byte_b < per_byte_a
+
+
+def test_seqpacket_preserves_message_boundaries_and_updates_credit_per_message():
+    sc = make_scenario(flows=[{"name": "f", "kind": "pingpong", "direction": "g2h2g", "msg_bytes": 5000,
+                               "socket": "seqpacket"}])
+    res = simulate(sc, keep_model=True)
+    p = res.packets
+    rw = p[p["op"] == 5]
+    assert (rw["type"] == 2).all()
+    # the last packet of every message carries VIRTIO_VSOCK_SEQ_EOM; host->guest pieces keep it last
+    eom = rw[(rw["flags"] & 1) == 1]
+    assert len(eom) >= res.summary["flows"]["f"]["messages"]
+    assert res.checks["conserved"]

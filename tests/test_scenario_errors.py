@@ -1,0 +1,77 @@
+"""Bad scenario files: exit status 2, one line naming the file and the field, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from vsockbench.cli import main
+
+GOOD_DEVICE = '[[device]]\ncid = 3\nbackend = "vhost"\n'
+GOOD_FLOW = '[[flow]]\nname = "f"\nkind = "stream"\ndirection = "g2h"\nmsg_bytes = 4096\n'
+RUN = '[run]\nduration = 0.001\nwarmup = 0.0\n'
+
+
+def devices(n, **extra):
+    return "".join(f'[[device]]\ncid = {3 + i}\nbackend = "vhost"\norder = {i}\n' for i in range(n))
+
+
+CASES = [
+    # (id, file text, text the message must contain)
+    ("not-toml", "[run\nduration = 1", "not valid TOML"),
+    ("unknown-table", RUN + "[gust]\nvcpus = 1\n" + GOOD_DEVICE + GOOD_FLOW, "gust"),
+    ("negative-duration", "[run]\nduration = -1\n" + GOOD_DEVICE + GOOD_FLOW, "run.duration"),
+    ("duration-string", '[run]\nduration = "long"\n' + GOOD_DEVICE + GOOD_FLOW, "duration"),
+    ("zero-vcpus", RUN + "[guest]\nvcpus = 0\n" + GOOD_DEVICE + GOOD_FLOW, "guest.vcpus"),
+    ("no-devices", RUN + GOOD_FLOW, "no devices"),
+    ("17-devices", RUN + devices(17) + GOOD_FLOW, "at most 16"),
+    ("duplicate-cid", RUN + GOOD_DEVICE + '[[device]]\ncid = 3\nbackend = "vmm"\norder = 1\n' + GOOD_FLOW,
+     "device[1].cid"),
+    ("duplicate-order", RUN + devices(1) + '[[device]]\ncid = 9\nbackend = "vmm"\norder = 0\n' + GOOD_FLOW,
+     "device[1].order"),
+    ("reserved-cid", RUN + '[[device]]\ncid = 2\n' + GOOD_FLOW, "device[0].cid"),
+    ("unknown-backend", RUN + '[[device]]\ncid = 3\nbackend = "virtio-mmio"\n' + GOOD_FLOW, "device[0].backend"),
+    ("zero-queues", RUN + '[[device]]\ncid = 3\nqueues = 0\n' + GOOD_FLOW, "device[0].queues"),
+    ("steering-single-queue", RUN + '[[device]]\ncid = 3\nsteering = "vcpu"\n' + GOOD_FLOW, "device[0].steering"),
+    ("unknown-steering", RUN + '[[device]]\ncid = 3\nqueues = 2\nsteering = "rss"\n' + GOOD_FLOW,
+     "device[0].steering"),
+    ("unknown-profile", RUN + '[[device]]\ncid = 3\nprofile = "nope"\n' + GOOD_FLOW, "device[0].profile"),
+    ("unknown-device-field", RUN + '[[device]]\ncid = 3\nrings = 2\n' + GOOD_FLOW, "rings"),
+    ("no-flows", RUN + GOOD_DEVICE, "no flows"),
+    ("unknown-kind", RUN + GOOD_DEVICE + '[[flow]]\nname = "f"\nkind = "udp"\n', "kind"),
+    ("bad-direction", RUN + GOOD_DEVICE + '[[flow]]\nname = "f"\nkind = "pingpong"\ndirection = "g2h"\n',
+     "direction"),
+    ("zero-msg", RUN + GOOD_DEVICE + '[[flow]]\nname = "f"\nmsg_bytes = 0\n', "msg_bytes"),
+    ("buffer-above-max", RUN + GOOD_DEVICE + '[[flow]]\nname = "f"\nbuffer_bytes = 1048576\n', "buffer_bytes"),
+    ("bind-unknown-cid", RUN + GOOD_DEVICE + '[[flow]]\nname = "f"\nbind_cid = 7\n', "bind_cid"),
+    ("seqpacket-on-vhost-user", RUN + '[[device]]\ncid = 3\nbackend = "vhost-user"\n'
+     + '[[flow]]\nname = "f"\nsocket = "seqpacket"\n', "socket"),
+    ("queue-without-class", RUN + '[[device]]\ncid = 3\nqueues = 2\n' + '[[flow]]\nname = "f"\nqueue = 1\n',
+     "queue"),
+    ("queue-out-of-range", RUN + '[[device]]\ncid = 3\nqueues = 2\nsteering = "class"\n'
+     + '[[flow]]\nname = "f"\nqueue = 2\n', "queue"),
+    ("duplicate-flow-name", RUN + GOOD_DEVICE + GOOD_FLOW + GOOD_FLOW, "flow[1].name"),
+    ("rate-on-stream", RUN + GOOD_DEVICE + '[[flow]]\nname = "f"\nrate = 100.0\n', "rate"),
+    ("trace-missing-file", RUN + GOOD_DEVICE + '[[flow]]\nname = "f"\nkind = "trace"\ntrace = "nope.csv"\n',
+     "trace"),
+    ("bool-as-int", RUN + GOOD_DEVICE + '[[flow]]\nname = "f"\nconnections = true\n', "connections"),
+]
+
+
+@pytest.mark.parametrize("case_id,text,needle", CASES, ids=[c[0] for c in CASES])
+def test_bad_scenario_exits_2_naming_the_field(tmp_path, capsys, case_id, text, needle):
+    path = tmp_path / f"{case_id}.toml"
+    path.write_text(text)
+    assert main(["simulate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert str(path) in err and needle in err, err
+    assert "Traceback" not in err
+
+
+def test_missing_file(tmp_path, capsys):
+    assert main(["simulate", str(tmp_path / "absent.toml")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_at_least_15_cases():
+    assert len(CASES) >= 15
