@@ -227,6 +227,7 @@ def trace_serve(sock: socket.socket, spec: RunSpec, t0: int, res: ConnResult) ->
                 _send_n(sock, zeros, reply)
             elif op == CMD_H2G:
                 _send_n(sock, zeros, nbytes)
+                reply = 0  # its answer arrives (and is counted) as a CMD_ANSWER
             elif op == CMD_ANSWER:
                 _read_n(sock, buf, nbytes)
                 nbytes, reply = 0, nbytes
