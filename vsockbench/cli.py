@@ -19,6 +19,10 @@ COMMAND_MODULES = (
     "vsockbench.commands.simulate",
     "vsockbench.commands.trace",
     "vsockbench.commands.measure",
+    "vsockbench.commands.sweep",
+    "vsockbench.commands.plan",
+    "vsockbench.commands.compare",
+    "vsockbench.commands.report",
 )
 
 

@@ -1,0 +1,53 @@
+"""``vsockbench compare``: which design protects the victim, and at what CPU cost."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ..compare import DEFAULT_WORKLOAD, compare
+from ..designs import DESIGNS
+from ..errors import InputError
+from ..profiles import BACKENDS
+from ..store import RUNS_DIR, save_run
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="compare single-device, multi-device and multi-queue designs on a workload",
+        description="Run a workload (default: the built-in Kata + TSI noisy neighbour) on each design, print "
+        "victim latency, slowdown, aggressor throughput and CPU with 95% confidence intervals, and store "
+        f"the results set (Parquet, summary, scenarios, profiles, plots, report) under {RUNS_DIR}/.")
+    p.add_argument("--workload", metavar="NAME|PATH", default=None,
+                   help=f"shipped workload name (e.g. {DEFAULT_WORKLOAD}, noisy-neighbour-single), a scenario "
+                   f"TOML or a trace CSV/Parquet (default: {DEFAULT_WORKLOAD})")
+    p.add_argument("--designs", metavar="A,B", default=None,
+                   help=f"comma-separated designs (default: all of {','.join(DESIGNS)})")
+    p.add_argument("--duration", type=float, metavar="S", help="simulated seconds measured per run")
+    p.add_argument("--seed", type=int, metavar="N", help="first seed (replication r uses N + r)")
+    p.add_argument("--replications", type=int, metavar="N", help="replications per design")
+    p.add_argument("--out", metavar="DIR", help=f"results folder (default: {RUNS_DIR}/<timestamp>-<workload>)")
+    p.add_argument("--aggressor-backend", default="vhost-user", choices=BACKENDS,
+                   help="backend of the aggressors' device in the multi-device design (default: %(default)s)")
+    p.add_argument("--no-report", action="store_true", help="store the results without plots and report.md")
+    p.set_defaults(func=run)
+
+
+def parse_designs(text: str | None):
+    if text is None:
+        return None
+    names = [d.strip() for d in text.split(",") if d.strip()]
+    if not names:
+        raise InputError(f"--designs {text!r}: expected a comma-separated list of {', '.join(DESIGNS)}")
+    return names
+
+
+def run(args) -> int:
+    t0 = time.perf_counter()
+    result = compare(args.workload, parse_designs(args.designs), duration=args.duration, seed=args.seed,
+                     replications=args.replications, aggressor_backend=args.aggressor_backend, progress=True)
+    print(result.table())
+    path = save_run(result, args.out, report=not args.no_report)
+    print(f"\nresults: {path}" + ("" if args.no_report else f"  (report: {path / 'report.md'})"))
+    print(f"wall time {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
