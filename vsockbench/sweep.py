@@ -23,6 +23,7 @@ table (one row per task) is assembled from those files into ``<out>/sweep.parque
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -31,12 +32,12 @@ import math
 import os
 import tempfile
 import time
-import tomllib
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import tomllib
 
 from .errors import InputError
 from .executors import execute
@@ -374,25 +375,30 @@ def tidy_table(rows: list[dict], columns: tuple[str, ...] = ()) -> pd.DataFrame:
     return df[[c for c in lead if c in df] + [c for c in df.columns if c not in lead]]
 
 
+@contextlib.contextmanager
+def _atomic_target(path: Path):
+    """A temporary path next to ``path``; moved onto ``path`` (os.replace) only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def write_parquet_atomic(df: pd.DataFrame, path: Path, meta: dict) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from . import __version__
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df, preserve_index=False)
     md = {**(table.schema.metadata or {}), b"vsockbench.version": __version__.encode(),
           **{f"vsockbench.{k}".encode(): str(v).encode() for k, v in meta.items()}}
-    table = table.replace_schema_metadata(md)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _atomic_target(path) as tmp:
+        pq.write_table(table.replace_schema_metadata(md), tmp)
     return path
 
 
