@@ -21,8 +21,6 @@ COMMAND_MODULES = (
     "vsockbench.commands.measure",
     "vsockbench.commands.sweep",
     "vsockbench.commands.plan",
-    "vsockbench.commands.sweep",
-    "vsockbench.commands.plan",
     "vsockbench.commands.compare",
     "vsockbench.commands.report",
 )
