@@ -1,0 +1,106 @@
+"""`vsockbench compare` end to end: table, stored results set, and the isolation ordering."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vsockbench.cli import main
+from vsockbench.compare import CompareResult, compare
+from vsockbench.designs import DESIGNS
+from vsockbench.scenario import load_scenario
+from vsockbench.store import MARKER
+
+ROOT = Path(__file__).resolve().parents[1]
+DUR, REPS = "0.006", "2"
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cmp") / "run"
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["compare", "--duration", DUR, "--replications", REPS, "--seed", "3", "--out", str(out)])
+    return rc, buf.getvalue(), out
+
+
+def test_cli_prints_table_with_cis_and_verdicts(cli_run):
+    rc, text, _ = cli_run
+    assert rc == 0
+    for head in ("victim p50 us", "victim p99 us", "slowdown p99", "aggr Gbps", "CPU cores"):
+        assert head in text
+    for d in DESIGNS:
+        assert d in text
+    assert "±" in text  # confidence intervals, not bare means
+    verdicts = [ln for ln in text.splitlines() if " vs single: " in ln]
+    assert len(verdicts) == len(DESIGNS) - 1
+    assert all("CPU" in ln for ln in verdicts)
+    assert "seed 3" in text and "2 replications" in text
+
+
+def test_cli_writes_complete_results_set(cli_run):
+    _, _, out = cli_run
+    for name in ("records.parquet", "threads.parquet", "messages.parquet", "summary.csv", "summary.json",
+                 "metadata.json", "report.md", MARKER):
+        assert (out / name).is_file(), name
+    for fig in ("latency_cdf", "throughput", "cpu_threads", "slowdown"):
+        assert (out / "figures" / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "<svg" in (out / "figures" / f"{fig}.svg").read_text()[:2000]
+    meta = json.loads((out / "metadata.json").read_text())
+    for key in ("vsockbench_version", "seed", "wall_s", "host", "python", "designs", "replications"):
+        assert key in meta, key
+    assert meta["seed"] == 3 and meta["replications"] == 2
+    # Every stored scenario loads back, and the designs' devices are what they claim.
+    devs = {d: load_scenario(out / "scenarios" / f"{d}.toml").devices for d in DESIGNS}
+    assert len(devs["single"]) == 1 and devs["single"][0].queues == 1
+    assert sorted(d.backend for d in devs["multi-device"]) == ["vhost", "vhost-user"]
+    assert devs["multi-queue"][0].queues == 2 and devs["multi-queue"][0].worker == "device"
+    assert devs["multi-queue-worker"][0].worker == "queue"
+    assert sorted(p.name for p in (out / "profiles").glob("*.toml")) == ["vhost-user.toml", "vhost.toml"]
+    # The logs flow's trace is copied, so the run folder replays without the repo.
+    assert (out / "traces" / "logs.csv").is_file()
+
+
+def test_multi_device_isolates_the_victim_better_than_single(cli_run):
+    _, _, out = cli_run
+    rec = pd.read_parquet(out / "records.parquet")
+    assert len(rec) == len(DESIGNS) * int(REPS)
+    mean = rec.groupby("design")["slowdown_p99"].mean()
+    assert mean["multi-device"] < mean["single"]
+    assert mean["single"] > 2  # the single device really suffers: the comparison is not vacuous
+    assert mean["multi-queue-worker"] < mean["single"]
+    cpu = rec.groupby("design")["cpu_total"].mean()
+    assert cpu["multi-device"] > cpu["single"]  # the extra worker's price shows
+
+
+def test_records_are_one_row_per_design_and_replication():
+    r = compare("noisy-neighbour-single", ["single", "multi-device"], duration=0.004, replications=2,
+                progress=False)
+    assert isinstance(r, CompareResult)
+    df = pd.DataFrame(r.records)
+    assert list(zip(df["design"], df["replication"])) == [("single", 0), ("single", 1), ("multi-device", 0),
+                                                          ("multi-device", 1)]
+    assert set(r.summary["figure"]) >= {"victim_p99_us", "slowdown_p99", "aggressor_gbps", "cpu_total"}
+    assert set(r.verdicts) == {"multi-device"}
+
+
+def test_same_seed_same_records():
+    kw = {"designs": ["single"], "duration": 0.003, "replications": 2, "progress": False}
+    a, b = compare(**kw), compare(**kw)
+    pd.testing.assert_frame_equal(a.records, b.records)
+    c = compare(**{**kw, "seed": 9})
+    assert not a.records["victim_p99_us"].equals(c.records["victim_p99_us"])
+
+
+def test_trace_file_workload_infers_roles():
+    r = compare(ROOT / "workloads/traces/noisy-neighbour.csv", ["single"], duration=0.004, replications=1,
+                progress=False)
+    roles = {f.name: f.role for f in r.workload.flows}
+    assert roles["victim"] == "victim" and roles["aggressor-0"] == "aggressor"
+    assert r.records["aggressor_gbps"].iloc[0] > 0
