@@ -144,7 +144,7 @@ class Task:
 
 def _scalar(v):
     """A factor value as a table cell: scalars as is, lists/tables as compact JSON."""
-    return v if isinstance(v, (int, float, str, bool)) else json.dumps(v, sort_keys=True, separators=(",", ":"))
+    return v if v is None or isinstance(v, (int, float, str, bool)) else json.dumps(v, sort_keys=True, separators=(",", ":"))
 
 
 def _build_point(base: dict, point: dict, base_dir: Path, label: str):
@@ -164,6 +164,11 @@ def _build_point(base: dict, point: dict, base_dir: Path, label: str):
 
 def _err(exc: Exception) -> str:
     return str(exc).replace("\n", " ")
+
+
+def _why(value, exc: Exception) -> str:
+    msg = exc.args[0] if isinstance(exc, KeyError) else _err(exc)
+    return msg if value is None or isinstance(exc, KeyError) else f"{_scalar(value)}: {msg}"
 
 
 def sweep_from_dict(raw: dict, *, path: str = "<sweep>", base_dir: Path | None = None) -> SweepSpec:
@@ -209,30 +214,31 @@ def sweep_from_dict(raw: dict, *, path: str = "<sweep>", base_dir: Path | None =
     if "design" in names and any(n == "device" or n.startswith("device.") for n in names):
         raise InputError("design replaces the device list; do not vary devices in the same sweep", path=path,
                          where="factors.design")
-    # each factor value alone on the base: the error then names exactly one factor
-    for name in names:
-        where = f"factors.{name}" if mode == "factorial" else f"point.{name}"
-        values = {json.dumps(p[name], sort_keys=True): p[name] for p in points if name in p}
-        for value in values.values():
-            if name == "design":
-                if value not in DESIGNS:
-                    raise InputError(f"{value!r}; expected one of {', '.join(DESIGNS)}", path=path, where=where)
-                single = {"design": value}
-            else:
-                single = {name: value}
-            try:
-                _build_point(base, single, scen_dir, "")
-            except KeyError as exc:
-                raise InputError(exc.args[0], path=path, where=where) from None
-            except InputError as exc:
-                raise InputError(f"{_scalar(value)}: {_err(exc)}", path=path, where=where) from None
-    for i, point in enumerate(points):  # combinations (e.g. a flow bound to a device list lacking its CID)
+    try:  # the base alone first, so its own errors are not blamed on a factor
+        _build_point(base, {}, scen_dir, "")
+    except InputError as exc:
+        raise InputError(_err(exc), path=path, where="base") from None
+
+    def where_of(name):
+        return f"{'factors' if mode == 'factorial' else 'point'}.{json.dumps(name) if '.' in name else name}"
+
+    for p in points:
+        if "design" in p and p["design"] not in DESIGNS:
+            raise InputError(f"{p['design']!r}; expected one of {', '.join(DESIGNS)}", path=path,
+                             where=where_of("design"))
+    for i, point in enumerate(points):
         try:
             _build_point(base, point, scen_dir, "")
         except (InputError, KeyError) as exc:
+            # name the factor that fails on its own; else the combination is at fault
+            for name in point:
+                try:
+                    _build_point(base, {name: point[name]}, scen_dir, "")
+                except (InputError, KeyError) as one:
+                    raise InputError(_why(point[name], one), path=path, where=where_of(name)) from None
             desc = ", ".join(f"{k} = {_scalar(v)}" for k, v in point.items())
-            msg = exc.args[0] if isinstance(exc, KeyError) else _err(exc)
-            raise InputError(f"{desc}: {msg}", path=path, where=f"point {i}") from None
+            where = f"point {i}" if mode == "factorial" else f"point[{i}]"
+            raise InputError(f"{desc}: {_why(None, exc)}", path=path, where=where) from None
     return SweepSpec(path=path, base=base, base_dir=str(scen_dir), points=tuple(points), columns=tuple(names),
                      replications=reps, seed=seed, mode=mode)
 
