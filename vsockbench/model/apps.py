@@ -51,6 +51,7 @@ class ConnApp:
         self.sendq = (deque(), deque())
         self.expect = (deque(), deque())
         self._send_wake = [None, None]
+        self._busy = [False, False]  # a direction's sender is mid-send()
         self._recv_wake = [None, None]
         self.read_limit = read_limit
         self.on_done = on_done  # callback(msg, t_end) when a message or reply is fully read
@@ -65,13 +66,19 @@ class ConnApp:
     # ------------------------------------------------------------ message FIFOs
     def push(self, d: int, msg: Msg) -> None:
         self.sendq[d].append(msg)
+        self._expect(d, msg)
+        ev = self._send_wake[d]
+        if ev is not None:
+            self._send_wake[d] = None
+            ev.succeed()
+
+    def _expect(self, d: int, msg: Msg) -> None:
         self.expect[d].append(msg)
         self.conn.pending[d].append(msg)
-        for waits in (self._send_wake, self._recv_wake):
-            ev = waits[d]
-            if ev is not None:
-                waits[d] = None
-                ev.succeed()
+        ev = self._recv_wake[d]
+        if ev is not None:
+            self._recv_wake[d] = None
+            ev.succeed()
 
     def _wait(self, waits, d):
         ev = self.env.event()
@@ -117,7 +124,11 @@ class ConnApp:
         yield self._ready
         q = self.sendq[d]
         send = self._send_vsock if (d == G2H or not self.conn.userspace) else self._send_uds
+        busy = self._busy
         while True:
+            if busy[d]:  # the receiver is answering inline on this direction
+                yield self._wait(self._send_wake, d)
+                continue
             if not q:
                 refill = self.refill[d]
                 if refill is not None:
@@ -128,7 +139,9 @@ class ConnApp:
                 yield self._wait(self._send_wake, d)
                 continue
             msg = q.popleft()
+            busy[d] = True
             yield from send(d, msg.nbytes)
+            busy[d] = False
 
     def _send_vsock(self, d: int, nbytes: int):
         """vsock_connectible_sendmsg(): partial sends at any credit, <= 64 KiB packets."""
@@ -158,8 +171,7 @@ class ConnApp:
                 if end.credit() == 0:
                     ev = env.event()
                     end.writer = ev
-                    yield ev
-                    yield env.timeout(self._wake_latency(from_guest))
+                    yield ev  # woken by sk_write_space after the wake-up latency
                 continue
             n = remaining if remaining < c else c
             if n > max_pkt:
@@ -189,7 +201,6 @@ class ConnApp:
                 ev = env.event()
                 conn.host_writer_wake = ev
                 yield ev
-                yield env.timeout(self._wake_latency(False))
                 continue
             n = remaining if remaining < room else room
             yield th.run(call + n * per_byte)
@@ -205,6 +216,9 @@ class ConnApp:
         expect = self.expect[d]
         to_guest = d == H2G
         recv = self._recv_vsock if (to_guest or not self.conn.userspace) else self._recv_uds
+        back = 1 - d
+        send_back = self._send_vsock if (back == G2H or not self.conn.userspace) else self._send_uds
+        busy = self._busy
         limit = self.read_limit
         total = 0
         while True:
@@ -224,19 +238,41 @@ class ConnApp:
                 total += n
             expect.popleft()
             self.conn.pending[d].popleft()
-            self._done(d, msg)
+            nxt = self._done(d, msg)
+            if nxt is None:
+                continue
+            if busy[back] or self.sendq[back]:
+                self.push(back, nxt)
+                continue
+            # the same thread answers at once (a server's read-then-write, a client's next request):
+            # send inline instead of waking the sender process
+            self._expect(back, nxt)
+            busy[back] = True
+            yield from send_back(back, nxt.nbytes)
+            busy[back] = False
+            ev = self._send_wake[back]
+            if ev is not None and self.sendq[back]:
+                self._send_wake[back] = None
+                ev.succeed()
 
-    def _done(self, d: int, msg: Msg) -> None:
+    def _done(self, d: int, msg: Msg):
+        """Record a completed message; return the message the reader sends next, if any."""
         now = self.env.now
         self.m.messages.append((self.conn.flow, self.conn.id, d, msg.kind, msg.nbytes, msg.t0, now))
+        nxt = None
         if msg.reply:
             reply = Msg(msg.reply, msg.t0, "rtt")
             if msg.think > 0:
                 self.env.process(self._delayed_push(1 - d, reply, msg.think))
             else:
-                self.push(1 - d, reply)
+                nxt = reply
         if self.on_done is not None:
-            self.on_done(self, d, msg, now)
+            more = self.on_done(self, d, msg, now)
+            if more is not None:
+                if nxt is not None:
+                    self.push(1 - d, nxt)
+                nxt = more
+        return nxt
 
     def _delayed_push(self, d, msg, delay):
         yield self.env.timeout(delay)
@@ -256,8 +292,7 @@ class ConnApp:
         while not avail:
             ev = env.event()
             end.reader = ev
-            yield ev
-            yield env.timeout(self._wake_latency(to_guest))
+            yield ev  # vsock_data_ready -> woken after the wake-up latency
             avail = end.readable()
         n = avail if (end.seqpacket or avail < want) else want
         yield th.run(call + n * per_byte)
@@ -279,7 +314,6 @@ class ConnApp:
             ev = env.event()
             conn.host_reader_wake = ev
             yield ev
-            yield env.timeout(self._wake_latency(False))
         n = min(conn.uds_g2h, want)
         yield th.run(p.host_recv_call_ns * 1e-9 + n * p.host_copy_ns_per_kib * 1e-9 / 1024)
         conn.uds_g2h -= n

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from .cpu import wake_after
 from .socket import CREDIT_REQUEST, REQUEST, RW, SEQ_EOM, Pkt
 
 __all__ = ["VhostBackend", "UserspaceBackend"]
@@ -39,6 +40,7 @@ class _Worker:
         self._wake = None
         self.yields = 0  # times a handler gave up the worker on its weight
         self.queues: list = []
+        self.wake_s = prof.backend_wakeup_latency_ns * 1e-9
         model.env.process(self._loop())
 
     def _queue(self, item) -> None:
@@ -46,9 +48,9 @@ class _Worker:
             self.queued.add(item)
             self.work.append(item)
             ev = self._wake
-            if ev is not None:
+            if ev is not None:  # eventfd -> wake_up_process -> scheduled after the wake-up latency
                 self._wake = None
-                ev.succeed()
+                wake_after(self.env, ev, self.wake_s * self.model.jitter())
 
     def notify_tx(self, q) -> None:
         self._queue(("tx", q))
@@ -57,14 +59,12 @@ class _Worker:
         self._queue(("rx", q))
 
     def _loop(self):
-        env, model = self.env, self.model
-        wake_ns = self.prof.backend_wakeup_latency_ns * 1e-9
+        env = self.env
         work, queued = self.work, self.queued
         while True:
             if not work:
                 self._wake = env.event()
                 yield self._wake
-                yield env.timeout(wake_ns * model.jitter())  # eventfd -> wake_up_process -> scheduled
             item = work.popleft()
             queued.discard(item)
             yield from self.handle(item)
@@ -81,11 +81,9 @@ class VhostBackend(_Worker):
         self._queue(("rx", q))
 
     def handle(self, item):
+        """The handler generator for a work item (returned, not wrapped: one generator level less)."""
         kind, q = item
-        if kind == "tx":
-            yield from self._handle_tx(q)
-        else:
-            yield from self._handle_rx(q)
+        return self._handle_tx(q) if kind == "tx" else self._handle_rx(q)
 
     def _handle_tx(self, q):
         """vhost_vsock_handle_tx_kick(): drain the TX ring into host sockets, up to the weights."""
@@ -115,9 +113,7 @@ class VhostBackend(_Worker):
                 self._queue(("tx", q))
                 break
         if pkts:
-            cost = q.signal_tx()
-            if cost:
-                yield run(cost)
+            self.thread.debt += q.signal_tx()  # vhost_signal once per pass; paid with the next run
 
     def _handle_rx(self, q):
         """vhost_transport_do_send_pkt(): split each skb across guest RX buffers."""
@@ -162,9 +158,7 @@ class VhostBackend(_Worker):
                 self._queue(("rx", q))
                 break
         if bufs:
-            cost = q.signal_rx()
-            if cost:
-                yield run(cost)
+            self.thread.debt += q.signal_rx()
 
 
 class UserspaceBackend(_Worker):
@@ -212,16 +206,14 @@ class UserspaceBackend(_Worker):
         if kind == "other":
             yield run(obj)
             return
-        loop = prof.backend_loop_ns * 1e-9  # one epoll_wait round
+        # one epoll_wait round, charged with the next packet's work (no extra event)
+        self.thread.debt += prof.backend_loop_ns * 1e-9
         if kind == "out":
-            yield run(loop + prof.backend_syscall_ns * 1e-9)
+            yield run(prof.backend_syscall_ns * 1e-9)
             self.model.backend_flush(obj)
             obj = obj.q
         elif kind == "tx":
-            yield run(loop)
             yield from self._process_tx(obj)
-        else:
-            yield run(loop)
         yield from self._process_rx(obj)
 
     def _process_tx(self, q):
@@ -244,9 +236,7 @@ class UserspaceBackend(_Worker):
             n += 1
         q.tx_kick_enabled = True
         if n:
-            cost = q.signal_tx()
-            if cost:
-                yield run(cost)
+            self.thread.debt += q.signal_tx()
 
     def _process_rx(self, q):
         """Fill guest RX buffers from pending connections; one read() per buffer."""
@@ -284,7 +274,7 @@ class UserspaceBackend(_Worker):
                 w = conn.host_writer_wake
                 if w is not None:
                     conn.host_writer_wake = None
-                    w.succeed()
+                    conn.host_waker(w)
             else:
                 pending.popleft()
                 conn.in_rxq = False
@@ -297,9 +287,7 @@ class UserspaceBackend(_Worker):
             if prof.rx_round_robin and pending and pending[0] is conn:
                 pending.rotate(-1)  # one packet per connection per round
         if bufs:
-            cost = q.signal_rx()
-            if cost:
-                yield run(cost)
+            self.thread.debt += q.signal_rx()
 
 
 def make_backend(model, name: str, prof):

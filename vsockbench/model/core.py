@@ -22,7 +22,7 @@ import numpy as np
 import simpy
 
 from .backend import make_backend
-from .cpu import CpuPool, Thread
+from .cpu import CpuPool, Thread, wake_after
 from .guest import GuestQueue
 from .socket import (
     CREDIT_REQUEST,
@@ -128,6 +128,11 @@ class Model:
         else:  # the backend's per-connection state: 64 KiB buffer, its own threshold
             h = End(hp.host_buf_alloc_bytes, hp.host_credit_threshold_bytes, False, False, seq)
         conn = Conn(len(self.conns), flow.name, q, g, h, guest_port, host_port, g_initiates, 2 if seq else 1)
+        env, jitter = self.env, self.jitter
+        g_lat, h_lat = gp.guest_wakeup_latency_ns * 1e-9, hp.host_wakeup_latency_ns * 1e-9
+        g.waker = lambda ev: wake_after(env, ev, g_lat * jitter())
+        h.waker = conn_host_waker = lambda ev: wake_after(env, ev, h_lat * jitter())
+        conn.host_waker = conn_host_waker
         conn.userspace = hp.backend != "vhost"
         conn.uds_cap = hp.uds_buffer_bytes
         conn.txbuf_cap = hp.host_buf_alloc_bytes
@@ -293,7 +298,7 @@ class Model:
         r = conn.host_reader_wake
         if r is not None:
             conn.host_reader_wake = None
-            r.succeed()
+            conn.host_waker(r)
 
     def _established(self, conn: Conn) -> None:
         conn.established = True

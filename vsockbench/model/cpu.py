@@ -16,7 +16,18 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["CpuPool", "Thread"]
+from simpy.events import NORMAL, Timeout
+
+__all__ = ["CpuPool", "Thread", "wake_after"]
+
+
+def wake_after(env, event, delay: float) -> None:
+    """Succeed ``event`` ``delay`` seconds from now: a sleeping thread's wake-up latency folded
+    into its wake event, which saves the separate timeout (one SimPy event per wake-up).
+    Same as ``event.succeed()`` (it sets _ok/_value and schedules) but with a delay."""
+    event._ok = True
+    event._value = None
+    env.schedule(event, NORMAL, delay)
 
 
 class CpuPool:
@@ -39,7 +50,7 @@ class CpuPool:
 class Thread:
     """A schedulable thread: accumulates busy time within the measured window."""
 
-    __slots__ = ("env", "pool", "name", "side", "busy", "busy_total", "t0", "t1", "runs", "debt")
+    __slots__ = ("env", "pool", "name", "side", "busy", "busy_total", "t0", "t1", "runs", "debt", "_release")
 
     def __init__(self, env, pool: CpuPool, name: str, side: str, window: tuple[float, float]):
         self.env, self.pool, self.name, self.side = env, pool, name, side
@@ -48,6 +59,7 @@ class Thread:
         self.busy_total = 0.0
         self.runs = 0
         self.debt = 0.0  # CPU owed from off-path work (a kick's VM exit), paid at the next run
+        self._release = pool._release
 
     def _account(self, start: float, cost: float) -> None:
         self.busy_total += cost
@@ -64,11 +76,17 @@ class Thread:
             cost += self.debt
             self.debt = 0.0
         pool = self.pool
-        if pool.free:
+        if pool.free:  # the hot path: inlined accounting, one Timeout
             pool.free -= 1
-            self._account(self.env.now, cost)
-            ev = self.env.timeout(cost)
-            ev.callbacks.append(pool._release)
+            env = self.env
+            start = env._now
+            self.busy_total += cost
+            self.runs += 1
+            end = start + cost
+            if end > self.t0 and start < self.t1:
+                self.busy += (end if end < self.t1 else self.t1) - (start if start > self.t0 else self.t0)
+            ev = Timeout(env, cost)
+            ev.callbacks.append(self._release)
             return ev
         done = self.env.event()
         pool.waiters.append((self, cost, done))

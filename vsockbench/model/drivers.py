@@ -77,8 +77,9 @@ def _run_conn(model, app, flow, d, g_init, delay):
     req, reply, think = flow.msg_bytes, flow.reply, flow.think_time
     if flow.rate <= 0:  # closed loop: the next request when the reply has been read
         def on_done(a, dd, msg, now):
-            if msg.kind == "rtt":
-                a.push(d, Msg(req, now, "req", reply, think))
+            if msg.kind == "rtt":  # the reply is in: the client thread sends the next request
+                return Msg(req, now, "req", reply, think)
+            return None
 
         app.on_done = on_done
         app.push(d, Msg(req, env.now, "req", reply, think))

@@ -27,6 +27,10 @@ SHUTDOWN_BOTH = 3  # VIRTIO_VSOCK_SHUTDOWN_RCV | _SEND
 HOST_CID = 2  # VMADDR_CID_HOST
 
 
+def _succeed(event) -> None:
+    event.succeed()
+
+
 class Pkt:
     """One virtio-vsock packet (header + ``len`` payload bytes)."""
 
@@ -47,7 +51,7 @@ class End:
 
     __slots__ = ("buf_alloc", "fwd_cnt", "last_fwd_cnt", "tx_cnt", "peer_buf_alloc", "peer_fwd_cnt",
                  "rx_bytes", "buf_used", "rxq", "reader", "writer", "threshold", "on_drain", "window_min",
-                 "drops", "max_in_flight", "credit_updates", "seqpacket", "msgs_ready")
+                 "drops", "max_in_flight", "credit_updates", "seqpacket", "msgs_ready", "waker")
 
     def __init__(self, buf_alloc: int, threshold: int, on_drain: bool, window_min: bool, seqpacket: bool):
         self.buf_alloc = buf_alloc
@@ -63,6 +67,7 @@ class End:
         self.max_in_flight = 0  # max of tx_cnt - peer_fwd_cnt seen (credit check)
         self.credit_updates = 0
         self.msgs_ready = 0  # complete SEQPACKET messages queued
+        self.waker = _succeed  # wakes a sleeping app (the model sets one with the wake-up latency)
 
     def credit(self) -> int:
         """virtio_transport_has_space(): bytes this end may still send."""
@@ -91,7 +96,7 @@ class End:
         w = self.writer
         if w is not None and self.credit() > 0:
             self.writer = None
-            w.succeed()
+            self.waker(w)
 
     def enqueue(self, pkt: Pkt) -> bool:
         """virtio_transport_recv_enqueue(): accept if buf_used + len <= buf_alloc, else drop."""
@@ -108,7 +113,7 @@ class End:
         r = self.reader
         if r is not None and (not self.seqpacket or self.msgs_ready):
             self.reader = None
-            r.succeed()
+            self.waker(r)
         return True
 
     def readable(self) -> int:
@@ -163,7 +168,7 @@ class Conn:
     __slots__ = ("id", "flow", "q", "g", "h", "guest_port", "host_port", "g_initiates", "established",
                  "closed", "sent", "recv", "pending", "uds_g2h", "txbuf", "uds_h2g", "uds_cap", "ctrl_h2g",
                  "in_rxq", "credit_requested", "userspace", "host_reader_wake", "host_writer_wake",
-                 "connect_wait", "type", "t_connect", "txbuf_cap")
+                 "connect_wait", "type", "t_connect", "txbuf_cap", "host_waker")
 
     def __init__(self, cid, flow, q, g: End, h: End, guest_port, host_port, g_initiates, socket_type):
         self.id, self.flow, self.q, self.g, self.h = cid, flow, q, g, h
@@ -188,3 +193,4 @@ class Conn:
         self.host_writer_wake = None
         self.connect_wait = None
         self.t_connect = 0.0
+        self.host_waker = _succeed  # wakes the host app blocked on its Unix socket
