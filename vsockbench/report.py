@@ -1,4 +1,4 @@
-"""Figures and a markdown report for a comparison (matplotlib, Agg backend).
+"""Figures and a markdown report for a comparison (matplotlib, rendered by Agg).
 
 Four figures, each as PNG and SVG under ``figures/``:
 
@@ -20,15 +20,15 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-import matplotlib
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # headless: files only, never a window
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+# Figure objects, not pyplot: no backend is selected or changed (a notebook keeps its inline
+# backend, the CLI never opens a window) and PNG/SVG are rendered by Agg/SVG canvases on save.
+from matplotlib.figure import Figure
 
-from .metrics import latency_kind  # noqa: E402
+from .metrics import latency_kind
 
 __all__ = ["write_report", "plot_latency_cdf", "plot_throughput", "plot_cpu_threads", "plot_slowdown",
            "FIGURES"]
@@ -60,7 +60,8 @@ def _victim_samples(result) -> pd.DataFrame:
 def plot_latency_cdf(result):
     """Victim latency CDF per design (loaded) and alone, log-scaled latency axis."""
     v = _victim_samples(result)
-    fig, ax = plt.subplots(figsize=(8, 5.8), layout="constrained")
+    fig = Figure(figsize=(8, 5.8), layout="constrained")
+    ax = fig.subplots()
     alone = v[(v["run"] == "alone") & (v["design"] == result.baseline)]["latency_us"].to_numpy()
     if alone.size:
         x = np.sort(alone)
@@ -93,8 +94,8 @@ def plot_throughput(result, bins: int = 40):
     """Delivered throughput per flow over simulated time, one panel per design (replication 0)."""
     m = result.messages
     designs = result.designs
-    fig, axes = plt.subplots(len(designs), 1, figsize=(9, 2.2 * len(designs) + 1), sharex=True, sharey=True,
-                             layout="constrained", squeeze=False)
+    fig = Figure(figsize=(9, 2.2 * len(designs) + 1), layout="constrained")
+    axes = fig.subplots(len(designs), 1, sharex=True, sharey=True, squeeze=False)
     warm = result.meta.get("warmup", result.workload.run.warmup)
     end = warm + result.meta.get("duration", result.workload.run.duration)
     edges = np.linspace(0.0, end, bins + 1)
@@ -127,8 +128,8 @@ def plot_cpu_threads(result, min_util: float = 0.005):
     designs = result.designs
     ncol = 2 if len(designs) > 1 else 1
     nrow = -(-len(designs) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(6.5 * ncol, 4.2 * nrow), sharex=True, layout="constrained",
-                             squeeze=False)
+    fig = Figure(figsize=(6.5 * ncol, 4.2 * nrow), layout="constrained")
+    axes = fig.subplots(nrow, ncol, sharex=True, squeeze=False)
     top = max(1.0, float(t["cpu_util"].max()) if len(t) else 1.0)
     for k, ax in enumerate(axes.flat):
         if k >= len(designs):
@@ -157,7 +158,8 @@ def plot_slowdown(result):
     """Victim slowdown (loaded / alone) p50, p99, p999 per design with 95 % CI error bars."""
     s = result.summary.set_index(["design", "figure"])
     qs = ("p50", "p99", "p999")
-    fig, ax = plt.subplots(figsize=(max(6.0, 2.4 * len(result.designs)), 5), layout="constrained")
+    fig = Figure(figsize=(max(6.0, 2.4 * len(result.designs)), 5), layout="constrained")
+    ax = fig.subplots()
     x = np.arange(len(result.designs))
     w = 0.8 / len(qs)
     for j, q in enumerate(qs):
@@ -218,11 +220,8 @@ def write_report(result, out_dir) -> Path:
     figdir.mkdir(parents=True, exist_ok=True)
     for name, plot in PLOTTERS.items():
         fig = plot(result)
-        try:
-            for ext in ("png", "svg"):
-                _save(fig, figdir / f"{name}.{ext}")
-        finally:
-            plt.close(fig)
+        for ext in ("png", "svg"):
+            _save(fig, figdir / f"{name}.{ext}")
     m = result.meta
     verdicts = "\n".join(f"- {v['line']}" for v in result.verdicts.values()) or "- (one design: nothing to compare)"
     roles = ", ".join(f"`{k}` ({v})" for k, v in m.get("roles", {}).items())
