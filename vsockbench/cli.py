@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "vsockbench.commands.simulate",
     "vsockbench.commands.trace",
     "vsockbench.commands.measure",
+    "vsockbench.commands.calibrate",
+    "vsockbench.commands.validate",
     "vsockbench.commands.sweep",
     "vsockbench.commands.plan",
     "vsockbench.commands.compare",

@@ -1,0 +1,55 @@
+"""``vsockbench calibrate MEASURED.csv... --out-dir DIR [--setup SETUP]...`` (DESIGN 6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("calibrate", help="fit one profile per measured setup",
+                       description="Fit a profile per setup of the measured-run CSVs by simulating each row; "
+                       "writes <setup with / replaced by __>.toml per setup and prints per-row residuals.")
+    p.add_argument("measured", nargs="+", help="measured-run CSV files (schema: results/measured/README.md)")
+    p.add_argument("--out-dir", required=True, help="directory for the fitted profiles")
+    p.add_argument("--setup", action="append", default=[], help="fit only this setup (repeatable)")
+    p.add_argument("--workers", type=int, default=None, help="simulation processes (default: min(2, CPUs))")
+    p.add_argument("--max-evals", type=int, default=15, help="least-squares iterations per setup (default 15)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..calibrate import calibrate
+    from ..errors import InputError
+    from ..measured import profile_path, read_measured_files
+    from ..profiles import save_profile
+
+    if args.max_evals < 1:
+        raise InputError(f"--max-evals {args.max_evals}: expected >= 1")
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers {args.workers}: expected >= 1")
+    rows = read_measured_files(args.measured)
+    out = Path(args.out_dir)
+    for res in calibrate(rows, setups=args.setup or None, workers=args.workers, max_nfev=args.max_evals,
+                         progress=not args.quiet):
+        print(f"== {res.setup}")
+        for row, why in res.skipped:
+            print(f"  skipped {Path(row.file).name} row {row.row} ({row.workload} {row.direction or '-'} "
+                  f"{row.msg_bytes or '-'} {row.metric} {row.stat}): {why}")
+        if res.profile is None:
+            print("  no profile written: no row of this setup can be fitted")
+            continue
+        params = ", ".join(f"{k}={v:.3g}" for k, v in res.params.items())
+        print(f"  free: scale (closed form), {', '.join(res.free) or '-'}; fitted: {params}; "
+              f"{res.simulations} simulations")
+        print(f"  {'row':>4} {'workload':<8} {'dir':<5} {'bytes':>8} {'fl':>2} {'vc':>2} {'metric':<11} "
+              f"{'stat':<6} {'measured':>10} {'fitted':>10} {'residual':>8}")
+        for row, pred, r in zip(res.rows, res.predicted, res.residuals):
+            print(f"  {row.row:>4} {row.workload:<8} {row.direction:<5} {row.msg_bytes:>8} {row.flows or '-':>2} "
+                  f"{row.vcpus or '-':>2} {row.metric:<11} {row.stat:<6} {row.value:10.4g} {pred:10.4g} {r:+8.3f}")
+        comment = (f"calibrated by vsockbench calibrate on setup {res.setup} ({len(res.rows)} rows)\n"
+                   f"fitted: {params}\n"
+                   f"mean |ln(fitted/measured)| over the fitted rows: {float(abs(res.residuals).mean()):.3f}")
+        path = save_profile(res.profile, profile_path(out, res.setup), comment=comment)
+        print(f"  wrote {path}")
+    return 0

@@ -1,0 +1,139 @@
+"""Predict measured rows with calibrated profiles and tabulate the errors (DESIGN 5, 6).
+
+Per row: ``predicted``, ``rel_error`` = predicted/measured - 1 and
+``log_error`` = |ln(predicted/measured)|.  Per metric: ``n``, the median, p90
+and max absolute relative error and the mean log error.  A model is
+validated only on rows it was not fitted on: use profiles fitted on other
+rows (``bench/cross_validate.py`` does the split).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .calibrate import Predictor, expressible
+from .errors import InputError
+from .measured import MeasuredRow, group_by_setup, profile_path
+from .profiles import Profile, load_profile
+
+__all__ = ["load_setup_profiles", "predict_rows", "summarize", "validate", "format_table", "write_json"]
+
+
+def load_setup_profiles(profiles_dir, setups) -> dict[str, Profile]:
+    """The profile of every setup (``<setup with / -> __>.toml``); a missing one is an InputError."""
+    d = Path(profiles_dir)
+    if not d.is_dir():
+        raise InputError("profiles directory not found; expected a directory of <setup>.toml files", path=str(d))
+    out = {}
+    for s in setups:
+        p = profile_path(d, s)
+        if not p.exists():
+            raise InputError(f"setup {s!r} has no profile (expected {p.name}); calibrate it first "
+                             f"(vsockbench calibrate ... --setup {s})", path=str(d))
+        out[s] = load_profile(p)
+    return out
+
+
+def predict_rows(rows, profiles: dict[str, Profile], *, workers: int = 1, predictor: Predictor | None = None):
+    """[(row, predicted or None, skip reason or None)] in input order."""
+    pred = predictor or Predictor(workers=workers)
+    out = {}
+    try:
+        for setup, rs in group_by_setup(rows).items():
+            ok = [r for r in rs if expressible(r) is None]
+            if ok and profiles[setup].backend != _model_backend(ok[0]):
+                raise InputError(f"setup {setup!r}: profile backend {profiles[setup].backend!r} does not match "
+                                 f"the rows' backend {ok[0].backend!r}", path=ok[0].file)
+            vals = pred.predict(ok, profiles[setup]) if ok else []
+            for r, v in zip(ok, vals):
+                out[id(r)] = (r, float(v), None)
+            for r in rs:
+                if id(r) not in out:
+                    out[id(r)] = (r, None, expressible(r))
+    finally:
+        if predictor is None:
+            pred.close()
+    return [out[id(r)] for r in rows]
+
+
+def _model_backend(row: MeasuredRow) -> str:
+    return "vhost" if row.backend in ("unix", "tcp") else row.backend  # see calibrate.LOCAL_BASE
+
+
+def _errors(meas: float, pred: float | None) -> tuple[float | None, float | None]:
+    if pred is None or not math.isfinite(pred) or meas <= 0 or pred <= 0:
+        return None, None
+    return pred / meas - 1.0, abs(math.log(pred / meas))
+
+
+def summarize(records: list[dict]) -> dict:
+    """Per metric over rows with an error: n, median/p90/max |rel error|, mean log error."""
+    by: dict[str, list[tuple[float, float]]] = {}
+    for rec in records:
+        if rec["rel_error"] is not None:
+            by.setdefault(rec["metric"], []).append((abs(rec["rel_error"]), rec["log_error"]))
+    out = {}
+    for metric, vals in sorted(by.items()):
+        a = np.array([v[0] for v in vals])
+        lg = np.array([v[1] for v in vals])
+        out[metric] = {"n": int(a.size), "median_abs_rel_error": float(np.median(a)),
+                       "p90_abs_rel_error": float(np.percentile(a, 90)), "max_abs_rel_error": float(a.max()),
+                       "mean_log_error": float(lg.mean())}
+    return out
+
+
+def validate(rows: list[MeasuredRow], profiles_dir, *, workers: int = 1) -> dict:
+    """The JSON of DESIGN 6: ``{"rows": [...], "summary": {...}}`` (skipped rows carry ``skipped``)."""
+    need = [s for s, rs in group_by_setup(rows).items() if any(expressible(r) is None for r in rs)]
+    profiles = load_setup_profiles(profiles_dir, need)
+    records = []
+    for row, pred, why in predict_rows(rows, profiles, workers=workers):
+        rel, lg = _errors(row.value, pred)
+        rec = {**row.to_dict(), "predicted": pred, "rel_error": rel, "log_error": lg}
+        if why:
+            rec["skipped"] = why
+        records.append(rec)
+    return {"rows": records, "summary": summarize(records)}
+
+
+def format_table(result: dict, *, show_skipped: bool = False) -> str:
+    lines = [f"{'setup':<44} {'row':>4} {'workload':<8} {'dir':<5} {'bytes':>8} {'fl':>2} {'vc':>2} "
+             f"{'metric':<11} {'stat':<6} {'measured':>10} {'predicted':>10} {'rel err':>8} {'log err':>7}"]
+    skipped = 0
+    for r in result["rows"]:
+        if r["predicted"] is None:
+            skipped += 1
+            if not show_skipped:
+                continue
+        pred = f"{r['predicted']:10.4g}" if r["predicted"] is not None else f"{'-':>10}"
+        rel = f"{r['rel_error']:+8.1%}" if r["rel_error"] is not None else f"{'-':>8}"
+        lg = f"{r['log_error']:7.3f}" if r["log_error"] is not None else f"{'-':>7}"
+        lines.append(f"{r['setup'][:44]:<44} {r['row']:>4} {r['workload']:<8} {r['direction']:<5} "
+                     f"{r['msg_bytes'] or '-':>8} {r['flows'] or '-':>2} {r['vcpus'] or '-':>2} "
+                     f"{r['metric']:<11} {r['stat']:<6} {r['value']:10.4g} {pred} {rel} {lg}"
+                     + (f"  skipped: {r['skipped']}" if r.get("skipped") else ""))
+    lines.append("")
+    lines.append(f"{'metric':<12} {'n':>4} {'median|rel|':>12} {'p90|rel|':>9} {'max|rel|':>9} {'mean log':>9}")
+    for m, s in result["summary"].items():
+        lines.append(f"{m:<12} {s['n']:>4} {s['median_abs_rel_error']:12.1%} {s['p90_abs_rel_error']:9.1%} "
+                     f"{s['max_abs_rel_error']:9.1%} {s['mean_log_error']:9.3f}")
+    if skipped:
+        lines.append(f"{skipped} rows not predicted (the model cannot express them; --show-skipped lists why)")
+    return "\n".join(lines)
+
+
+def write_json(result: dict, path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(result, fh, indent=1)
+        fh.write("\n")
+    os.replace(tmp, p)
+    return p
