@@ -27,7 +27,7 @@ def _port(flow, index: int) -> int:
     return flow.port if flow.port is not None else 1024 + 100 * index
 
 
-def _make(model, flow, index, i, g_initiates, guest_port=None, host_port=None, socket_port=None):
+def _make(model, flow, index, i, g_initiates, guest_port=None, host_port=None, socket_port=None, threads=None):
     sc = model.scenario
     dev = sc.device_for(flow)
     listen = socket_port if socket_port is not None else _port(flow, index)
@@ -42,6 +42,8 @@ def _make(model, flow, index, i, g_initiates, guest_port=None, host_port=None, s
     vcpu = i % sc.guest.vcpus
     q = model.steer(dev, flow, i, gp, hp, vcpu)
     conn = model.new_conn(flow, dev, q, gp, hp, g_initiates)
+    if threads is not None:  # a replayed flow's later connections keep its application threads
+        return (conn, *threads)
     g_th = model.thread("guest", f"g:app-{flow.name}-{i}")
     h_th = model.thread("host", f"h:app-{flow.name}-{i}")
     return conn, g_th, h_th
@@ -95,13 +97,15 @@ def _run_conn(model, app, flow, d, g_init, delay):
 # ---------------------------------------------------------------------------- trace replay
 
 def _start_trace(model, flow, index: int) -> None:
-    """Replay a trace (vsockbench.trace): one connection per trace flow.
+    """Replay a trace (vsockbench.trace): each trace flow is a sequence of connections
+    (``connect ... close``, then possibly ``connect`` again), replayed by one process.
 
     Open loop: each operation is issued at ``start + time * time_scale`` (a
     sender still busy with earlier operations queues it, and the latency
     counts from the scheduled time).  Closed loop: each operation waits for
     the previous one of its flow to finish (its reply read, for a request),
-    then for its own timestamp (fio iolog / tcpreplay semantics).
+    then for its own timestamp (fio iolog / tcpreplay semantics).  A close
+    waits for the flow's outstanding messages in both modes (a graceful close).
     """
     from ..trace import read_trace
 
@@ -116,23 +120,21 @@ def _start_trace(model, flow, index: int) -> None:
         decl = flows.loc[name] if flows is not None and name in flows.index else None
         init = (decl["direction"] if decl is not None else
                 (rows["direction"].iloc[0] if len(rows) else flow.direction))
-        g_init = init == "g2h"
-        kw = {}
-        if decl is not None:
-            kw = {"guest_port": int(decl["guest_port"]), "host_port": int(decl["host_port"])}
-        conn, g_th, h_th = _make(model, flow, index, i, g_init, **kw)
-        app = ConnApp(model, conn, flow, g_th, h_th)
+        ports = (int(decl["guest_port"]), int(decl["host_port"])) if decl is not None else None
         records = list(zip(rows["time"].tolist(), rows["op"].tolist(), rows["bytes"].tolist(),
                            rows["reply_bytes"].tolist(), rows["think_time"].tolist(),
                            rows["direction"].tolist()))
-        model.env.process(_replay(model, app, flow, g_init, records))
+        model.env.process(_replay(model, flow, index, i, init == "g2h", ports, records))
 
 
-def _replay(model, app, flow, g_init, records):
+def _replay(model, flow, index, lane, g_init, ports, records):
     env = model.env
     scale, closed = flow.time_scale, flow.replay == "closed"
-    connected = False
     outstanding = [0]
+    idle = [None]
+    app = None
+    opened = 0
+    threads = None
 
     def on_done(a, d, msg, now):
         if msg.kind in ("rtt", "msg") and outstanding[0] > 0:
@@ -140,31 +142,39 @@ def _replay(model, app, flow, g_init, records):
             if outstanding[0] == 0 and idle[0] is not None:
                 ev, idle[0] = idle[0], None
                 ev.succeed()
+        return None
 
-    idle = [None]
-    app.on_done = on_done
-    for t, op, nbytes, reply, think, direction in records:
-        at = flow.start + t * scale
-        if closed and outstanding[0]:
+    def drained():
+        while outstanding[0]:
             idle[0] = env.event()
             yield idle[0]
+
+    for t, op, nbytes, reply, think, direction in records:
+        at = flow.start + t * scale
+        if closed:
+            yield from drained()
         if at > env.now:
             yield env.timeout(at - env.now)
-        if op == "connect" or not connected:
-            if not connected:
-                yield from app.connect(g_init)
-                connected = True
-            if op == "connect":
-                continue
+        if op == "recv":
+            continue  # readers read eagerly; the peer's sends imply the reads
+        if op == "close":
+            if app is not None:
+                yield from drained()
+                yield from app.close(g_init)
+                app = None
+            continue
+        if app is None:  # connect (explicit, or implied by a send on a closed flow)
+            # the first connection keeps the trace's ports; later ones get a fresh ephemeral port
+            kw = {}
+            if ports is not None:
+                kw = ({"guest_port": ports[0], "host_port": ports[1]} if opened == 0 else
+                      ({"host_port": ports[1]} if g_init else {"guest_port": ports[0]}))
+            conn, g_th, h_th = _make(model, flow, index, lane, g_init, threads=threads, **kw)
+            threads = (g_th, h_th)
+            app = ConnApp(model, conn, flow, g_th, h_th, on_done=on_done)
+            opened += 1
+            yield from app.connect(g_init)
         if op == "send" and nbytes > 0:
             d = G2H if direction == "g2h" else H2G
             outstanding[0] += 1
             app.push(d, Msg(int(nbytes), at, "req" if reply else "msg", int(reply), float(think)))
-            if reply:
-                pass  # the reply's completion ("rtt") ends the request
-        elif op == "close":
-            if closed and outstanding[0]:
-                idle[0] = env.event()
-                yield idle[0]
-            yield from app.close(g_init)
-            return
