@@ -177,4 +177,7 @@ def _replay(model, flow, index, lane, g_init, ports, records):
         if op == "send" and nbytes > 0:
             d = G2H if direction == "g2h" else H2G
             outstanding[0] += 1
-            app.push(d, Msg(int(nbytes), at, "req" if reply else "msg", int(reply), float(think)))
+            # open loop: latency counts from the schedule (queueing included, no coordinated
+            # omission); closed loop: from the moment the op could be issued
+            t0 = env.now if closed else at
+            app.push(d, Msg(int(nbytes), t0, "req" if reply else "msg", int(reply), float(think)))
