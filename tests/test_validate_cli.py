@@ -1,0 +1,82 @@
+"""validate: JSON shape (DESIGN 6), error arithmetic, malformed measured CSVs -> exit 2 naming row/column."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vsockbench.calibrate import base_profile
+from vsockbench.cli import main
+from vsockbench.measured import COLUMNS, profile_path
+from vsockbench.profiles import save_profile
+
+SETUP = "vhost/test/one"
+GOOD = f"{SETUP},t,vhost,,stream,g2h,4096,1,2,throughput,mean,5.0,Gbps,\n"
+
+
+HEADER = ",".join(COLUMNS)
+
+
+def _csv(tmp_path, *lines, header=HEADER):
+    p = tmp_path / "m.csv"
+    p.write_text(header + "\n" + "".join(lines))
+    return p
+
+
+@pytest.fixture
+def profiles(tmp_path):
+    d = tmp_path / "profiles"
+    save_profile(base_profile("vhost").replace(name=SETUP, setup=SETUP), profile_path(d, SETUP))
+    return d
+
+
+def test_validate_json_shape(tmp_path, profiles, capsys):
+    m = _csv(tmp_path, GOOD, f"{SETUP},t,vhost,,stream,g2h,4096,1,2,cpu_backend,mean,50,pct,\n",
+             f"{SETUP},t,vhost,,stream,g2h,,1,2,throughput,mean,5.0,Gbps,\n")
+    out = tmp_path / "v.json"
+    assert main(["validate", str(m), "--profiles", str(profiles), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert set(data) == {"rows", "summary"}
+    assert len(data["rows"]) == 3
+    r0 = data["rows"][0]
+    assert set(COLUMNS) <= set(r0) and {"predicted", "rel_error", "log_error"} <= set(r0)
+    assert r0["predicted"] > 0
+    assert r0["rel_error"] == pytest.approx(r0["predicted"] / 5.0 - 1)
+    assert r0["log_error"] == pytest.approx(abs(__import__("math").log(r0["predicted"] / 5.0)))
+    assert data["rows"][2]["predicted"] is None and "msg_bytes" in data["rows"][2]["skipped"]
+    for metric in ("throughput", "cpu_backend"):
+        s = data["summary"][metric]
+        assert set(s) == {"n", "median_abs_rel_error", "p90_abs_rel_error", "max_abs_rel_error", "mean_log_error"}
+        assert s["n"] == 1
+    assert "throughput" in capsys.readouterr().out
+
+
+def test_validate_missing_profile_names_setup(tmp_path, capsys):
+    m = _csv(tmp_path, GOOD)
+    (tmp_path / "empty").mkdir()
+    assert main(["validate", str(m), "--profiles", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert SETUP in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("line, header, expect", [
+    (GOOD, ",".join(c for c in COLUMNS if c != "unit"), "missing column 'unit'"),
+    (GOOD.replace("Gbps", "Mbps"), None, "row 1: column 'unit'"),
+    (GOOD.replace(",5.0,", ",-5.0,"), None, "row 1: column 'value'"),
+    (GOOD.replace(",5.0,", ",nan,"), None, "row 1: column 'value'"),
+    (GOOD.replace("throughput", "goodput"), None, "row 1: column 'metric'"),
+    (GOOD.replace("stream", "burst"), None, "row 1: column 'workload'"),
+    (GOOD.replace(",4096,", ",-1,"), None, "row 1: column 'msg_bytes'"),
+    (GOOD.replace(",4096,", ",4k,"), None, "row 1: column 'msg_bytes'"),
+])
+def test_malformed_measured_csv_exit_2(tmp_path, profiles, capsys, line, header, expect):
+    m = _csv(tmp_path, GOOD, line, header=header or ",".join(COLUMNS))
+    if header is None:  # the bad row is data row 2: shift the expectation
+        expect = expect.replace("row 1", "row 2")
+    for cmd in (["validate", str(m), "--profiles", str(profiles)],
+                ["calibrate", str(m), "--out-dir", str(tmp_path / "o"), "--quiet"]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err
+        assert expect in err and str(m) in err, err
+        assert "Traceback" not in err and err.count("\n") == 1
