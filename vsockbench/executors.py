@@ -45,11 +45,10 @@ class Pool:
         try:
             for fut in waiter:
                 try:
-                    yield futs[fut], fut.result(), None
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except BaseException as exc:  # worker died / cancelled: report, keep going
-                    yield futs[fut], None, exc
+                    out = (futs[fut], fut.result(), None)
+                except Exception as exc:  # worker died / cancelled: report, keep going
+                    out = (futs[fut], None, exc)
+                yield out
         finally:
             for fut in futs:  # on Ctrl-C or an early break, do not leave work queued
                 fut.cancel()

@@ -147,15 +147,21 @@ def _scalar(v):
     return v if v is None or isinstance(v, (int, float, str, bool)) else json.dumps(v, sort_keys=True, separators=(",", ":"))
 
 
+def point_data(base: dict, point: dict) -> dict:
+    """The base scenario dict with the point's factors set (``design`` is applied later, on the Scenario)."""
+    data = base
+    # whole lists first so that device.0.x / flow.x.y apply to the chosen list
+    for name in sorted((k for k in point if k != "design"), key=lambda k: k not in ("device", "flow")):
+        data = set_path(data, name, point[name])
+    return data
+
+
 def _build_point(base: dict, point: dict, base_dir: Path, label: str):
     """Scenario (validated) for ``point``; InputError carries ``where`` only, the caller adds the file."""
     from .designs import apply_design
     from .scenario import scenario_from_dict
 
-    data = base
-    # whole lists first so that device.0.x / flow.x.y apply to the chosen list
-    for name in sorted((k for k in point if k != "design"), key=lambda k: k not in ("device", "flow")):
-        data = set_path(data, name, point[name])
+    data = point_data(base, point)
     sc = scenario_from_dict(data, path=label, base_dir=base_dir)
     if point.get("design") is not None:
         sc = apply_design(sc, point["design"])
@@ -194,13 +200,17 @@ def sweep_from_dict(raw: dict, *, path: str = "<sweep>", base_dir: Path | None =
     if not isinstance(factors, dict):
         raise InputError("expected a [factors] table of dotted path = [values]", path=path, where="factors")
     raw_points = raw.get("point", [])
+
+    def where_of(name):
+        return f"{'factors' if mode == 'factorial' else 'point'}.{json.dumps(name) if '.' in name else name}"
+
     if mode == "factorial":
         if raw_points:
             raise InputError("[[point]] tables need mode = \"points\"", path=path, where="point")
         for name, values in factors.items():
             if not isinstance(values, list) or not values:
                 raise InputError(f"{values!r}; expected a non-empty list of values", path=path,
-                                 where=f"factors.{name}")
+                                 where=where_of(name))
         names = list(factors)
         points = [dict(zip(names, combo)) for combo in itertools.product(*factors.values())]
     else:
@@ -218,9 +228,6 @@ def sweep_from_dict(raw: dict, *, path: str = "<sweep>", base_dir: Path | None =
         _build_point(base, {}, scen_dir, "")
     except InputError as exc:
         raise InputError(_err(exc), path=path, where="base") from None
-
-    def where_of(name):
-        return f"{'factors' if mode == 'factorial' else 'point'}.{json.dumps(name) if '.' in name else name}"
 
     for p in points:
         if "design" in p and p["design"] not in DESIGNS:
@@ -286,7 +293,7 @@ def sweep_tasks(spec: SweepSpec) -> list[Task]:
     """One task per (point, replication); seeds run.seed + replication at every point."""
     tasks = []
     for i, point in enumerate(spec.points):
-        data, _ = _build_point(spec.base, point, Path(spec.base_dir), "")
+        data = point_data(spec.base, point)  # validated at load; a worker re-validates (files may vanish)
         cols = tuple((n, _scalar(point[n]) if n in point else _scalar(get_path(spec.base, n))) for n in spec.columns)
         for r in range(spec.replications):
             seed = spec.seed + r
