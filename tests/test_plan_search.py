@@ -1,0 +1,117 @@
+"""Capacity planning: the bracketing search, the CI rule, a real small plan, the CLI and its errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vsockbench.cli import main
+from vsockbench.plan import _search, plan_capacity
+
+ROOT = Path(__file__).resolve().parents[1]
+NN = ROOT / "workloads" / "noisy-neighbour-single.toml"
+
+
+def drive(threshold, start, lowest, max_load, integer=True, rel_tol=0.05):
+    """Run the search against an oracle: a load is good iff load <= threshold."""
+    gen = _search(start, lowest, max_load, integer, rel_tol)
+    asked = []
+    load = next(gen)
+    try:
+        while True:
+            asked.append(load)
+            load = gen.send(load <= threshold)
+    except StopIteration as stop:
+        return stop.value, asked
+
+
+@given(threshold=st.integers(0, 600), start=st.integers(1, 64))
+def test_integer_search_finds_the_exact_threshold(threshold, start):
+    (good, bad), asked = drive(threshold, start, 1, 512)
+    if threshold < 1:
+        assert good is None and bad == 1
+    elif threshold >= 512:
+        assert good == 512 and bad is None  # censored at the search limit
+    else:
+        assert good == threshold and bad == threshold + 1
+    assert len(asked) == len(set(asked)) and len(asked) <= 2 * 10 + 2  # log-many, never repeated
+    assert all(1 <= x <= 512 for x in asked)
+
+
+@given(threshold=st.floats(1.0, 900.0), start=st.floats(1.0, 100.0))
+def test_real_search_brackets_within_tolerance(threshold, start):
+    (good, bad), _ = drive(threshold, start, start / 1024, 1000.0, integer=False, rel_tol=0.05)
+    assert good <= threshold < bad and (bad - good) <= 0.05 * good
+
+
+def test_plan_on_a_real_workload(tmp_path):
+    res = plan_capacity(NN, knob="flow.tsi.connections", slo_us=100, designs=("single", "multi-device"),
+                        replications=2, duration=0.003, warmup=0.0005, start=1, max_load=8, executor="serial",
+                        progress=False)
+    cap = res.capacity.set_index("design")
+    loads = res.loads
+    for d, r in cap.iterrows():
+        mine = loads[loads["design"] == d].set_index("load")
+        if not pd.isna(r["capacity"]):
+            assert mine.loc[r["capacity"], "q_ci_high"] < 100  # the capacity meets the SLO on its CI bound
+            assert (mine.loc[mine.index <= r["capacity"], "meets_slo"]).all()
+        if not r["censored"]:
+            assert not mine.loc[r["first_breach"], "meets_slo"]
+            assert r["first_breach"] == np.nan_to_num(r["capacity"]) + 1  # integer knob: adjacent bracket
+    # moving TSI to its own device buys the agent headroom
+    assert np.nan_to_num(cap.loc["multi-device", "capacity"]) > np.nan_to_num(cap.loc["single", "capacity"])
+    assert len(res.evaluations) == 2 * len(loads)
+    assert res.victims == ("agent",)
+    from vsockbench.plan import plot_plan
+
+    paths = plot_plan(res, tmp_path)
+    assert [p.name for p in paths] == ["plan.png", "plan.svg"] and all(p.stat().st_size > 1000 for p in paths)
+    assert "single" in res.table() and "multi-device" in res.table()
+
+
+def test_a_straddling_interval_counts_as_a_breach():
+    from vsockbench.plan import _ci
+
+    m, lo, hi = _ci(np.array([80.0, 99.0, 95.0]))
+    assert m < 100 < hi  # mean under the SLO, upper bound over it: not OK
+    assert _ci(np.array([50.0, np.inf]))[2] == np.inf  # a starved victim never meets an SLO
+
+
+def test_plan_cli_writes_tables_and_plots(tmp_path, capsys):
+    out = tmp_path / "plan"
+    rc = main(["plan", str(NN), "--slo-us", "120", "--design", "multi-queue-worker", "--replications", "2",
+               "--duration", "0.003", "--max-load", "4", "--start", "1", "--workers", "1", "--out", str(out),
+               "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "multi-queue-worker" in text and "agent p99" in text
+    cap = pd.read_parquet(out / "capacity.parquet")
+    assert list(cap["design"]) == ["multi-queue-worker"]
+    assert (out / "plan.png").exists() and (out / "plan.svg").exists()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--knob", "flow.nope.connections"], "no flow named 'nope'"),
+    (["--knob", "flow.agent.rate", "--start", "-1"], "expected 0 <"),
+    (["--replications", "1"], "expected >= 2"),
+    (["--slo-us", "0"], "expected > 0"),
+    (["--max-load", "5000"], "connections = 5000"),
+    (["--duration", "0"], "expected > 0 seconds"),
+])
+def test_plan_bad_input_exits_2(capsys, args, words):
+    argv = ["plan", str(NN), "--slo-us", "100", "--no-progress", "--executor", "serial", *args]
+    if "--slo-us" in args:
+        argv[3] = args[args.index("--slo-us") + 1]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_plan_missing_workload(capsys):
+    assert main(["plan", "nope.toml", "--slo-us", "100"]) == 2
+    assert "nope.toml" in capsys.readouterr().err
