@@ -1,0 +1,171 @@
+"""Cross-validation on the shipped measured runs: fit on part of a setup's rows, predict the rest.
+
+    python bench/cross_validate.py [--out results/validation] [--profiles vsockbench/data/profiles]
+
+Per rich setup: a split (write sizes, vCPUs, or RTT sizes), a fit on the training rows, errors on
+the held-out rows; then a fit on all rows (the shipped profile, written to --profiles) with its
+in-sample residuals.  Writes report.md, cv.json and one PNG+SVG per setup.  Takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vsockbench.calibrate import Predictor, calibrate_setup, expressible  # noqa: E402
+from vsockbench.measured import group_by_setup, profile_path, read_measured_files  # noqa: E402
+from vsockbench.profiles import save_profile  # noqa: E402
+from vsockbench.validate import predict_rows, summarize  # noqa: E402
+
+GARZ = (32, 128, 512, 2048, 8192, 32768, 131072, 524288)  # every other size of the 15
+SPLITS = {
+    "vhost/garzarella2019/linux-5.4": ("fit on 8 of 15 write sizes (32 B, 128 B, ... 512 KiB), predict the other 7",
+                                       lambda r: r.msg_bytes in GARZ),
+    "vhost/garzarella2019/linux-5.2": ("fit on 8 of 15 write sizes, predict the other 7", lambda r: r.msg_bytes in GARZ),
+    "vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14": ("fit on 1 vCPU / 1 stream, predict 2 vCPUs / 2 streams",
+                                                            lambda r: r.vcpus == 1),
+    "vmm/firecracker-2023_05/m5d.metal-8259cl-host5.10-guest5.10": ("fit on 1 vCPU, predict 2 vCPUs",
+                                                                    lambda r: r.vcpus == 1),
+    "vhost/leonardi2024/i7-10700kf-fastpath": ("fit on 64 B RTT + 4/64 KiB streams, predict 4 KiB RTT + 128 KiB stream",
+                                               lambda r: r.msg_bytes in (64, 65536) or (r.msg_bytes == 4096 and
+                                                                                      r.workload == "stream")),
+    "vhost/leonardi2024/i7-10700kf-linux-6.9.8": ("as fastpath", lambda r: r.msg_bytes in (64, 65536) or
+                                                  (r.msg_bytes == 4096 and r.workload == "stream")),
+}
+
+
+def records(rows, profile, pred):
+    out = []
+    for row, p, why in predict_rows(rows, {rows[0].setup: profile}, predictor=pred):
+        if why is None and p and p > 0:
+            out.append({**row.to_dict(), "predicted": p, "rel_error": p / row.value - 1,
+                        "log_error": abs(np.log(p / row.value))})
+    return out
+
+
+def plot(setup, recs_test, recs_train, out: Path):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 3.6))
+    axes = fig.subplots(1, 3)
+    ax = axes[0]
+    for d, c in (("g2h", "tab:blue"), ("h2g", "tab:orange")):
+        for recs, mk, lab in ((recs_train, "o", "fit"), (recs_test, "s", "held out")):
+            pts = sorted((r["msg_bytes"], r["value"], r["predicted"]) for r in recs
+                         if r["metric"] == "throughput" and r["direction"] == d and (r["vcpus"] or 1) == 1 or
+                         (r["metric"] == "throughput" and r["direction"] == d and r["vcpus"] is None))
+            if pts:
+                x, m, p = zip(*pts)
+                ax.plot(x, m, mk, color=c, mfc="none" if lab == "held out" else c, label=f"{d} measured ({lab})")
+                ax.plot(x, p, "-" if lab == "fit" else ":", color=c, alpha=0.7, label=f"{d} predicted ({lab})")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("write size (bytes)")
+    ax.set_ylabel("Gbps")
+    ax.set_title("throughput vs write size", fontsize=9)
+    ax.legend(fontsize=6)
+    ax = axes[1]
+    rtt = [r for r in recs_train + recs_test if r["metric"] == "rtt"]
+    if rtt:
+        labels = [f"{r['msg_bytes']}B {r['stat']}" + ("*" if r in recs_test else "") for r in rtt]
+        x = np.arange(len(rtt))
+        ax.bar(x - 0.2, [r["value"] for r in rtt], 0.4, label="measured")
+        ax.bar(x + 0.2, [r["predicted"] for r in rtt], 0.4, label="predicted")
+        ax.set_xticks(x, labels, rotation=60, fontsize=6)
+        ax.set_ylabel("RTT (us)")
+        ax.legend(fontsize=7)
+    ax.set_title("RTT percentiles (* = held out)", fontsize=9)
+    ax = axes[2]
+    allr = recs_train + recs_test
+    for metric, mk in (("throughput", "o"), ("cpu_backend", "^"), ("cpu_guest", "v"), ("rtt", "s")):
+        rs = [r for r in allr if r["metric"] == metric]
+        if rs:
+            ax.scatter([r["value"] for r in rs], [r["predicted"] for r in rs], marker=mk, s=14, label=metric)
+    lo = min(r["value"] for r in allr) * 0.7
+    hi = max(r["value"] for r in allr) * 1.4
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.6)
+    ax.plot([lo, hi], [lo * 1.3, hi * 1.3], "k:", lw=0.5)
+    ax.plot([lo, hi], [lo / 1.3, hi / 1.3], "k:", lw=0.5)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("measured")
+    ax.set_ylabel("predicted")
+    ax.set_title("all rows incl. CPU (dotted: +-30%)", fontsize=9)
+    ax.legend(fontsize=6)
+    fig.suptitle(setup, fontsize=10)
+    fig.tight_layout()
+    stem = setup.replace("/", "__")
+    fig.savefig(out / f"{stem}.png", dpi=110)
+    fig.savefig(out / f"{stem}.svg")
+    return f"{stem}.png"
+
+
+def fmt_summary(s):
+    return "; ".join(f"{m}: n={v['n']} median {v['median_abs_rel_error']:.1%}, p90 {v['p90_abs_rel_error']:.1%}, "
+                     f"max {v['max_abs_rel_error']:.1%}" for m, v in s.items())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "results" / "validation"))
+    ap.add_argument("--profiles", default=str(ROOT / "vsockbench" / "data" / "profiles"))
+    ap.add_argument("--max-evals", type=int, default=15)
+    ap.add_argument("--setup", action="append", default=[])
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = read_measured_files(sorted((ROOT / "results" / "measured").glob("*.csv")))
+    groups = group_by_setup(rows)
+    pred = Predictor(workers=2)
+    report = {}
+    md = ["# Validation: predicted vs measured", "",
+          "Generated by `python bench/cross_validate.py`. Errors are predicted/measured - 1. "
+          "`held out` = rows the profile was NOT fitted on; `in-sample` = residuals of the shipped "
+          "profile fitted on all rows of the setup.", ""]
+    for setup in args.setup or SPLITS:
+        desc, is_train = SPLITS[setup]
+        t0 = time.time()
+        rs = groups[setup]
+        ok = [r for r in rs if expressible(r) is None]
+        train = [r for r in ok if is_train(r)]
+        test = [r for r in ok if not is_train(r)]
+        pred.cache.clear()
+        cv = calibrate_setup(train, setup=setup, predictor=pred, max_nfev=args.max_evals)
+        rec_test = records(test, cv.profile, pred)
+        rec_train = records(train, cv.profile, pred)
+        full = calibrate_setup(rs, setup=setup, predictor=pred, max_nfev=args.max_evals)
+        save_profile(full.profile, profile_path(args.profiles, setup),
+                     comment=f"calibrated by bench/cross_validate.py on all {len(full.rows)} fitted rows of {setup}\n"
+                     "fitted: " + ", ".join(f"{k}={v:.3g}" for k, v in full.params.items()))
+        rec_full = records(ok, full.profile, pred)
+        s_test, s_full = summarize(rec_test), summarize(rec_full)
+        png = plot(setup, rec_test, rec_train, out)
+        report[setup] = {"split": desc, "free": cv.free, "cv_params": cv.params, "full_params": full.params,
+                         "held_out": rec_test, "summary_held_out": s_test, "summary_in_sample": s_full,
+                         "wall_s": round(time.time() - t0, 1)}
+        md += [f"## {setup}", "", f"Split: {desc}. Free: scale (closed form), {', '.join(cv.free)}. "
+               f"Wall time (CV fit + full fit, 2 workers): {time.time() - t0:.0f} s.", "",
+               f"- held out: {fmt_summary(s_test)}", f"- in-sample (shipped profile): {fmt_summary(s_full)}", "",
+               "| held-out row | measured | predicted | rel. error |", "|---|---:|---:|---:|"]
+        for r in rec_test:
+            md.append(f"| {r['workload']} {r['direction']} {r['msg_bytes']} B x{r['flows'] or 1} "
+                      f"{r['vcpus'] or '-'} vCPU {r['metric']} {r['stat']} | {r['value']:.4g} | "
+                      f"{r['predicted']:.4g} | {r['rel_error']:+.1%} |")
+        md += ["", f"![{setup}]({png})", ""]
+        print(f"{setup}: held out {fmt_summary(s_test)}", flush=True)
+    pred.close()
+    (out / "cv.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
