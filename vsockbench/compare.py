@@ -206,6 +206,9 @@ class CompareResult:
         lines += [f"  {d:<20} {self.label(d)}" for d in self.designs]
         lines.append("")
         lines += [v["line"] for v in self.verdicts.values()]
+        if self.records["victim_p99_us"].isna().all():
+            lines.append("note: no victim latency samples in the measured window (a victim needs round trips "
+                         "or messages that complete after the warm-up); slowdowns are undefined")
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -52,7 +52,11 @@ def _victim_samples(result) -> pd.DataFrame:
     keep = np.zeros(len(m), dtype=bool)
     for f in result.workload.flows:
         if f.role == "victim":
-            keep |= ((m["flow"] == f.name) & (m["kind"] == latency_kind(f))).to_numpy()
+            mine = (m["flow"] == f.name).to_numpy()
+            kind = latency_kind(f)
+            if f.kind == "trace" and not (mine & (m["kind"] == kind).to_numpy()).any():
+                kind = "rtt"  # a replayed request/response trace: round trips (as metrics.flow_summary)
+            keep |= mine & (m["kind"] == kind).to_numpy()
     keep &= ((m["t_end"] >= t0) & (m["t_end"] < t1)).to_numpy()
     return m.loc[keep, ["design", "replication", "run", "latency_us"]]
 
@@ -172,6 +176,9 @@ def plot_slowdown(result):
         bars = ax.bar(x + (j - 1) * w, means, w, yerr=errs, capsize=4, color=f"C{j}", label=q,
                       error_kw={"lw": 1.2})
         ax.bar_label(bars, labels=[f"{m:.1f}" for m in means], fontsize=8, padding=2)
+    if not np.isfinite(result.records[[f"slowdown_{q}" for q in qs]].to_numpy(dtype=float)).any():
+        ax.text(0.5, 0.5, "no victim latency samples: slowdown undefined", transform=ax.transAxes, ha="center",
+                fontsize=12, color="grey")
     ax.axhline(1.0, color="black", lw=1, ls="--")
     ax.text(0.005, 1.0, "1 = no slowdown", transform=ax.get_yaxis_transform(), va="bottom", fontsize=9)
     ax.set_xticks(x, [f"{d}\n" + "\n".join(textwrap.wrap(result.label(d), 22)) for d in result.designs],
