@@ -138,3 +138,13 @@ def test_cli_sweep_reports_and_resumes(tmp_path, capsys):
     assert main(["sweep", str(p), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
     assert "0 computed, 2 reused" in capsys.readouterr().out
     assert main(["sweep", str(p), "--executor", "serial", "--scheduler", "tcp://x:1"]) == 2
+
+
+def test_sweep_on_an_existing_dask_scheduler(tmp_path):
+    """--scheduler ADDRESS: connect to a running cluster (here a LocalCluster the test starts)."""
+    from distributed import LocalCluster
+
+    spec = load_sweep(sweep_file(tmp_path, factors='"guest.vcpus" = [1, 2]\n', reps=1))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        res = run_sweep(spec, tmp_path / "d", scheduler=cluster.scheduler_address, progress=False)
+    same(res.table, run_sweep(spec, None, executor="serial", progress=False).table)

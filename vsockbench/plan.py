@@ -298,12 +298,14 @@ def plot_plan(result: PlanResult, out_dir) -> list[Path]:
     ax.axhline(result.slo_us, color="crimson", ls="--", lw=1.2, label=f"SLO: {result.quantile} < {result.slo_us:g} µs")
     ax.scatter([], [], s=70, facecolors="white", edgecolors="grey", label="breaks the SLO (CI upper bound >= SLO)")
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
     plain = matplotlib.ticker.FuncFormatter(lambda v, _: _fmt(v))
     ax.xaxis.set_major_formatter(plain)
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
-        lambda v, _: _fmt(v) if str(_fmt(v))[0] in "25" else ""))
+    ys = np.concatenate([finite["q_ci_high"].dropna().to_numpy(), finite["q_mean"].to_numpy(), [result.slo_us]])
+    if ys.max() / max(ys.min(), 1e-9) > 20:  # a starved victim: decades apart, so log
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain)
+    else:
+        ax.set_ylim(0, ys.max() * 1.08)
     ax.set_xlabel(f"load: {knob_label(result.knob)}  [{result.knob}]")
     victims = ", ".join(result.victims) or "victim"
     ax.set_ylabel(f"{victims} {result.quantile} latency (µs; mean, 95% CI)")

@@ -360,6 +360,7 @@ def write_json_atomic(path: Path, obj) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(obj, fh, default=str)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -396,6 +397,7 @@ def _atomic_target(path: Path):
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
