@@ -42,7 +42,9 @@ def test_report_command_rebuilds_the_stored_summary(stored, capsys, tmp_path):
     assert "warning" not in text
     doc = json.loads((stored / "summary.json").read_text())
     assert doc["table"] in text  # the same table as the compare run printed
-    assert (out / "report.md").is_file() and (out / "figures" / "slowdown.png").is_file()
+    assert (out / "report.md").read_text() == (stored / "report.md").read_text()
+    for fig in ("slowdown.png", "latency_cdf.svg"):  # deterministic figures: byte-identical on rebuild
+        assert (out / "figures" / fig).read_bytes() == (stored / "figures" / fig).read_bytes()
     csv = pd.read_csv(stored / "summary.csv")
     pd.testing.assert_frame_equal(csv, load_run(stored).summary, check_dtype=False, rtol=1e-12)
 

@@ -20,6 +20,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import matplotlib
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
@@ -200,7 +201,9 @@ def _save(fig, path: Path) -> None:
     # Atomic per file: a reader never sees half a PNG.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    fig.savefig(tmp, format=path.suffix[1:], dpi=110)
+    # No date and a fixed id salt: the same run gives byte-identical SVGs (clean diffs, reproducible).
+    with matplotlib.rc_context({"svg.hashsalt": "vsockbench"}):
+        fig.savefig(tmp, format=path.suffix[1:], dpi=110, metadata={"Date": None} if path.suffix == ".svg" else None)
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
@@ -222,6 +225,8 @@ def _md_table(result) -> str:
 
 def write_report(result, out_dir) -> Path:
     """Write ``figures/*.png|svg`` and ``report.md`` for ``result`` under ``out_dir``; return the report path."""
+    from . import __version__
+
     out = Path(out_dir)
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
@@ -236,7 +241,8 @@ def write_report(result, out_dir) -> Path:
 
 Flows: {roles}. {m.get('replications')} replications x {m.get('duration')} s simulated
 (after {m.get('warmup')} s warm-up), seeds {m.get('seed')}..{int(m.get('seed', 0)) + int(m.get('replications', 1)) - 1}
-(the same seeds on every design). vsockbench {m.get('vsockbench_version', '')}, wall time {m.get('wall_s')} s.
+(the same seeds on every design). vsockbench {m.get('vsockbench_version') or __version__}, simulation wall time
+{m.get('wall_s')} s on {m.get('cpu_count', '?')} CPUs.
 
 Mean ±95% confidence-interval half-width over replications. *Slowdown* = victim latency with
 everything running / victim latency alone (same seed, same design); 1 = perfect isolation.

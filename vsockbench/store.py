@@ -197,7 +197,7 @@ def save_run(result, out=None, *, root=RUNS_DIR, report: bool = True) -> Path:
         if report:
             from .report import write_report
 
-            write_report(result, tmp)
+            write_report(dataclasses.replace(result, meta=meta), tmp)  # the same report `report DIR` rebuilds
         # The marker goes last: everything above is on disk when it appears.
         (tmp / MARKER).write_text(f"vsockbench {__version__} run complete\n")
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700 folders; results are for everyone on the host
