@@ -240,12 +240,11 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
                 except StopIteration as stop:
                     found[d] = stop.value
                     del pending[d]
-    res = _result(cache, found, designs, knob, slo_us, quantile, str(path), col)
-    res.victims = tuple(f.name for f in sc.flows if f.role == "victim")
-    return res
+    victims = tuple(f.name for f in sc.flows if f.role == "victim")
+    return _result(cache, found, designs, knob, slo_us, quantile, str(path), col, victims)
 
 
-def _result(cache, found, designs, knob, slo_us, quantile, path, col) -> PlanResult:
+def _result(cache, found, designs, knob, slo_us, quantile, path, col, victims) -> PlanResult:
     evals, loads, caps = [], [], []
     for (d, load), rows in cache.items():
         x = np.array([r.get(col) if r.get(col) is not None else math.inf for r in rows], dtype=float)
@@ -253,6 +252,8 @@ def _result(cache, found, designs, knob, slo_us, quantile, path, col) -> PlanRes
         gbps = float(np.mean([r["aggressor_gbps"] for r in rows]))
         loads.append({"design": d, "load": load, "n": len(rows), "q_mean": m, "q_ci_low": lo, "q_ci_high": hi,
                       "meets_slo": bool(hi < slo_us), "aggressor_gbps": gbps,
+                      # fewest victim samples in one run: 0 means no request completed (counted as a breach)
+                      "min_samples": int(min(sum(r.get(f"{v}_messages", 0) or 0 for v in victims) for r in rows)),
                       "cpu_total": float(np.mean([r["cpu_total"] for r in rows]))})
         evals += [{"design": d, "load": load, "replication": r["replication"], "seed": r["seed"],
                    "victim_q_us": r.get(col), "aggressor_gbps": r["aggressor_gbps"], "cpu_total": r["cpu_total"],
@@ -268,7 +269,7 @@ def _result(cache, found, designs, knob, slo_us, quantile, path, col) -> PlanRes
                      "q_ci_high": float(at["q_ci_high"].iloc[0]) if at is not None else math.nan,
                      "aggressor_gbps": float(at["aggressor_gbps"].iloc[0]) if at is not None else math.nan,
                      "runs": int(loads_df.loc[loads_df["design"] == d, "n"].sum())})
-    return PlanResult(pd.DataFrame(evals), loads_df, pd.DataFrame(caps), knob, slo_us, quantile, path)
+    return PlanResult(pd.DataFrame(evals), loads_df, pd.DataFrame(caps), knob, slo_us, quantile, path, victims)
 
 
 def plot_plan(result: PlanResult, out_dir) -> list[Path]:

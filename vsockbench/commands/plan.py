@@ -62,5 +62,10 @@ def run(args) -> int:
     print(f"{Path(args.workload).name}: largest {args.knob} keeping {', '.join(res.victims)} {args.quantile} "
           f"< {args.slo_us:g} µs (95% CI upper bound), {args.replications} runs per load")
     print(res.table())
+    empty = res.loads[res.loads["min_samples"] == 0]
+    if len(empty):
+        print(f"note: {len(empty)} load(s) had runs in which the victim completed no request (counted as breaches: "
+              "starved, or too few requests in the window; a longer --duration tells which): "
+              + ", ".join(f"{r.design} @ {r.load:g}" for r in empty.itertuples()))
     print(f"plots: {', '.join(str(p) for p in paths)}; tables: {out}/{{capacity,loads,evaluations}}.parquet")
     return 0
