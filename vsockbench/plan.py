@@ -319,7 +319,9 @@ def plot_plan(result: PlanResult, out_dir) -> list[Path]:
     for ext in ("png", "svg"):
         target = out / f"plan.{ext}"
         with _atomic_target(target) as tmp:
-            fig.savefig(tmp, format=ext)
+            # no date, fixed SVG ids: the same plan gives the same files byte for byte
+            with matplotlib.rc_context({"svg.hashsalt": "vsockbench"}):
+                fig.savefig(tmp, format=ext, metadata={"Date": None} if ext == "svg" else None)
         paths.append(target)
     plt.close(fig)
     return paths
