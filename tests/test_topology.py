@@ -163,3 +163,15 @@ def test_jain_and_significance():
     assert same["significant"] is False and "not significant" in same["verdict"]
     diff = significance([10, 11, 10.5], [30, 31, 29])
     assert diff["significant"] is True and diff["ratio"] > 2
+
+
+def test_trace_victim_gets_round_trip_latency():
+    import dataclasses
+
+    from vsockbench.isolation import victim_latency
+
+    sc = load_scenario("workloads/trace-noisy-neighbour.toml").with_run(duration=0.01)
+    victims = [dataclasses.replace(f, role="victim") for f in sc.flows if f.name == "victim"]
+    assert victims and victims[0].kind == "trace"
+    stats = victim_latency(simulate(sc), victims)
+    assert stats["p50"] is not None and stats["p50"] > 0

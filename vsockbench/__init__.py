@@ -7,30 +7,52 @@ comparisons and plots built on them.
 
 The pipeline, one module per stage::
 
-    scenario/profiles -> simulate (model/) -> metrics -> isolation/compare -> report
+    scenario/profiles/trace -> simulate (model/) -> metrics -> isolation/compare -> report/store
     measure -> measured runs -> calibrate -> profiles;  validate: predicted vs measured
+    sweep/plan: many simulations on processes or Dask
+
+The names below load on first use (PEP 562), so ``import vsockbench`` stays
+cheap for the command line.
 """
 
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
 
-from .errors import InputError
-from .profiles import Profile, builtin_profile, load_profile, save_profile
-from .scenario import Scenario, load_scenario, scenario_from_dict
-from .simulate import SimResult, simulate, simulate_replications
+_EXPORTS = {
+    # inputs
+    "InputError": "errors",
+    "Profile": "profiles", "builtin_profile": "profiles", "load_profile": "profiles", "save_profile": "profiles",
+    "Scenario": "scenario", "load_scenario": "scenario", "scenario_from_dict": "scenario",
+    # the model
+    "SimResult": "simulate", "simulate": "simulate", "simulate_replications": "simulate",
+    # designs and isolation
+    "DESIGNS": "designs", "apply_design": "designs",
+    "isolation_runs": "isolation", "summarize": "isolation", "significance": "isolation",
+    # the main job, results store, plots
+    "compare": "compare", "CompareResult": "compare", "shipped_workloads": "compare",
+    "save_run": "store", "load_run": "store", "list_runs": "store",
+    "write_report": "report",
+    # traces
+    "Trace": "trace", "read_trace": "trace", "write_trace": "trace", "generate": "trace",
+    "import_pcap": "trace", "export_pcap": "trace",
+    # measurement
+    "run_local": "measure", "run_client": "measure", "serve": "measure", "MeasureError": "measure",
+}
 
-__all__ = [
-    "InputError",
-    "Profile",
-    "Scenario",
-    "SimResult",
-    "__version__",
-    "builtin_profile",
-    "load_profile",
-    "load_scenario",
-    "save_profile",
-    "scenario_from_dict",
-    "simulate",
-    "simulate_replications",
-]
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vsockbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

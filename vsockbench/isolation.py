@@ -54,10 +54,13 @@ def victim_latency(result, victims) -> dict:
     """Latency percentiles of the victim flows' samples in the measured window (µs)."""
     m = result.messages
     t0, t1 = result.scenario.run.warmup, result.scenario.run.warmup + result.scenario.run.duration
-    kinds = {f.name: latency_kind(f) for f in victims}
     mask = np.zeros(len(m), dtype=bool)
-    for name, kind in kinds.items():
-        mask |= ((m["flow"] == name) & (m["kind"] == kind)).to_numpy()
+    for f in victims:
+        mine = (m["flow"] == f.name).to_numpy()
+        kind = latency_kind(f)
+        if f.kind == "trace" and not (mine & (m["kind"] == "msg").to_numpy()).any():
+            kind = "rtt"  # a replayed request/response trace records round trips only
+        mask |= mine & (m["kind"] == kind).to_numpy()
     mask &= ((m["t_end"] >= t0) & (m["t_end"] < t1)).to_numpy()
     return latency_stats(m.loc[mask, "latency_us"])
 
