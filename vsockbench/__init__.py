@@ -34,7 +34,8 @@ _EXPORTS = {
     # the main job, results store, plots
     "compare": "compare", "CompareResult": "compare", "shipped_workloads": "compare",
     "save_run": "store", "load_run": "store", "list_runs": "store",
-    "write_report": "report",
+    "write_report": "report", "plot_latency_cdf": "report", "plot_throughput": "report",
+    "plot_cpu_threads": "report", "plot_slowdown": "report",
     # traces
     "Trace": "trace", "read_trace": "trace", "write_trace": "trace", "generate": "trace",
     "import_pcap": "trace", "export_pcap": "trace",
@@ -43,6 +44,11 @@ _EXPORTS = {
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
+
+# A function named like its module must be bound eagerly: importing the submodule
+# later would otherwise set the package attribute to the module.
+from .compare import compare  # noqa: E402, F401
+from .simulate import simulate  # noqa: E402, F401
 
 
 def __getattr__(name: str):
