@@ -36,6 +36,9 @@ _EXPORTS = {
     "save_run": "store", "load_run": "store", "list_runs": "store",
     "write_report": "report", "plot_latency_cdf": "report", "plot_throughput": "report",
     "plot_cpu_threads": "report", "plot_slowdown": "report",
+    # measured runs, calibration, validation
+    "read_measured": "measured", "read_measured_files": "measured",
+    "calibrate": "calibrate", "CalibrationResult": "calibrate", "validate": "validate",
     # traces
     "Trace": "trace", "read_trace": "trace", "write_trace": "trace", "generate": "trace",
     "import_pcap": "trace", "export_pcap": "trace",
@@ -47,8 +50,10 @@ __all__ = sorted([*_EXPORTS, "__version__"])
 
 # A function named like its module must be bound eagerly: importing the submodule
 # later would otherwise set the package attribute to the module.
+from .calibrate import calibrate  # noqa: E402, F401
 from .compare import compare  # noqa: E402, F401
 from .simulate import simulate  # noqa: E402, F401
+from .validate import validate  # noqa: E402, F401
 
 
 def __getattr__(name: str):

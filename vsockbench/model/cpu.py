@@ -8,6 +8,12 @@ preemption and no CPU affinity (the kernel's bound workqueue runs a work item
 on the CPU that queued it; we let any free vCPU take it); vCPU threads are
 assumed to own their host cores (as Firecracker's CI pins them).
 
+Wake-up preemption, approximated: a thread that has just woken (it slept since
+its last run) goes to the head of the wait queue, so it runs as soon as one
+CPU finishes its current charge (at most one packet's work), as CFS/EEVDF let a
+waking task with lag preempt a CPU hog; a thread that runs back to back (a bulk
+sender between two packets) queues at the tail.
+
 Speed: an uncontended ``run`` costs one SimPy event (the timeout), which is
 what makes the model stay near the SimPy floor.
 """
@@ -50,7 +56,7 @@ class CpuPool:
 class Thread:
     """A schedulable thread: accumulates busy time within the measured window."""
 
-    __slots__ = ("env", "pool", "name", "side", "busy", "busy_total", "t0", "t1", "runs", "debt", "_release")
+    __slots__ = ("env", "pool", "name", "side", "busy", "busy_total", "t0", "t1", "runs", "debt", "_release", "last_end")
 
     def __init__(self, env, pool: CpuPool, name: str, side: str, window: tuple[float, float]):
         self.env, self.pool, self.name, self.side = env, pool, name, side
@@ -60,6 +66,7 @@ class Thread:
         self.runs = 0
         self.debt = 0.0  # CPU owed from off-path work (a kick's VM exit), paid at the next run
         self._release = pool._release
+        self.last_end = 0.0  # when this thread's last CPU charge ends
 
     def _account(self, start: float, cost: float) -> None:
         self.busy_total += cost
@@ -85,15 +92,20 @@ class Thread:
             end = start + cost
             if end > self.t0 and start < self.t1:
                 self.busy += (end if end < self.t1 else self.t1) - (start if start > self.t0 else self.t0)
+            self.last_end = end
             ev = Timeout(env, cost)
             ev.callbacks.append(self._release)
             return ev
         done = self.env.event()
-        pool.waiters.append((self, cost, done))
+        if self.env._now > self.last_end:  # woke from sleep: wake-up preemption (see module doc)
+            pool.waiters.appendleft((self, cost, done))
+        else:
+            pool.waiters.append((self, cost, done))
         return done
 
     def _start(self, cost: float, done) -> None:
         self._account(self.env.now, cost)
+        self.last_end = self.env.now + cost
         t = self.env.timeout(cost)
         pool = self.pool
 
