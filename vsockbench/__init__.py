@@ -39,6 +39,9 @@ _EXPORTS = {
     # measured runs, calibration, validation
     "read_measured": "measured", "read_measured_files": "measured",
     "calibrate": "calibrate", "CalibrationResult": "calibrate", "validate": "validate",
+    # sweeps and capacity planning
+    "load_sweep": "sweep", "sweep_from_dict": "sweep", "run_sweep": "sweep", "SweepSpec": "sweep",
+    "SweepResult": "sweep", "plan_capacity": "plan", "plot_plan": "plan", "PlanResult": "plan",
     # traces
     "Trace": "trace", "read_trace": "trace", "write_trace": "trace", "generate": "trace",
     "import_pcap": "trace", "export_pcap": "trace",

@@ -62,7 +62,7 @@ def format_summary(summary: dict) -> str:
             lines.append(f"{name:<28} {t['cpu_util'] * 100:5.1f}%")
     sim = summary["sim"]
     lines.append("")
-    lines.append(f"devices: " + ", ".join(f"cid {cid} ({d['backend']}): {d['packets']} packets"
+    lines.append("devices: " + ", ".join(f"cid {cid} ({d['backend']}): {d['packets']} packets"
                                            for cid, d in summary["devices"].items()))
     lines.append(f"simulated {sim['simulated_s']} s in {sim['wall_s']} s wall; {sim['events']} events, "
                  f"{sim['packets']} packets, seed {sim['seed']}")
