@@ -23,12 +23,15 @@ def test_throughput_rises_with_write_size_then_flattens(backend, direction):
     """lkml_garzarella2019_v4 and the Firecracker baselines: per-packet costs dominate small
     writes, the copy and the 64 KiB packet cap flatten the curve at large ones."""
     t = [_gbps(backend, direction, s) for s in SIZES]
+    # Rises or holds, within a dip allowed where a window mechanism bites before the copy does:
+    # vhost h2g past 16 KiB (the guest refills its RX ring only below half, virtio_transport_rx_work)
+    # and the userspace backends' 64 KiB connection buffer (CONN_TX_BUF_SIZE), which is exactly
+    # one 64 KiB packet: 16 KiB writes pipeline four packets in it, 64 KiB writes stop and wait.
+    dip = 0.85 if backend == "vhost" else 0.75
     for small, big in zip(t, t[1:]):
-        # rises or holds; h2g may dip a little past 16 KiB where the guest's refill-at-half of the
-        # RX ring (virtio_transport_rx_work) starts to limit, as real h2g curves flatten early
-        assert big >= small * 0.85, t
+        assert big >= small * dip, t
     assert t[2] > 1.3 * t[0], t  # rises: 16 KiB >> 1 KiB
-    assert t[4] < 1.2 * t[3] and t[4] > 0.85 * max(t), t  # flat: 256 KiB ~ 64 KiB
+    assert t[4] < 1.2 * t[3] and t[4] > dip * max(t), t  # flat: 256 KiB ~ 64 KiB
 
 
 def test_vhost_worker_yields_after_its_weight(tmp_path):
