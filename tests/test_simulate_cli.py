@@ -1,0 +1,38 @@
+"""`vsockbench simulate`: the DESIGN 6a JSON contract, Parquet records, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from vsockbench.cli import main
+from vsockbench.model.apps import zerocopy_allowed
+
+
+def test_json_contract_and_parquet_records(tmp_path, capsys):
+    out, js = tmp_path / "run", tmp_path / "s.json"
+    assert main(["simulate", "workloads/pingpong-vhost.toml", "--json", str(js), "--out", str(out),
+                 "--duration", "0.003"]) == 0
+    s = json.loads(js.read_text())
+    assert set(s) >= {"flows", "devices", "threads", "sim"}
+    f = s["flows"]["pingpong"]
+    assert set(f) >= {"throughput_gbps", "messages", "bytes_sent", "bytes_received", "latency_us"}
+    assert set(f["latency_us"]) == {"p50", "p90", "p99", "p999", "mean"}
+    assert f["messages"] > 50 and 5 < f["latency_us"]["p50"] < f["latency_us"]["p999"]
+    assert s["devices"]["3"]["queues"]["0"]["packets"] == s["devices"]["3"]["packets"] > 0
+    assert "vhost-3" in s["threads"] and 0 < s["threads"]["vhost-3"]["cpu_util"] < 1
+    assert set(s["sim"]) >= {"events", "packets", "wall_s", "seed"} and s["sim"]["seed"] == 1
+    msgs = pd.read_parquet(out / "messages.parquet")
+    assert (msgs["kind"] == "rtt").sum() >= f["messages"]
+    meta = pq.read_schema(out / "packets.parquet").metadata
+    assert meta[b"vsockbench.seed"] == b"1"
+    assert "pingpong" in capsys.readouterr().out
+
+
+def test_zerocopy_eligibility_depends_on_the_ring():
+    """virtio_transport_can_msgzerocopy: pages + 1 must fit the TX ring."""
+    assert zerocopy_allowed(65536, 65536, 128)  # 16 pages + 1 <= 128
+    assert not zerocopy_allowed(65536, 65536, 16)  # a 16-entry ring cannot hold it
+    assert zerocopy_allowed(4096, 65536, 2)
