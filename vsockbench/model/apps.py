@@ -54,7 +54,9 @@ class ConnApp:
         self._busy = [False, False]  # a direction's sender is mid-send()
         self._recv_wake = [None, None]
         self.read_limit = read_limit
-        self.on_done = on_done  # callback(msg, t_end) when a message or reply is fully read
+        # on_done(app, direction, msg, t_end) runs when a message is fully read; it may return the
+        # next Msg the reading thread sends at once (the other way), as a closed-loop client does
+        self.on_done = on_done
         self.refill = [None, None]  # stream: callable giving the next message of a direction
         self.prof = conn.q.prof
         self.max_pkt = self.prof.max_pkt_bytes
