@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tomllib
 from scipy import stats
 
 from .designs import DEFAULT_DESIGNS, DESIGNS, design_label

@@ -17,10 +17,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-
-import tomllib
 
 from .errors import InputError
 

@@ -11,10 +11,9 @@ one-line message naming the file and the field.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import tomllib
 
 from .errors import InputError
 from .profiles import BACKENDS, Profile, resolve_profile

@@ -160,7 +160,7 @@ def _write_scenarios(result, root: Path) -> None:
 
 
 def _run_name(workload: str) -> str:
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', workload)}"
 
 
@@ -183,7 +183,7 @@ def save_run(result, out=None, *, root=RUNS_DIR, report: bool = True) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.partial-"))
     try:
         meta = {"format_version": FORMAT_VERSION, "vsockbench_version": __version__, **result.meta,
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **host_metadata()}
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), **host_metadata()}
         for name in TABLES:
             _write_table(getattr(result, name), tmp / f"{name}.parquet",
                          {"seed": meta.get("seed"), "version": __version__, "workload": meta.get("workload")})

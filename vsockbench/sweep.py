@@ -32,12 +32,12 @@ import math
 import os
 import tempfile
 import time
+import tomllib
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import tomllib
 
 from .errors import InputError
 from .executors import execute
