@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from . import __version__
 from .metrics import flow_summary, message_frame, packet_frame, thread_frame
@@ -62,12 +64,7 @@ class SimResult:
         for name in ("messages", "packets", "threads"):
             df = getattr(self, name)
             tmp = out / f".{name}.parquet.tmp"
-            table = df.copy()
-            table.attrs = {}
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            t = pa.Table.from_pandas(table, preserve_index=False)
+            t = pa.Table.from_pandas(df, preserve_index=False)
             t = t.replace_schema_metadata({**(t.schema.metadata or {}),
                                            **{f"vsockbench.{k}".encode(): v.encode() for k, v in meta.items()}})
             pq.write_table(t, tmp)
