@@ -36,3 +36,12 @@ def test_zerocopy_eligibility_depends_on_the_ring():
     assert zerocopy_allowed(65536, 65536, 128)  # 16 pages + 1 <= 128
     assert not zerocopy_allowed(65536, 65536, 16)  # a 16-entry ring cannot hold it
     assert zerocopy_allowed(4096, 65536, 2)
+
+
+def test_unwritable_output_is_a_clean_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["simulate", "workloads/pingpong-vhost.toml", "--duration", "0.001",
+                 "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "vsockbench: error:" in err and "Traceback" not in err

@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"vsockbench: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # unwritable --out, disk full, a file vanished: the environment, not a bug
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"vsockbench: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("vsockbench: interrupted", file=sys.stderr)
         return 130
