@@ -279,7 +279,7 @@ def plot_plan(result: PlanResult, out_dir) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .sweep import _atomic_target
+    from .atomic import atomic_path
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -318,7 +318,7 @@ def plot_plan(result: PlanResult, out_dir) -> list[Path]:
     paths = []
     for ext in ("png", "svg"):
         target = out / f"plan.{ext}"
-        with _atomic_target(target) as tmp:
+        with atomic_path(target) as tmp:
             # no date, fixed SVG ids: the same plan gives the same files byte for byte
             with matplotlib.rc_context({"svg.hashsalt": "vsockbench"}):
                 fig.savefig(tmp, format=ext, metadata={"Date": None} if ext == "svg" else None)

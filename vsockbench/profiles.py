@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .errors import InputError
 
 __all__ = ["Profile", "BUILTIN_PROFILES", "builtin_profile", "load_profile", "save_profile", "resolve_profile"]
@@ -257,12 +257,7 @@ def save_profile(profile: Profile, path: str | os.PathLike, *, comment: str = ""
         if src:
             lines.append(f"# {src}")
         lines.append(f"{key} = {_toml_value(value)}")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(tmp, p)
-    return p
+    return write_text_atomic(p, "\n".join(lines) + "\n")
 
 
 def resolve_profile(spec: str | None, backend: str, *, base_dir: Path | None = None) -> Profile:

@@ -15,8 +15,6 @@ Four figures, each as PNG and SVG under ``figures/``:
 
 from __future__ import annotations
 
-import os
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import pandas as pd
 # backend, the CLI never opens a window) and PNG/SVG are rendered by Agg/SVG canvases on save.
 from matplotlib.figure import Figure
 
+from .atomic import atomic_path, write_text_atomic
 from .metrics import latency_kind
 
 __all__ = ["write_report", "plot_latency_cdf", "plot_throughput", "plot_cpu_threads", "plot_slowdown",
@@ -199,13 +198,9 @@ PLOTTERS = {"latency_cdf": plot_latency_cdf, "throughput": plot_throughput, "cpu
 
 def _save(fig, path: Path) -> None:
     # Atomic per file: a reader never sees half a PNG.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     # No date and a fixed id salt: the same run gives byte-identical SVGs (clean diffs, reproducible).
-    with matplotlib.rc_context({"svg.hashsalt": "vsockbench"}):
+    with atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": "vsockbench"}):
         fig.savefig(tmp, format=path.suffix[1:], dpi=110, metadata={"Date": None} if path.suffix == ".svg" else None)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def _md_table(result) -> str:
@@ -264,10 +259,4 @@ intervals overlap):
 
 ![CPU per thread](figures/cpu_threads.png)
 """
-    path = out / "report.md"
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".report.md.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(out / "report.md", text)

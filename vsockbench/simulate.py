@@ -10,9 +10,7 @@ so tests and users can assert them.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__
+from .atomic import atomic_path, write_text_atomic
 from .metrics import flow_summary, message_frame, packet_frame, thread_frame
 from .model.core import Model
 from .model.drivers import start
@@ -54,7 +53,7 @@ class SimResult:
         return pd.DataFrame(rows)
 
     def to_json(self, path) -> Path:
-        return _atomic_write(Path(path), json.dumps(self.summary, indent=2, sort_keys=False) + "\n")
+        return write_text_atomic(Path(path), json.dumps(self.summary, indent=2, sort_keys=False) + "\n")
 
     def to_parquet(self, out_dir) -> Path:
         """Write messages/packets/threads as Parquet (+ summary.json) under ``out_dir``."""
@@ -63,23 +62,13 @@ class SimResult:
         meta = {"vsockbench_version": __version__, "scenario": self.scenario.path, "seed": str(self.seed)}
         for name in ("messages", "packets", "threads"):
             df = getattr(self, name)
-            tmp = out / f".{name}.parquet.tmp"
             t = pa.Table.from_pandas(df, preserve_index=False)
             t = t.replace_schema_metadata({**(t.schema.metadata or {}),
                                            **{f"vsockbench.{k}".encode(): v.encode() for k, v in meta.items()}})
-            pq.write_table(t, tmp)
-            os.replace(tmp, out / f"{name}.parquet")
+            with atomic_path(out / f"{name}.parquet") as tmp:
+                pq.write_table(t, tmp)
         self.to_json(out / "summary.json")
         return out
-
-
-def _atomic_write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-    return path
 
 
 def simulate(scenario: Scenario, *, seed: int | None = None, keep_model: bool = False) -> SimResult:

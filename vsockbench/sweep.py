@@ -23,14 +23,11 @@ table (one row per task) is assembled from those files into ``<out>/sweep.parque
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import itertools
 import json
 import math
-import os
-import tempfile
 import time
 import tomllib
 import traceback
@@ -39,6 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import atomic_path, write_text_atomic
 from .errors import InputError
 from .executors import execute
 
@@ -355,16 +353,7 @@ def result_row(res, victim_latency, jain_index) -> dict:
 # ---------------------------------------------------------------------------- storage
 
 def write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, default=str)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(obj, default=str))
 
 
 def read_task(path: Path) -> dict | None:
@@ -389,20 +378,6 @@ def tidy_table(rows: list[dict], columns: tuple[str, ...] = ()) -> pd.DataFrame:
     return df[[c for c in lead if c in df] + [c for c in df.columns if c not in lead]]
 
 
-@contextlib.contextmanager
-def _atomic_target(path: Path):
-    """A temporary path next to ``path``; moved onto ``path`` (os.replace) only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def write_parquet_atomic(df: pd.DataFrame, path: Path, meta: dict) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -412,7 +387,7 @@ def write_parquet_atomic(df: pd.DataFrame, path: Path, meta: dict) -> Path:
     table = pa.Table.from_pandas(df, preserve_index=False)
     md = {**(table.schema.metadata or {}), b"vsockbench.version": __version__.encode(),
           **{f"vsockbench.{k}".encode(): str(v).encode() for k, v in meta.items()}}
-    with _atomic_target(path) as tmp:
+    with atomic_path(path) as tmp:
         pq.write_table(table.replace_schema_metadata(md), tmp)
     return path
 

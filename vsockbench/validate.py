@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_text_atomic
 from .calibrate import Predictor, expressible
 from .errors import InputError
 from .measured import MeasuredRow, group_by_setup, profile_path
@@ -129,11 +128,4 @@ def format_table(result: dict, *, show_skipped: bool = False) -> str:
 
 
 def write_json(result: dict, path) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(result, fh, indent=1)
-        fh.write("\n")
-    os.replace(tmp, p)
-    return p
+    return write_text_atomic(path, json.dumps(result, indent=1) + "\n")

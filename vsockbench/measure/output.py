@@ -16,11 +16,11 @@ import platform
 import re
 import socket
 import sys
-import tempfile
 
 import numpy as np
 import pandas as pd
 
+from ..atomic import write_bytes_atomic
 from .runner import Measurement
 
 __all__ = [
@@ -261,20 +261,6 @@ def records_frame(m: Measurement, run_id: int | None = None) -> pd.DataFrame:
     return out
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def sidecar_paths(out: str) -> tuple[str, str]:
     stem = out[:-4] if out.endswith(".csv") else out
     return stem + ".messages.parquet", stem + ".meta.json"
@@ -297,21 +283,21 @@ def write_outputs(m: Measurement, rows: list[dict], out: str, *, append: bool = 
     w.writerows(existing)
     for row in rows:
         w.writerow([row[k] for k in HEADER])
-    _atomic_write(out, buf.getvalue().encode())
+    write_bytes_atomic(out, buf.getvalue().encode())
     pq_path, meta_path = sidecar_paths(out)
     recs = records_frame(m, m.spec.run_id)
     if append and os.path.exists(pq_path):
         recs = pd.concat([pd.read_parquet(pq_path), recs], ignore_index=True)
     pbuf = io.BytesIO()
     recs.to_parquet(pbuf, index=False)
-    _atomic_write(pq_path, pbuf.getvalue())
+    write_bytes_atomic(pq_path, pbuf.getvalue())
     run_meta = run_metadata(m, rows)
     runs = []
     if append and os.path.exists(meta_path):
         with open(meta_path) as fh:
             runs = json.load(fh).get("runs", [])
     runs.append(run_meta)
-    _atomic_write(meta_path, json.dumps({"runs": runs}, indent=1).encode())
+    write_bytes_atomic(meta_path, json.dumps({"runs": runs}, indent=1).encode())
     return {"csv": out, "records": pq_path, "metadata": meta_path}
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
+from ..atomic import atomic_path
 from ..errors import InputError
 from .schema import (
     FLOW_COLUMNS,
@@ -211,17 +211,9 @@ def read_trace(path: str | os.PathLike, *, chunksize: int | None = None) -> Trac
 
 
 def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    """Call ``write(tmp)`` on a temporary file, then move it onto ``path``."""
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _write_table(df: pd.DataFrame, path: Path) -> None:
