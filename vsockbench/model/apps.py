@@ -76,7 +76,6 @@ class ConnApp:
 
     def _expect(self, d: int, msg: Msg) -> None:
         self.expect[d].append(msg)
-        self.conn.pending[d].append(msg)
         ev = self._recv_wake[d]
         if ev is not None:
             self._recv_wake[d] = None
@@ -93,7 +92,6 @@ class ConnApp:
         m, conn, env = self.m, self.conn, self.env
         th = self.threads[0 if from_guest else 1]
         p = self.prof
-        conn.t_connect = env.now
         ev = env.event()
         conn.connect_wait = ev
         if from_guest:
@@ -239,7 +237,6 @@ class ConnApp:
                 got += n
                 total += n
             expect.popleft()
-            self.conn.pending[d].popleft()
             nxt = self._done(d, msg)
             if nxt is None:
                 continue

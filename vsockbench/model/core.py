@@ -202,10 +202,9 @@ class Model:
             self.charge(q.t_rx, self.guest_ctrl(conn, CREDIT_UPDATE, reply=False))
         elif op == REQUEST:  # a host connect() reached a guest listener (virtio_transport_recv_listen)
             self.guest_listeners.setdefault((q.cid, conn.guest_port), []).append(conn)
-            conn.established = True
             self.charge(q.t_rx, self.guest_ctrl(conn, RESPONSE, reply=True))
         elif op == RESPONSE:
-            self._established(conn)
+            self._wake_connector(conn)
         elif op == SHUTDOWN:  # peer shut both ways: reply RST (virtio_transport_recv_connected)
             conn.closed = True
             self.charge(q.t_rx, self.guest_ctrl(conn, RST, reply=True))
@@ -222,10 +221,9 @@ class Model:
         elif op == CREDIT_REQUEST:
             self.host_ctrl(conn, CREDIT_UPDATE)
         elif op == REQUEST:
-            conn.established = True
             self.host_ctrl(conn, RESPONSE, reply=True)
         elif op == RESPONSE:
-            self._established(conn)
+            self._wake_connector(conn)
         elif op == SHUTDOWN:
             conn.closed = True
             self.host_ctrl(conn, RST, reply=True)
@@ -262,10 +260,9 @@ class Model:
         elif op == CREDIT_REQUEST:
             backend.host_send(end.stamp(Pkt(conn, False, CREDIT_UPDATE, 0, 0, 0, 0)), conn.q)
         elif op == REQUEST:  # connected to <uds_path>_<port>: answer RESPONSE
-            conn.established = True
             backend.host_send(end.stamp(Pkt(conn, False, RESPONSE, 0, 0, 0, 0, True)), conn.q)
         elif op == RESPONSE:  # guest accepted: write "OK <port>\n" to the host app
-            self._established(conn)
+            self._wake_connector(conn)
         elif op == SHUTDOWN:
             conn.closed = True
             backend.host_send(end.stamp(Pkt(conn, False, RST, 0, 0, 0, 0, True)), conn.q)
@@ -299,10 +296,6 @@ class Model:
         if r is not None:
             conn.host_reader_wake = None
             conn.host_waker(r)
-
-    def _established(self, conn: Conn) -> None:
-        conn.established = True
-        self._wake_connector(conn)
 
     def _wake_connector(self, conn: Conn) -> None:
         ev = conn.connect_wait

@@ -165,20 +165,18 @@ class End:
 class Conn:
     """One connection: both ends, its device queue, its ports, and what its apps did."""
 
-    __slots__ = ("id", "flow", "q", "g", "h", "guest_port", "host_port", "g_initiates", "established",
-                 "closed", "sent", "recv", "pending", "uds_g2h", "txbuf", "uds_h2g", "uds_cap", "ctrl_h2g",
+    __slots__ = ("id", "flow", "q", "g", "h", "guest_port", "host_port", "g_initiates",
+                 "closed", "sent", "recv", "uds_g2h", "txbuf", "uds_h2g", "uds_cap", "ctrl_h2g",
                  "in_rxq", "credit_requested", "userspace", "host_reader_wake", "host_writer_wake",
-                 "connect_wait", "type", "t_connect", "txbuf_cap", "host_waker")
+                 "connect_wait", "type", "txbuf_cap", "host_waker")
 
     def __init__(self, cid, flow, q, g: End, h: End, guest_port, host_port, g_initiates, socket_type):
         self.id, self.flow, self.q, self.g, self.h = cid, flow, q, g, h
         self.guest_port, self.host_port, self.g_initiates = guest_port, host_port, g_initiates
         self.type = socket_type  # 1 STREAM, 2 SEQPACKET (hdr.type)
-        self.established = False
         self.closed = False
         self.sent = [0, 0]  # payload bytes accepted by send(): [g2h, h2g]
         self.recv = [0, 0]  # payload bytes returned by recv() to the receiving app
-        self.pending = (deque(), deque())  # per direction: (end offset, t_send, msg id) of messages in flight
         # userspace backends: the host app's AF_UNIX socket and the backend's LocalTxBuf
         self.userspace = False
         self.uds_g2h = 0  # bytes in the UDS towards the host app
@@ -192,5 +190,4 @@ class Conn:
         self.host_reader_wake = None
         self.host_writer_wake = None
         self.connect_wait = None
-        self.t_connect = 0.0
         self.host_waker = _succeed  # wakes the host app blocked on its Unix socket
