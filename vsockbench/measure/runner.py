@@ -95,12 +95,17 @@ def _run_side(side: str, socks: list, spec: RunSpec, t0: int, progress: bool = F
         threading.Thread(target=_guarded, args=(fn, s, spec, t0, r), daemon=True)
         for s, r in zip(socks, results)
     ]
+    return results, _run_threads(threads, spec, t0, progress)
+
+
+def _run_threads(threads, spec: RunSpec, t0: int, progress) -> dict:
+    """Start the per-connection threads, sample CPU over the window, then join them."""
     for th in threads:
         th.start()
     cpu = _window_cpu(threads, spec, t0, progress)
     for th in threads:
         th.join(timeout=spec.duration + 60)
-    return results, cpu
+    return cpu
 
 
 def _guarded(fn, sock, spec: RunSpec, t0: int, res: ConnResult) -> None:
@@ -370,12 +375,7 @@ def _run_trace_client(ep, spec, t0, timeout, progress):
             results[i].fail(exc, time.perf_counter_ns() - t0)
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(spec.n_conns)]
-    for th in threads:
-        th.start()
-    cpu = _window_cpu(threads, spec, t0, progress)
-    for th in threads:
-        th.join(timeout=spec.duration + 60)
-    return results, cpu
+    return results, _run_threads(threads, spec, t0, progress)
 
 
 def _local_server(ep: Endpoint, timeout: float, pipe) -> None:
