@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .metrics import latency_kind, latency_stats
+from .metrics import latency_mask, latency_stats
 from .simulate import simulate
 
 __all__ = ["IsolationResult", "isolation_runs", "summarize", "significance", "jain_index", "victim_latency"]
@@ -53,16 +53,9 @@ def jain_index(x) -> float:
 def victim_latency(result, victims) -> dict:
     """Latency percentiles of the victim flows' samples in the measured window (µs)."""
     m = result.messages
-    t0, t1 = result.scenario.run.warmup, result.scenario.run.warmup + result.scenario.run.duration
-    mask = np.zeros(len(m), dtype=bool)
-    for f in victims:
-        mine = (m["flow"] == f.name).to_numpy()
-        kind = latency_kind(f)
-        if f.kind == "trace" and not (mine & (m["kind"] == "msg").to_numpy()).any():
-            kind = "rtt"  # a replayed request/response trace records round trips only
-        mask |= mine & (m["kind"] == kind).to_numpy()
-    mask &= ((m["t_end"] >= t0) & (m["t_end"] < t1)).to_numpy()
-    return latency_stats(m.loc[mask, "latency_us"])
+    run = result.scenario.run
+    mask = latency_mask(m, victims, (run.warmup, run.warmup + run.duration))
+    return latency_stats(m.loc[mask, "latency_us"] if len(m) else [])
 
 
 def _alone(scenario):

@@ -54,6 +54,26 @@ def latency_kind(flow) -> str:
     return "rtt" if flow.kind in ("pingpong", "rpc") else "msg"
 
 
+def latency_mask(messages: pd.DataFrame, flows, window) -> np.ndarray:
+    """Rows of ``messages`` that are latency samples of ``flows`` ending inside ``window``.
+
+    A flow's samples are its round trips (pingpong/rpc) or messages (stream); a replayed trace
+    that recorded no one-way messages is a request/response trace, so its round trips count.
+    """
+    if not len(messages):
+        return np.zeros(0, dtype=bool)
+    t0, t1 = window
+    kinds = messages["kind"].to_numpy()
+    mask = np.zeros(len(messages), dtype=bool)
+    for f in flows:
+        mine = (messages["flow"] == f.name).to_numpy()
+        kind = latency_kind(f)
+        if f.kind == "trace" and not (mine & (kinds == kind)).any():
+            kind = "rtt"
+        mask |= mine & (kinds == kind)
+    return mask & ((messages["t_end"] >= t0) & (messages["t_end"] < t1)).to_numpy()
+
+
 def flow_summary(scenario, messages: pd.DataFrame, window, counters: dict | None = None) -> dict:
     """The ``flows`` part of the simulate JSON (DESIGN 6a)."""
     t0, t1 = window
@@ -62,10 +82,7 @@ def flow_summary(scenario, messages: pd.DataFrame, window, counters: dict | None
     out = {}
     for flow in scenario.flows:
         mine = inwin[inwin["flow"] == flow.name] if len(inwin) else inwin
-        kind = latency_kind(flow)
-        samples = mine[mine["kind"] == kind] if len(mine) else mine
-        if flow.kind == "trace" and len(mine) and not len(samples):
-            samples = mine[mine["kind"] == "rtt"]
+        samples = messages[latency_mask(messages, [flow], window)] if len(messages) else messages
         if counters is not None and flow.name in counters:
             sent, received = counters[flow.name]
         else:

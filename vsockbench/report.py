@@ -28,7 +28,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .atomic import atomic_path, write_text_atomic
-from .metrics import latency_kind
+from .metrics import latency_mask
 
 __all__ = ["write_report", "plot_latency_cdf", "plot_throughput", "plot_cpu_threads", "plot_slowdown",
            "FIGURES"]
@@ -49,15 +49,8 @@ def _victim_samples(result) -> pd.DataFrame:
         return m
     t0 = result.meta.get("warmup", result.workload.run.warmup)
     t1 = t0 + result.meta.get("duration", result.workload.run.duration)
-    keep = np.zeros(len(m), dtype=bool)
-    for f in result.workload.flows:
-        if f.role == "victim":
-            mine = (m["flow"] == f.name).to_numpy()
-            kind = latency_kind(f)
-            if f.kind == "trace" and not (mine & (m["kind"] == kind).to_numpy()).any():
-                kind = "rtt"  # a replayed request/response trace: round trips (as metrics.flow_summary)
-            keep |= mine & (m["kind"] == kind).to_numpy()
-    keep &= ((m["t_end"] >= t0) & (m["t_end"] < t1)).to_numpy()
+    victims = [f for f in result.workload.flows if f.role == "victim"]
+    keep = latency_mask(m, victims, (t0, t1))
     return m.loc[keep, ["design", "replication", "run", "latency_us"]]
 
 
