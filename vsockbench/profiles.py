@@ -74,6 +74,9 @@ SOURCES: dict[str, str] = {
     "host_recv_call_ns": "est: host recvmsg() fixed cost",
     "host_wakeup_latency_ns": "est: host task wake-up",
     "jitter_sigma": "est: log-normal sigma of wake-up latencies; lkml_leonardi_fastpath_2024 p99/mean ~2.5",
+    "halt_poll_ns": "code: x86 KVM_HALT_POLL_NS_DEFAULT=200000 (arch/x86/include/asm/kvm_host.h), the kvm.halt_poll_ns "
+    "module parameter: an idle vCPU thread polls up to this long in kvm_vcpu_halt() before it sleeps, counted as its "
+    "CPU time; the model uses the maximum on every idle gap (KVM grows/shrinks it adaptively); 0 disables",
 }
 
 
@@ -128,6 +131,8 @@ class Profile:
     host_wakeup_latency_ns: float = 1500.0
     # --- noise ---------------------------------------------------------------
     jitter_sigma: float = 0.25
+    # --- host KVM: vCPU threads poll this long after the guest halts (not guest work) ---
+    halt_poll_ns: float = 200000.0
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

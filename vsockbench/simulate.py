@@ -52,6 +52,12 @@ class SimResult:
             rows.append(row)
         return pd.DataFrame(rows)
 
+    @property
+    def cpus(self) -> pd.DataFrame:
+        """One row per CPU pool (guest, host): work time and, for the guest, vCPU thread time
+        including KVM halt polling (``summary["cpus"]``), in CPUs."""
+        return pd.DataFrame([{"pool": k, **v} for k, v in self.summary.get("cpus", {}).items()])
+
     def to_json(self, path) -> Path:
         return write_text_atomic(Path(path), json.dumps(self.summary, indent=2, sort_keys=False) + "\n")
 
@@ -103,6 +109,7 @@ def simulate(scenario: Scenario, *, seed: int | None = None, keep_model: bool = 
         "flows": flow_summary(scenario, messages, window, counters),
         "devices": device_summary(model),
         "threads": {r.thread: {"cpu_util": round(r.cpu_util, 6)} for r in threads.itertuples()},
+        "cpus": cpu_summary(model, scenario.run.duration),
         "sim": {"events": int(events), "packets": int(n_packets), "wall_s": round(wall, 4), "seed": int(seed),
                 "simulated_s": end, "version": __version__, "python": platform.python_version(),
                 "local_cids": scenario.local_cids(),
@@ -111,6 +118,23 @@ def simulate(scenario: Scenario, *, seed: int | None = None, keep_model: bool = 
     }
     return SimResult(scenario, seed, messages, packets, threads, summary, checks,
                      model if keep_model else None)
+
+
+def cpu_summary(model: Model, duration: float) -> dict:
+    """Per CPU pool (in CPUs, like ``cpu_util``): ``work_util`` = the busy time of its threads;
+    for the guest also ``halt_poll_util`` (KVM halt polling of idle vCPUs, see model/cpu.py) and
+    ``vcpu_thread_util`` = work + polling, what the host sees the vCPU threads use (Firecracker's
+    ``cpu_utilization_vcpus_total``, ``top``), at most ``cpus``."""
+    out = {}
+    for pool in (model.guest_pool, model.host_pool):
+        work = sum(t.busy for t in model.threads if t.pool is pool) / duration
+        entry = {"cpus": pool.size, "work_util": round(work, 6)}
+        if pool is model.guest_pool:
+            poll = pool.poll_time(model.window[1]) / duration
+            entry.update({"halt_poll_ns": pool.halt_poll * 1e9, "halt_poll_util": round(poll, 6),
+                          "vcpu_thread_util": round(min(float(pool.size), work + poll), 6)})
+        out[pool.name] = entry
+    return out
 
 
 def _flow_counters(model: Model) -> dict:

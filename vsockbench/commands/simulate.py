@@ -60,6 +60,11 @@ def format_summary(summary: dict) -> str:
     for name, t in summary["threads"].items():
         if t["cpu_util"] > 0.0005:
             lines.append(f"{name:<28} {t['cpu_util'] * 100:5.1f}%")
+    g = summary.get("cpus", {}).get("guest")
+    if g:
+        lines.append(f"guest vCPUs ({g['cpus']}): work {g['work_util'] * 100:.1f}%, KVM halt polling "
+                     f"{g['halt_poll_util'] * 100:.1f}% (halt_poll_ns {g['halt_poll_ns']:.0f}), vCPU threads "
+                     f"{g['vcpu_thread_util'] * 100:.1f}%")
     sim = summary["sim"]
     lines.append("")
     lines.append("devices: " + ", ".join(f"cid {cid} ({d['backend']}): {d['packets']} packets"

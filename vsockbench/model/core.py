@@ -54,7 +54,9 @@ class Model:
         self.rng = np.random.default_rng(seed)
         run = scenario.run
         self.window = (run.warmup, run.warmup + run.duration)
-        self.guest_pool = CpuPool(self.env, "guest", scenario.guest.vcpus)
+        # KVM halt polling is a host setting (kvm.halt_poll_ns): the default device's profile carries it
+        halt_poll = scenario.default_device.resolved.halt_poll_ns * 1e-9
+        self.guest_pool = CpuPool(self.env, "guest", scenario.guest.vcpus, halt_poll=halt_poll, window=self.window)
         self.host_pool = CpuPool(self.env, "host", scenario.host.cores)
         self.threads: list[Thread] = []
         self.packets: list[tuple] = []

@@ -17,8 +17,27 @@ of its current charge cannot be moved, so the delay lands one charge later).
 Otherwise it goes to the head of the wait queue; a thread that runs back to
 back (a bulk sender between two packets) queues at the tail.
 
+KVM halt polling (guest pools only, ``halt_poll`` > 0): a vCPU whose guest goes
+idle executes HLT, and the host's kvm_vcpu_halt() (virt/kvm/kvm_main.c) polls
+for a wake-up for up to the vCPU's halt_poll_ns before it schedules out; that
+polling is CPU time of the vCPU thread on the host (what Firecracker's CI
+``cpu_utilization_vcpus_total`` and ``top`` show), not guest work.  The pool
+therefore tracks each vCPU: when it went idle, and at the next time a thread
+takes it the gap is closed and ``min(gap, halt_poll)`` (clipped to the
+measured window) is added to ``polled``.  Simplifications: KVM adapts a vCPU's
+window (starts at 0, grows from halt_poll_ns_grow_start=10 us by
+halt_poll_ns_grow=2 after a short block, resets to 0 after a block longer than
+the maximum, halt_poll_ns_shrink=0); we use the maximum (x86
+KVM_HALT_POLL_NS_DEFAULT=200000) on every gap, which is what it converges to
+while the gaps stay below it (a streaming guest) and overstates the first
+polls after a long sleep.  Which vCPU runs a thread: its previous one if that
+is idle (select_idle_sibling prefers prev_cpu), else the one idle the
+shortest time; a thread that waited for a busy pool takes the CPU its
+releaser frees.  Host pools track nothing (``halt_poll`` = 0).
+
 Speed: an uncontended ``run`` costs one SimPy event (the timeout), which is
-what makes the model stay near the SimPy floor.
+what makes the model stay near the SimPy floor; vCPU tracking adds a few list
+operations per run on guest pools only.
 """
 
 from __future__ import annotations
@@ -40,28 +59,74 @@ def wake_after(env, event, delay: float) -> None:
 
 
 class CpuPool:
-    """``size`` identical CPUs; FIFO hand-over when all are busy."""
+    """``size`` identical CPUs; FIFO hand-over when all are busy.  With ``halt_poll`` (seconds)
+    > 0 each CPU's idle gaps are tracked and KVM halt polling is accounted (module doc)."""
 
-    __slots__ = ("env", "name", "size", "free", "waiters", "holders", "preemptions")
+    __slots__ = ("env", "name", "size", "free", "waiters", "holders", "preemptions", "halt_poll",
+                 "idle_since", "polled", "t0", "t1")
 
-    def __init__(self, env, name: str, size: int):
+    def __init__(self, env, name: str, size: int, *, halt_poll: float = 0.0,
+                 window: tuple[float, float] = (0.0, float("inf"))):
         self.env, self.name, self.size, self.free = env, name, size, size
         self.waiters: deque = deque()  # (thread, cost, done_event)
         self.holders: dict = {}  # thread -> end of its current charge
         self.preemptions = 0
+        self.halt_poll = halt_poll
+        # per CPU: when it went idle (None while busy); None for the whole pool = not tracked
+        self.idle_since: list | None = [0.0] * size if halt_poll > 0 else None
+        self.polled = 0.0  # seconds of halt polling inside the window, over closed idle gaps
+        self.t0, self.t1 = window
 
-    def _release(self, _event=None) -> None:
+    def _release(self, cpu: int = -1) -> None:
         if self.waiters:
             thread, cost, done = self.waiters.popleft()
-            thread._start(cost, done)
+            thread._start(cost, done, cpu)  # hand-over: the waiter runs on the CPU just freed (no gap)
         else:
             self.free += 1
+            if self.idle_since is not None and cpu >= 0:
+                self.idle_since[cpu] = self.env._now
+
+    def _poll(self, a: float, b: float) -> float:
+        """Halt polling of an idle gap [a, b] inside the window: [a, a + min(b - a, halt_poll)]."""
+        e = a + self.halt_poll
+        if b < e:
+            e = b
+        lo = a if a > self.t0 else self.t0
+        hi = e if e < self.t1 else self.t1
+        return hi - lo if hi > lo else 0.0
+
+    def _take(self, thread) -> int:
+        """A free CPU is taken by ``thread``: its previous CPU if idle, else the one idle the
+        shortest time; closes that CPU's idle gap and returns the CPU."""
+        idle = self.idle_since
+        now = self.env._now
+        cpu = thread.cpu
+        if cpu < 0 or cpu >= len(idle) or idle[cpu] is None:
+            best = None
+            for i, t in enumerate(idle):
+                if t is not None and (best is None or t > best):
+                    best, cpu = t, i
+        self.polled += self._poll(idle[cpu], now)
+        idle[cpu] = None
+        thread.cpu = cpu
+        return cpu
+
+    def poll_time(self, now: float | None = None) -> float:
+        """Seconds of halt polling inside the window up to ``now`` (open idle gaps included)."""
+        now = self.env.now if now is None else now
+        total = self.polled
+        if self.idle_since is not None:
+            for t in self.idle_since:
+                if t is not None:
+                    total += self._poll(t, now)
+        return total
 
 
 class Thread:
     """A schedulable thread: accumulates busy time within the measured window."""
 
-    __slots__ = ("env", "pool", "name", "side", "busy", "busy_total", "t0", "t1", "runs", "debt", "_release", "last_end", "delay")
+    __slots__ = ("env", "pool", "name", "side", "busy", "busy_total", "t0", "t1", "runs", "debt", "_release", "last_end",
+                 "delay", "cpu")
 
     def __init__(self, env, pool: CpuPool, name: str, side: str, window: tuple[float, float]):
         self.env, self.pool, self.name, self.side = env, pool, name, side
@@ -73,10 +138,14 @@ class Thread:
         self._release = self._release_cpu
         self.last_end = 0.0  # when this thread's last CPU charge ends
         self.delay = 0.0  # time it was preempted for, served at its next charge
+        # the CPU it last ran on (tracked pools): an affinity hint only, as one Thread object may
+        # carry two charges at once (an app's sender and receiver); each charge's CPU rides on
+        # its timeout event (``cpu``) to the release
+        self.cpu = -1
 
-    def _release_cpu(self, _event=None) -> None:
+    def _release_cpu(self, event=None) -> None:
         self.pool.holders.pop(self, None)
-        self.pool._release()
+        self.pool._release(getattr(event, "cpu", -1))
 
     def _account(self, start: float, cost: float) -> None:
         self.busy_total += cost
@@ -96,6 +165,7 @@ class Thread:
         env = self.env
         if pool.free:  # the hot path: inlined accounting, one Timeout
             pool.free -= 1
+            cpu = pool._take(self) if pool.idle_since is not None else -1
             start = env._now
             self.busy_total += cost
             self.runs += 1
@@ -109,6 +179,7 @@ class Thread:
             self.last_end = start + wait
             pool.holders[self] = start + wait
             ev = Timeout(env, wait)
+            ev.cpu = cpu
             ev.callbacks.append(self._release)
             return ev
         now = env._now
@@ -129,7 +200,7 @@ class Thread:
         pool.waiters.append((self, cost, done))
         return done
 
-    def _start(self, cost: float, done) -> None:
+    def _start(self, cost: float, done, cpu: int = -1) -> None:
         now = self.env.now
         self._account(now, cost)
         wait = cost + self.delay
@@ -137,9 +208,12 @@ class Thread:
         self.last_end = now + wait
         self.pool.holders[self] = now + wait
         t = self.env.timeout(wait)
+        t.cpu = cpu
+        if cpu >= 0:
+            self.cpu = cpu
 
-        def finish(_ev, done=done):
-            self._release_cpu()
+        def finish(ev, done=done):
+            self._release_cpu(ev)
             done.succeed()
 
         t.callbacks.append(finish)
