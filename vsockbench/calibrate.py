@@ -17,8 +17,10 @@ the host-local transports (``unix``/``tcp``, see :data:`LOCAL_BASE`):
 * relative multipliers (log space, ridge prior towards the built-in ratios)
   on cost groups, each free only when the setup has rows that see it
   (:func:`free_groups`): ``copy`` (per-KiB copies; any stream row >= 16 KiB),
-  ``pkt`` (per-send/per-packet/syscall costs; stream rows < 16 KiB or round
-  trips), ``notify`` (kick, interrupt, signal; as ``pkt``), ``host`` (the host
+  ``pkt`` (per-packet/syscall costs, and per-send ones unless ``call`` is free;
+  stream rows < 16 KiB or round trips), ``call`` (the guest's send()/recv() calls;
+  free when g2h sends of two or more sizes take several packets each, as on
+  kernels before 5.4), ``notify`` (kick, interrupt, signal; as ``pkt``), ``host`` (the host
   application's send()/recv() calls; h2g/local rows < 16 KiB or round trips), ``rxbuf`` (per guest RX buffer: the h2g path; any h2g row),
   ``wake`` (wake-up and workqueue latencies; round-trip rows or a local
   transport), and ``sigma`` (``jitter_sigma``; rows with two or more RTT
@@ -40,16 +42,17 @@ import numpy as np
 from .measured import MeasuredRow
 from .profiles import BUILTIN_PROFILES, Profile
 
-__all__ = ["GROUPS", "LOCAL_BASE", "CalibrationResult", "base_profile", "expressible", "row_key",
+__all__ = ["GROUPS", "LOCAL_BASE", "CalibrationResult", "base_profile", "with_code_constants", "expressible", "row_key",
            "row_scenario", "apply_params", "Predictor", "calibrate_setup", "calibrate"]
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "copy": ("guest_copy_ns_per_kib", "backend_copy_ns_per_kib", "host_copy_ns_per_kib"),
-    "pkt": ("guest_send_call_ns", "guest_recv_call_ns", "guest_send_per_pkt_ns", "guest_txq_per_pkt_ns", "backend_per_pkt_ns", "backend_syscall_ns",
+    "call": ("guest_send_call_ns", "guest_recv_call_ns"),
+    "pkt": ("guest_send_per_pkt_ns", "guest_txq_per_pkt_ns", "backend_per_pkt_ns", "backend_syscall_ns",
             "backend_loop_ns"),
     "host": ("host_send_call_ns", "host_recv_call_ns"),
     "notify": ("guest_kick_ns", "guest_irq_ns", "backend_signal_ns"),
-    "rxbuf": ("backend_per_rxbuf_ns", "guest_recv_per_pkt_ns", "guest_rx_refill_ns"),
+    "rxbuf": ("backend_per_rxbuf_ns", "backend_h2g_per_skb_ns", "guest_recv_per_pkt_ns", "guest_rx_refill_ns"),
     "wake": ("guest_wq_latency_ns", "guest_wakeup_latency_ns", "backend_wakeup_latency_ns",
              "host_wakeup_latency_ns"),
 }
@@ -68,17 +71,31 @@ LOCAL_BACKENDS = ("unix", "tcp")
 # wake-ups; the window is the sender's SO_SNDBUF (net.core.wmem_default = 212992).
 LOCAL_BASE = BUILTIN_PROFILES["vhost"].replace(
     name="local", guest_kick_ns=0.0, guest_irq_ns=0.0, backend_signal_ns=0.0, backend_per_pkt_ns=0.0,
+    backend_h2g_per_skb_ns=0.0,
     backend_per_rxbuf_ns=0.0, backend_copy_ns_per_kib=0.0, guest_txq_per_pkt_ns=0.0, guest_rx_refill_ns=0.0,
     guest_recv_per_pkt_ns=0.0, guest_wq_latency_ns=0.0, backend_wakeup_latency_ns=0.0,
     rx_buf_payload_bytes=65536, ring_size=256)
 LOCAL_WINDOW = 212992
 
 
-def base_profile(backend: str) -> Profile:
-    """The starting point of a fit: the built-in profile of the row's backend."""
+def base_profile(backend: str, setup: str = "", variant: str = "") -> Profile:
+    """The starting point of a fit: the built-in profile of the row's backend with the code
+    constants of the setup's kernels (:func:`vsockbench.kernels.code_constants`)."""
     if backend in LOCAL_BACKENDS:
         return LOCAL_BASE
-    return BUILTIN_PROFILES[backend]
+    return with_code_constants(BUILTIN_PROFILES[backend], setup, variant)
+
+
+def with_code_constants(profile: Profile, setup: str, variant: str = "") -> Profile:
+    """``profile``'s costs with the code constants of ``setup``'s kernels: how a profile fitted on
+    one kernel predicts another (e.g. Linux 5.4 costs on the 5.2 code)."""
+    from .kernels import code_constants
+
+    base = BUILTIN_PROFILES.get(profile.backend, profile)
+    # reset every kernel-dependent field to today's code, then apply the setup's
+    fresh = {k: getattr(base, k) for k in ("max_pkt_bytes", "credit_update_every_read", "guest_credit_on_drain",
+                                           "host_credit_on_drain")}
+    return profile.replace(**{**fresh, **code_constants(setup, variant, profile.backend)})
 
 
 def expressible(row: MeasuredRow) -> str | None:
@@ -193,8 +210,9 @@ def apply_params(base: Profile, params: dict[str, float]) -> Profile:
     return base.replace(**changes)
 
 
-def free_groups(rows) -> list[str]:
-    """Which relative parameters the rows can see (module docstring)."""
+def free_groups(rows, max_pkt=lambda row: 65536) -> list[str]:
+    """Which relative parameters the rows can see (module docstring).  ``max_pkt(row)``: the
+    largest packet of the row's kernel, which decides whether a send() is one packet or several."""
     out = []
     streams = [r for r in rows if r.workload == "stream"]
     pings = [r for r in rows if r.workload == "pingpong"]
@@ -202,6 +220,11 @@ def free_groups(rows) -> list[str]:
         out.append("copy")
     if any(r.msg_bytes < SMALL for r in streams) or pings:
         out.append("pkt")
+        # per-call and per-packet costs separate only where one send() takes several packets
+        # (pre-5.4 kernels: 4 KiB packets) at two or more sizes
+        multi = {r.msg_bytes for r in streams if r.direction == "g2h" and r.msg_bytes > max_pkt(r)}
+        if len(multi) >= 2:
+            out.append("call")
         if not all(r.backend in LOCAL_BACKENDS for r in rows):  # the local base has no notifications
             out.append("notify")
     if any(r.msg_bytes < SMALL and r.direction in ("h2g", "local") for r in streams) or pings:
@@ -282,9 +305,43 @@ STEP = 0.1  # log-space finite-difference step (a 10% change of a cost group)
 BOUND = 3.0  # relative multipliers within e^-3..e^3 of the built-in ratios
 
 
+POLISH_STEPS = (0.4, 0.15)  # log steps of the coordinate search after least squares
+
+
+def polish(cost, x, lo, hi, steps=POLISH_STEPS, max_rounds: int = 6) -> np.ndarray:
+    """Coordinate search from ``x``: try +-step on each parameter, keep what lowers ``cost``.
+
+    Simulated costs are piecewise constant and locally noisy, so a gradient step from a
+    finite difference can stop in a poor spot (two runs of the 2019 fit once landed 6 % and
+    41 % apart); this deterministic sweep leaves such a spot whenever one neighbour is better,
+    and never returns a worse point than it got."""
+    x = np.array(x, dtype=float)
+    best = cost(x)
+    for step in steps:
+        improved, rounds = True, 0
+        while improved and rounds < max_rounds:
+            improved, rounds = False, rounds + 1
+            for i in range(len(x)):
+                for sign in (1.0, -1.0):
+                    xi = x.copy()
+                    xi[i] = min(max(x[i] + sign * step, lo[i]), hi[i])
+                    if xi[i] == x[i]:
+                        continue
+                    c = cost(xi)
+                    if c < best - 1e-12:
+                        x, best, improved = xi, c, True
+                        break
+    return x
+
+
 def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | None = None,
                     max_nfev: int = 15, progress: bool = False) -> CalibrationResult:
-    """Fit one setup's rows (all of one ``setup``); returns the profile and per-row residuals."""
+    """Fit one setup's rows; returns the profile and per-row residuals.
+
+    ``rows`` may span several setups of one machine that differ only in kernel code (the
+    patch stages of a series, two guest kernels on one host): they share every cost, and
+    each row is simulated with its own setup's code constants (:mod:`vsockbench.kernels`).
+    The returned profile is ``setup``'s (default: the first row's)."""
     from scipy.optimize import least_squares
 
     rows = list(rows)
@@ -297,10 +354,27 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
     if not fit:  # nothing the model can express: no profile (validate skips these rows too)
         return CalibrationResult(setup, None, {}, [], [], [], skipped, 0)
     backend = rows[0].backend
-    base = base_profile(backend)
+    if len({r.backend for r in rows}) > 1:
+        from .errors import InputError
+
+        raise InputError(f"setup {setup!r}: rows of one fit must share a backend; got "
+                         f"{', '.join(sorted({r.backend for r in rows}))}")
+    variants = {r.setup: r.variant for r in rows}
+    base = base_profile(backend, setup, variants.get(setup, rows[0].variant))
+    bases = {s: base_profile(backend, s, v) for s, v in variants.items()}
+    by_setup: dict[str, list[int]] = {}
+    for i, r in enumerate(fit):
+        by_setup.setdefault(r.setup, []).append(i)
     own = predictor is None
     pred = predictor or Predictor()
-    free = free_groups(fit)
+
+    def predict_fit(p: dict) -> np.ndarray:
+        y = np.empty(len(fit))
+        for s, idx in by_setup.items():
+            y[idx] = pred.predict([fit[i] for i in idx], apply_params(bases[s], p))
+        return y
+
+    free = free_groups(fit, lambda r: bases[r.setup].max_pkt_bytes)
     meas = np.log([r.value for r in fit])
     expo = np.array([time_exponent(r) for r in fit], dtype=float)
     n_time = float((expo ** 2).sum())
@@ -316,8 +390,7 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
         return p
 
     def residuals(x):
-        p = unpack(x)
-        y = pred.predict(fit, apply_params(base, p))
+        y = predict_fit(unpack(x))
         r = np.log(np.maximum(y, 1e-12)) - meas
         r = np.where(np.isfinite(r), r, 5.0)
         # the time scale in closed form: min_l sum (r_i + e_i l)^2  ->  l = -sum(e r) / sum(e^2)
@@ -358,7 +431,7 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
             return np.array(cols).T
 
         sol = least_squares(tracked, x0, jac=jac, bounds=(lo, hi), max_nfev=max_nfev, x_scale=1.0)
-        x = sol.x
+        x = polish(lambda v: float((tracked(v) ** 2).sum()), sol.x, lo, hi)
     else:
         x = x0
     if fit:
@@ -367,11 +440,17 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
         bar.close()
     params = {"scale": state["scale"], **unpack(x)}
     profile = apply_params(base, params).replace(name=setup, setup=setup)
-    predicted = list(pred.predict(fit, profile)) if fit else []
+    predicted = list(predict_fit(params)) if fit else []
     runs = pred.runs
     if own:
         pred.close()
-    return CalibrationResult(setup, profile, params, free, fit, predicted, skipped, runs)
+    from .kernels import code_constants
+
+    notes = list(code_constants(setup, variants.get(setup, ""), backend).notes)
+    if len(by_setup) > 1:
+        notes.append("costs fitted jointly with " + ", ".join(s for s in by_setup if s != setup) +
+                     " (same machine, other kernel code)")
+    return CalibrationResult(setup, profile, params, free, fit, predicted, skipped, runs, notes)
 
 
 def calibrate(rows, *, setups=None, workers: int | None = None, max_nfev: int = 15, progress: bool = True):

@@ -45,7 +45,9 @@ SOURCES: dict[str, str] = {
     "(virtio_transport_stream_do_dequeue); Firecracker CONN_CREDIT_UPDATE_THRESHOLD=4 KiB; vhost-device-vsock tx_buffer_size/4",
     "host_credit_on_drain": "code: Linux 93b80887668 (Dec 2023) also updates when the reader drains its queue; userspace backends do not",
     "host_sends_credit_request": "code: Firecracker connection.rs and vhost-device-vsock vsock_conn.rs send CREDIT_REQUEST at 0 peer credit; Linux never does",
-    "guest_credit_on_drain": "code: Linux 93b80887668 (guest kernels >= 6.8 and stable); set false for older guests",
+    "guest_credit_on_drain": "code: Linux 93b80887668 (net, Dec 2023: 6.7 and stable); false for older guests (vsockbench.kernels)",
+    "credit_update_every_read": "code: before b89d882dc9fc (Linux 5.4) virtio_transport_stream_do_dequeue() sent a "
+    "CREDIT_UPDATE after every read; applies to the Linux ends (guest; host with vhost) - see vsockbench.kernels",
     "uds_buffer_bytes": "code: net.core.wmem_default=212992 (AF_UNIX socket buffer between a userspace backend and the host app)",
     "rx_round_robin": "code: vhost-device-vsock backend_rxq pops one packet per connection per loop (vhu_vsock_thread.rs); "
     "Firecracker muxer drains one connection before the next (unix/muxer.rs recv_pkt)",
@@ -63,6 +65,8 @@ SOURCES: dict[str, str] = {
     "guest_wakeup_latency_ns": "est: sleeping task wake-up on an idle vCPU",
     "backend_wakeup_latency_ns": "est: ioeventfd/eventfd wake-up of the backend thread",
     "backend_per_pkt_ns": "est: vhost_get_vq_desc + skb alloc + recv_pkt + add_used; lkml_garzarella2019_v4 g2h 4 KiB 5.5 Gbps",
+    "backend_h2g_per_skb_ns": "est: vhost_transport_do_send_pkt() per skb besides its buffers (dequeue from send_pkt_queue, "
+    "free, sk_write_space); small: lkml_garzarella2019_v4 h2g >= 64 KiB is as fast with 4 KiB skbs (5.2) as with 64 KiB (5.4)",
     "backend_per_rxbuf_ns": "est: one guest RX buffer filled by the backend; lkml_garzarella2019_v4 h2g 64 KiB 21.9 Gbps",
     "backend_copy_ns_per_kib": "est: lkml_garzarella2019_v4 g2h 64 KiB 35.3 Gbps (copy-bound)",
     "backend_signal_ns": "est: eventfd_signal(call_ctx) -> irqfd",
@@ -77,6 +81,9 @@ SOURCES: dict[str, str] = {
     "halt_poll_ns": "code: x86 KVM_HALT_POLL_NS_DEFAULT=200000 (arch/x86/include/asm/kvm_host.h), the kvm.halt_poll_ns "
     "module parameter: an idle vCPU thread polls up to this long in kvm_vcpu_halt() before it sleeps, counted as its "
     "CPU time; the model uses the maximum on every idle gap (KVM grows/shrinks it adaptively); 0 disables",
+    "guest_tx_fast_path": "code: efcd71af38be (vsock/virtio: avoid queuing packets when intermediate queue is empty, "
+    "2024) lets virtio_transport_send_pkt() add to the TX ring in the sender's context; older guests always go "
+    "through send_pkt_work (set false for them in vsockbench.kernels)",
 }
 
 
@@ -100,6 +107,7 @@ class Profile:
     host_credit_on_drain: bool = True
     host_sends_credit_request: bool = False
     guest_credit_on_drain: bool = True
+    credit_update_every_read: bool = False  # pre-5.4 Linux ends (vsockbench.kernels)
     uds_buffer_bytes: int = 212992
     rx_round_robin: bool = False
     # --- guest CPU costs (charged to the vCPU running the thread) ------------
@@ -119,6 +127,7 @@ class Profile:
     backend_wakeup_latency_ns: float = 1500.0
     backend_per_pkt_ns: float = 900.0
     backend_per_rxbuf_ns: float = 350.0
+    backend_h2g_per_skb_ns: float = 250.0
     backend_copy_ns_per_kib: float = 160.0
     backend_signal_ns: float = 400.0
     backend_syscall_ns: float = 0.0
@@ -133,6 +142,8 @@ class Profile:
     jitter_sigma: float = 0.25
     # --- host KVM: vCPU threads poll this long after the guest halts (not guest work) ---
     halt_poll_ns: float = 200000.0
+    # --- guest driver: the sender adds to the TX ring itself when send_pkt_queue is empty ---
+    guest_tx_fast_path: bool = True
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

@@ -39,6 +39,8 @@ def run(args) -> int:
         if res.profile is None:
             print("  no profile written: no row of this setup can be fitted")
             continue
+        for note in res.notes:
+            print(f"  code constant {note}")
         params = ", ".join(f"{k}={v:.3g}" for k, v in res.params.items())
         print(f"  free: scale (closed form), {', '.join(res.free) or '-'}; fitted: {params}; "
               f"{res.simulations} simulations")
@@ -49,6 +51,7 @@ def run(args) -> int:
                   f"{row.vcpus or '-':>2} {row.metric:<11} {row.stat:<6} {row.value:10.4g} {pred:10.4g} {r:+8.3f}")
         comment = (f"calibrated by vsockbench calibrate on setup {res.setup} ({len(res.rows)} rows)\n"
                    f"fitted: {params}\n"
+                   + "".join(f"code constant {n}\n" for n in res.notes) +
                    f"mean |ln(fitted/measured)| over the fitted rows: {float(abs(res.residuals).mean()):.3f}")
         path = save_profile(res.profile, profile_path(out, res.setup), comment=comment)
         print(f"  wrote {path}")

@@ -118,7 +118,7 @@ class VhostBackend(_Worker):
     def _handle_rx(self, q):
         """vhost_transport_do_send_pkt(): split each skb across guest RX buffers."""
         prof, run = self.prof, self.thread.run
-        per_pkt = prof.backend_per_pkt_ns * 1e-9
+        per_skb = prof.backend_h2g_per_skb_ns * 1e-9
         per_buf = prof.backend_per_rxbuf_ns * 1e-9
         per_byte = prof.backend_copy_ns_per_kib * 1e-9 / 1024
         payload = prof.rx_buf_payload_bytes
@@ -144,8 +144,9 @@ class VhostBackend(_Worker):
                 pieces.append(Pkt(pkt.conn, False, pkt.op, n, pkt.flags if last else pkt.flags & ~SEQ_EOM,
                                   pkt.buf_alloc, pkt.fwd_cnt, pkt.reply))
             sent = pkt.len - q.host_off - remaining
-            # per skb: dequeue from send_pkt_queue, header, recv bookkeeping (as a TX packet costs)
-            skb_cost = per_pkt if q.host_off == 0 else 0.0
+            # per skb: dequeue from send_pkt_queue, free it, wake a writer waiting for space; the
+            # descriptor, header and copy work is per buffer (vhost_transport_do_send_pkt)
+            skb_cost = per_skb if q.host_off == 0 else 0.0
             yield run(skb_cost + k * per_buf + sent * per_byte)
             for piece in pieces:
                 q.put_rx(piece)

@@ -41,6 +41,9 @@ from .socket import (
 __all__ = ["Model"]
 
 LINUX_CREDIT_THRESHOLD = 65536  # VIRTIO_VSOCK_MAX_PKT_BUF_SIZE in virtio_transport_stream_do_dequeue
+# Before b89d882dc9fc (5.4) every read that freed bytes sent an update: a threshold no free space
+# reaches makes End.wants_credit_update() true whenever fwd_cnt moved.
+EVERY_READ = 1 << 62
 NOISE_BLOCK = 4096
 CONTROL_ON_QUEUE0 = (REQUEST, RESPONSE, RST)  # multi-queue sketch: connection ops on pair 0
 
@@ -124,9 +127,11 @@ class Model:
     def new_conn(self, flow, dev, q, guest_port: int, host_port: int, g_initiates: bool) -> Conn:
         gp, hp = dev.resolved, q.prof
         seq = flow.socket == "seqpacket"
-        g = End(flow.buffer_bytes, LINUX_CREDIT_THRESHOLD, gp.guest_credit_on_drain, True, seq)
+        g_rule = EVERY_READ if gp.credit_update_every_read else LINUX_CREDIT_THRESHOLD
+        g = End(flow.buffer_bytes, g_rule, gp.guest_credit_on_drain, True, seq)
         if hp.backend == "vhost":  # the host end is a Linux socket with the flow's buffer
-            h = End(flow.buffer_bytes, LINUX_CREDIT_THRESHOLD, hp.host_credit_on_drain, True, seq)
+            h_rule = EVERY_READ if hp.credit_update_every_read else LINUX_CREDIT_THRESHOLD
+            h = End(flow.buffer_bytes, h_rule, hp.host_credit_on_drain, True, seq)
         else:  # the backend's per-connection state: 64 KiB buffer, its own threshold
             h = End(hp.host_buf_alloc_bytes, hp.host_credit_threshold_bytes, False, False, seq)
         conn = Conn(len(self.conns), flow.name, q, g, h, guest_port, host_port, g_initiates, 2 if seq else 1)

@@ -1,0 +1,106 @@
+"""Kernel code constants: which setups get which, and what they change in the model."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from conftest import make_scenario
+
+from vsockbench.calibrate import base_profile, free_groups, with_code_constants
+from vsockbench.kernels import code_constants, linux_versions
+from vsockbench.measured import MeasuredRow
+from vsockbench.model.socket import CREDIT_UPDATE, RW
+from vsockbench.profiles import BUILTIN_PROFILES
+from vsockbench.simulate import simulate
+
+
+@pytest.mark.parametrize("setup,variant,backend,expected", [
+    ("vhost/garzarella2019/linux-5.2", "", "vhost",
+     {"max_pkt_bytes": 4096, "credit_update_every_read": True}),
+    ("vhost/garzarella2019/p1", "", "vhost", {"max_pkt_bytes": 4096, "credit_update_every_read": True}),
+    ("vhost/garzarella2019/p1-3", "", "vhost", {"max_pkt_bytes": 4096}),  # fewer credit updates, 4 KiB packets
+    ("vhost/garzarella2019/linux-5.4", "", "vhost", {}),
+    ("vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14", "guest vmlinux-4.14.bin", "vmm",
+     {"max_pkt_bytes": 4096, "credit_update_every_read": True}),
+    ("vmm/firecracker-2023_05/m6i.metal-host6.1-guest5.10", "", "vmm", {}),
+    ("vmm/firecracker-2020_12/m5d.metal-8259cl-guest4.14", "baselines@3bae29093; guest vmlinux-4.14.bin", "vmm",
+     {"max_pkt_bytes": 4096, "credit_update_every_read": True}),
+    ("vhost/leonardi2024/i7-10700kf-fastpath", "Linux 6.9.8 + fast path (skip intermediate queue)", "vhost", {}),
+    ("vhost/leonardi2024/i7-10700kf-linux-6.9.8", "", "vhost", {}),
+    ("unix/bpkroth2019/e5-2673v4-linux-4.18", "", "unix", {}),  # not a virtio-vsock path
+])
+def test_code_constants_per_setup(setup, variant, backend, expected):
+    got = code_constants(setup, variant, backend)
+    # the drain rule (6.7) is off for every kernel older than it, on for 6.9.8
+    old = {k: v for k, v in got.items() if not k.endswith("credit_on_drain")}
+    assert old == expected
+    assert len(got.notes) == len(got)  # every override says why
+
+
+def test_versions_parsed_from_setup_and_variant():
+    assert linux_versions("vmm/fc/m6i.metal-host6.1-guest4.14") == ((4, 14), (6, 1))
+    assert linux_versions("vmm/fc/m5d", "guest vmlinux-5.10.bin") == ((5, 10), None)
+    assert linux_versions("vhost/x/linux-6.9.8") == ((6, 9), (6, 9))
+    assert linux_versions("vhost/x/hw-unstated") == (None, None)
+
+
+def test_with_code_constants_moves_a_profile_between_kernels_and_back():
+    p54 = base_profile("vhost", "vhost/garzarella2019/linux-5.4")
+    p52 = with_code_constants(p54, "vhost/garzarella2019/linux-5.2")
+    assert (p52.max_pkt_bytes, p52.credit_update_every_read) == (4096, True)
+    # costs are untouched; only the code constants move
+    costs = [f.name for f in dataclasses.fields(p54) if f.name.endswith(("_ns", "_ns_per_kib"))]
+    assert all(getattr(p52, c) == getattr(p54, c) for c in costs)
+    assert with_code_constants(p52, "vhost/garzarella2019/linux-5.4") == p54
+
+
+def _pre54(tmp_path, **extra):
+    prof = tmp_path / "pre54.toml"
+    body = "".join(f"{k} = {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in extra.items())
+    prof.write_text(f'[profile]\nbase = "vhost"\nname = "linux-5.2"\n{body}')
+    return str(prof)
+
+
+def test_pre54_guest_sends_4k_packets(tmp_path):
+    """virtio_transport_send_pkt_info() before 5.4: a 64 KiB send() becomes 16 packets of 4 KiB."""
+    sc = make_scenario([{"cid": 3, "backend": "vhost", "profile": _pre54(tmp_path, max_pkt_bytes=4096)}],
+                       [{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 65536}], duration=0.002)
+    rw = simulate(sc).packets
+    rw = rw[(rw["op"] == RW) & (rw["src_cid"] == 3)]
+    assert rw["len"].max() == 4096
+    assert len(rw) > 50
+    sc54 = make_scenario(flows=[{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 65536}],
+                         duration=0.002)
+    rw54 = simulate(sc54).packets
+    assert rw54.loc[(rw54["op"] == RW) & (rw54["src_cid"] == 3), "len"].max() == 65536
+
+
+def test_pre54_reader_sends_a_credit_update_per_read(tmp_path):
+    """Before b89d882dc9fc every dequeue that freed bytes sent a CREDIT_UPDATE; the 5.4 rule sends
+    one per ~192 KiB read (test_model_invariants), so the old kernel sends far more."""
+    flows = [{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 4096}]
+    old = simulate(make_scenario([{"cid": 3, "backend": "vhost", "profile": _pre54(
+        tmp_path, credit_update_every_read=True, host_credit_on_drain=False)}], flows, duration=0.003),
+        keep_model=True)
+    (conn,) = old.model.conns
+    p = old.packets
+    updates = int(((p["op"] == CREDIT_UPDATE) & (p["src_cid"] == 2)).sum())
+    assert 0 <= conn.h.credit_updates - updates <= 1  # the last one may still be on its way at the end
+    # one per read that moved fwd_cnt: at most one per 4 KiB skb consumed, and far more than
+    # the 5.4 rule's fwd_cnt // 200704
+    assert conn.h.fwd_cnt // 200704 * 10 < updates <= conn.h.fwd_cnt // 4096
+    assert conn.h.max_in_flight <= conn.h.peer_buf_alloc  # the window still holds
+
+
+def _row(setup, direction, msg):
+    return MeasuredRow(setup, "t", "vhost", "", "stream", direction, msg, 1, 2, "throughput", "mean", 1.0, "Gbps")
+
+
+def test_call_costs_free_only_where_sends_span_several_packets():
+    sizes = (1024, 4096, 16384, 65536)
+    new = [_row("vhost/a/linux-5.4", "g2h", m) for m in sizes]
+    old = [_row("vhost/a/linux-5.2", "g2h", m) for m in sizes]
+    assert "call" not in free_groups(new)
+    pkt = {"vhost/a/linux-5.4": BUILTIN_PROFILES["vhost"].max_pkt_bytes, "vhost/a/linux-5.2": 4096}
+    assert "call" in free_groups(old, lambda r: pkt[r.setup])

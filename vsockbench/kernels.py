@@ -1,0 +1,111 @@
+"""Code constants by kernel version: what a measured setup's kernels did, not what they cost.
+
+Calibration fits costs; the constants that decide *how many* packets, buffers
+and credit updates a transfer takes come from the code of the kernels a setup
+ran.  :func:`code_constants` reads the Linux versions a setup names (``linux-5.2``,
+``host6.1-guest4.14``, ``vmlinux-5.10.bin`` in the variant, or a patch stage of
+the Garzarella 2019 series) and returns the :class:`~vsockbench.profiles.Profile`
+fields that differ from today's kernel, each with the commit that changed it:
+
+* before Linux 5.4, ``virtio_transport_send_pkt_info()`` capped a packet at
+  ``VIRTIO_VSOCK_DEFAULT_RX_BUF_SIZE`` (4 KiB); "vsock/virtio: change the maximum
+  packet size allowed" (Garzarella v4 5/5, merged for 5.4) raised it to
+  ``VIRTIO_VSOCK_MAX_PKT_BUF_SIZE`` (64 KiB) -> ``max_pkt_bytes``;
+* before b89d882dc9fc ("vsock/virtio: reduce credit update messages", 5.4)
+  ``virtio_transport_stream_do_dequeue()`` sent a CREDIT_UPDATE after every
+  read that freed bytes -> ``credit_update_every_read``;
+* before 93b80887668 ("virtio/vsock: fix logic which reduces credit update
+  messages", net, Dec 2023; first release 6.7) a reader that drained its queue
+  sent no update -> ``guest_credit_on_drain`` / ``host_credit_on_drain``.
+
+Simplifications: one ``max_pkt_bytes`` and one credit rule serve both Linux
+ends (the shipped vhost setups run the same kernel in host and guest; for a
+userspace backend the guest is the only Linux end).  Patch 1 of the 2019 series
+(small packets copied into the previous skb, a memory fix) and patch 3 (locking)
+change no count the model keeps and are not modelled.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["KernelConstants", "linux_versions", "code_constants"]
+
+SERIES_54 = (5, 4)  # Garzarella v4 series: 64 KiB packets + the 64 KiB credit rule
+DRAIN_RULE = (6, 7)  # 93b80887668: also update when the reader drains its queue
+
+# Patch stages of the 2019 series measured on the 5.2 tree (lkml_garzarella2019_v4): which of the
+# two count-changing patches each stage carries.
+SERIES_STAGES = {
+    "vhost/garzarella2019/p1": {"pkt64k": False, "credit_rule": False},  # + memory limit only
+    "vhost/garzarella2019/p1-3": {"pkt64k": False, "credit_rule": True},  # + fewer credit updates
+}
+
+
+class KernelConstants(dict):
+    """Profile field overrides (a dict) with ``notes``: one line per override, why it applies."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.notes: list[str] = []
+
+
+def _ver(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")[:2]
+    return int(major), int(minor)
+
+
+def linux_versions(setup: str, variant: str = "") -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """(guest, host) Linux versions a setup names; None where it names none.
+
+    ``linux-X.Y`` (vhost setups) is both; ``hostX.Y``/``guestX.Y`` are one each; a variant
+    ``vmlinux-X.Y.bin`` (Firecracker CI) is the guest; ``fedora30`` ran 5.0/5.1 kernels.
+    """
+    guest = host = None
+    detail = setup.split("/", 2)[-1]
+    if m := re.search(r"linux-(\d+\.\d+)", detail):
+        guest = host = _ver(m.group(1))
+    if m := re.search(r"guest(\d+\.\d+)", detail):
+        guest = _ver(m.group(1))
+    if m := re.search(r"host(\d+\.\d+)", detail):
+        host = _ver(m.group(1))
+    if guest is None and (m := re.search(r"vmlinux-(\d+\.\d+)", variant)):
+        guest = _ver(m.group(1))
+    if guest is None and host is None and (m := re.search(r"[Ll]inux[- ](\d+\.\d+)", variant)):
+        guest = host = _ver(m.group(1))  # "Linux 6.9.8 + fast path": one kernel for both
+    if guest is None and host is None and "fedora30" in detail:
+        guest = host = (5, 1)  # Fedora 30 shipped 5.0/5.1 kernels (before the 5.4 series)
+    if setup in SERIES_STAGES or "net-next mid-2019" in variant:
+        guest = host = (5, 2)
+    return guest, host
+
+
+def code_constants(setup: str, variant: str = "", backend: str = "vhost") -> KernelConstants:
+    """Profile overrides for the kernels of ``setup`` (empty when it names no older kernel)."""
+    out = KernelConstants()
+    if backend not in ("vhost", "vhost-user", "vmm"):
+        return out
+    guest, host = linux_versions(setup, variant)
+    # the Linux ends whose rules apply: the guest always, the host only when vhost (a Linux socket)
+    ends = [v for v in (guest, host if backend == "vhost" else None) if v is not None]
+    if not ends:
+        return out
+    oldest = min(ends)
+    stage = SERIES_STAGES.get(setup)
+    pkt64k = stage["pkt64k"] if stage else oldest >= SERIES_54
+    credit_rule = stage["credit_rule"] if stage else oldest >= SERIES_54
+    if not pkt64k:
+        out["max_pkt_bytes"] = 4096
+        out.notes.append("max_pkt_bytes = 4096: before 5.4 virtio_transport_send_pkt_info() capped a packet at "
+                         "VIRTIO_VSOCK_DEFAULT_RX_BUF_SIZE")
+    if not credit_rule:
+        out["credit_update_every_read"] = True
+        out.notes.append("credit_update_every_read: before b89d882dc9fc (5.4) every read that freed bytes sent "
+                         "a CREDIT_UPDATE")
+    if guest is not None and guest < DRAIN_RULE:
+        out["guest_credit_on_drain"] = False
+        out.notes.append("guest_credit_on_drain = false: the guest kernel predates 93b80887668 (6.7)")
+    if backend == "vhost" and host is not None and host < DRAIN_RULE:
+        out["host_credit_on_drain"] = False
+        out.notes.append("host_credit_on_drain = false: the host kernel predates 93b80887668 (6.7)")
+    return out
