@@ -88,3 +88,19 @@ def test_streaming_guest_vcpu_thread_is_busy_all_the_time(direction):
     assert res.cpus.set_index("pool").loc["guest", "vcpu_thread_util"] == g["vcpu_thread_util"]
     # existing per-thread keys unchanged
     assert all(set(v) == {"cpu_util"} for v in res.summary["threads"].values())
+
+
+def test_guest_without_tx_fast_path_sends_everything_from_send_pkt_work():
+    """Guests before efcd71af38be queue every packet for send_pkt_work (one work item for all
+    connections); with the fast path the senders add to the ring themselves."""
+    def send_work_util(fast):
+        sc = make_scenario([{"cid": 3, "backend": "vmm"}],
+                           [{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 4096,
+                             "connections": 2}], duration=0.003, packets="none")
+        sc = dataclasses.replace(sc, devices=tuple(
+            dataclasses.replace(d, resolved=d.resolved.replace(guest_tx_fast_path=fast)) for d in sc.devices))
+        res = simulate(sc)
+        assert res.checks["conserved"] and not res.checks["drops"]
+        return res.summary["threads"]["g:send_pkt_work-3.0"]["cpu_util"]
+
+    assert send_work_util(False) > 2 * send_work_util(True) > 0 or send_work_util(True) == 0 < send_work_util(False)

@@ -72,7 +72,11 @@ class GuestQueue:
     # ------------------------------------------------------------------ TX
     def xmit(self, pkt) -> float:
         """virtio_transport_send_pkt(); returns the kick cost the caller's vCPU pays (0 if none)."""
-        if not self.sendq and not self.send_work_running and self.tx_free >= self._slots(pkt):
+        # the fast path exists since efcd71af38be (Linux 6.11, 2024); older guests (4.14, 5.10: the
+        # Firecracker CI) always queue to send_pkt_queue, so one send_pkt_work serialises every
+        # connection's TX (profile guest_tx_fast_path, set per guest kernel by vsockbench.kernels)
+        if (self.prof.guest_tx_fast_path and not self.sendq and not self.send_work_running
+                and self.tx_free >= self._slots(pkt)):
             self._add_tx(pkt)  # fast path in the sender's context
             return self._maybe_kick()
         self.sendq.append(pkt)
