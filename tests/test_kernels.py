@@ -32,9 +32,11 @@ from vsockbench.simulate import simulate
 ])
 def test_code_constants_per_setup(setup, variant, backend, expected):
     got = code_constants(setup, variant, backend)
-    # the drain rule (6.7) is off for every kernel older than it, on for 6.9.8
-    old = {k: v for k, v in got.items() if not k.endswith("credit_on_drain")}
+    # the drain rule (6.7) and the TX fast path (6.12) are off for every kernel older than them
+    old = {k: v for k, v in got.items() if not k.endswith("credit_on_drain") and k != "guest_tx_fast_path"}
     assert old == expected
+    if backend != "unix":
+        assert ("guest_tx_fast_path" in got) == ("fastpath" not in setup)
     assert len(got.notes) == len(got)  # every override says why
 
 

@@ -14,6 +14,10 @@ fields that differ from today's kernel, each with the commit that changed it:
 * before b89d882dc9fc ("vsock/virtio: reduce credit update messages", 5.4)
   ``virtio_transport_stream_do_dequeue()`` sent a CREDIT_UPDATE after every
   read that freed bytes -> ``credit_update_every_read``;
+* before efcd71af38be ("vsock/virtio: avoid queuing packets when intermediate
+  queue is empty", Pinna/Leonardi, merged Sep 2024 for 6.12) every guest TX
+  packet went through the one send_pkt_work item -> ``guest_tx_fast_path``
+  (the Leonardi 2024 ``fastpath`` setup is 6.9.8 with the patch applied);
 * before 93b80887668 ("virtio/vsock: fix logic which reduces credit update
   messages", net, Dec 2023; first release 6.7) a reader that drained its queue
   sent no update -> ``guest_credit_on_drain`` / ``host_credit_on_drain``.
@@ -33,6 +37,7 @@ __all__ = ["KernelConstants", "linux_versions", "code_constants"]
 
 SERIES_54 = (5, 4)  # Garzarella v4 series: 64 KiB packets + the 64 KiB credit rule
 DRAIN_RULE = (6, 7)  # 93b80887668: also update when the reader drains its queue
+FAST_PATH = (6, 12)  # efcd71af38be: TX in the sender's context when send_pkt_work is idle
 
 # Patch stages of the 2019 series measured on the 5.2 tree (lkml_garzarella2019_v4): which of the
 # two count-changing patches each stage carries.
@@ -102,6 +107,9 @@ def code_constants(setup: str, variant: str = "", backend: str = "vhost") -> Ker
         out["credit_update_every_read"] = True
         out.notes.append("credit_update_every_read: before b89d882dc9fc (5.4) every read that freed bytes sent "
                          "a CREDIT_UPDATE")
+    if guest is not None and guest < FAST_PATH and "fastpath" not in setup:
+        out["guest_tx_fast_path"] = False
+        out.notes.append("guest_tx_fast_path = false: the guest kernel predates efcd71af38be (6.12)")
     if guest is not None and guest < DRAIN_RULE:
         out["guest_credit_on_drain"] = False
         out.notes.append("guest_credit_on_drain = false: the guest kernel predates 93b80887668 (6.7)")
