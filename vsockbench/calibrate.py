@@ -22,7 +22,8 @@ the host-local transports (``unix``/``tcp``, see :data:`LOCAL_BASE`):
   free when g2h sends of two or more sizes take several packets each, as on
   kernels before 5.4), ``notify`` (kick, interrupt, signal; as ``pkt``), ``host`` (the host
   application's send()/recv() calls; h2g/local rows < 16 KiB or round trips), ``rxbuf`` (per guest RX buffer: the h2g path; any h2g row),
-  ``wake`` (wake-up and workqueue latencies; round-trip rows or a local
+  ``backend`` (a factor on every ``backend_*`` cost across the kinds; rows of
+  ``cpu_backend``), ``wake`` (wake-up and workqueue latencies; round-trip rows or a local
   transport), and ``sigma`` (``jitter_sigma``; rows with two or more RTT
   statistics).
 * fixed: every constant from code (ring size, RX buffer size, weights, credit
@@ -57,6 +58,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
              "host_wakeup_latency_ns"),
 }
 TIME_FIELDS = tuple(f for g in GROUPS.values() for f in g)
+# A multiplier across the kinds above on every backend_* cost: rows of the backend thread's CPU
+# share identify how much of each packet's work the backend does, which the kind groups (each
+# spanning guest, backend and host) cannot separate from throughput alone.
+SIDE_GROUP = "backend"
 DEFAULT_VCPUS = 2  # rows that do not state vCPUs (Garzarella 2019, Leonardi 2024): a 2-vCPU guest
 DEFAULT_FLOWS = 1  # iperf3 / fio default: one stream
 HOST_CORES = 4
@@ -201,10 +206,11 @@ def apply_params(base: Profile, params: dict[str, float]) -> Profile:
     """``params``: ``scale`` and group multipliers (linear), ``jitter_sigma`` absolute."""
     scale = params.get("scale", 1.0)
     changes = {}
+    side = params.get("backend", 1.0)  # the backend thread's share, across kinds (SIDE_GROUP)
     for group, names in GROUPS.items():
         mult = scale * params.get(group, 1.0)
         for n in names:
-            changes[n] = getattr(base, n) * mult
+            changes[n] = getattr(base, n) * mult * (side if n.startswith("backend_") else 1.0)
     if "jitter_sigma" in params:
         changes["jitter_sigma"] = params["jitter_sigma"]
     return base.replace(**changes)
@@ -231,6 +237,8 @@ def free_groups(rows, max_pkt=lambda row: 65536) -> list[str]:
         out.append("host")
     if any(r.direction == "h2g" for r in streams) or any(r.direction == "h2g2h" for r in pings):
         out.append("rxbuf")
+    if any(r.metric == "cpu_backend" for r in rows):
+        out.append("backend")
     if pings or any(r.backend in LOCAL_BACKENDS for r in rows):
         out.append("wake")
     stats = {(row_key(r), r.stat) for r in pings if r.metric == "rtt"}
