@@ -88,7 +88,7 @@ def test_pre54_reader_sends_a_credit_update_per_read(tmp_path):
     (conn,) = old.model.conns
     p = old.packets
     updates = int(((p["op"] == CREDIT_UPDATE) & (p["src_cid"] == 2)).sum())
-    assert 0 <= conn.h.credit_updates - updates <= 1  # the last one may still be on its way at the end
+    assert 0 <= conn.h.credit_updates - updates <= 4  # the last few may still be queued in the device
     # one per read that moved fwd_cnt: at most one per 4 KiB skb consumed, and far more than
     # the 5.4 rule's fwd_cnt // 200704
     assert conn.h.fwd_cnt // 200704 * 10 < updates <= conn.h.fwd_cnt // 4096
