@@ -33,8 +33,11 @@ from vsockbench.simulate import simulate
 def test_code_constants_per_setup(setup, variant, backend, expected):
     got = code_constants(setup, variant, backend)
     # the drain rule (6.7) and the TX fast path (6.12) are off for every kernel older than them
-    old = {k: v for k, v in got.items() if not k.endswith("credit_on_drain") and k != "guest_tx_fast_path"}
+    old = {k: v for k, v in got.items() if not k.endswith("credit_on_drain")
+           and k not in ("guest_tx_fast_path", "device_event_idx")}
     assert old == expected
+    # every Firecracker setup shipped predates vsock EVENT_IDX (PR #5872, 2026)
+    assert ("device_event_idx" in got) == setup.startswith("vmm/firecracker")
     if backend != "unix":
         assert ("guest_tx_fast_path" in got) == ("fastpath" not in setup)
     assert len(got.notes) == len(got)  # every override says why
@@ -106,3 +109,26 @@ def test_call_costs_free_only_where_sends_span_several_packets():
     assert "call" not in free_groups(new)
     pkt = {"vhost/a/linux-5.4": BUILTIN_PROFILES["vhost"].max_pkt_bytes, "vhost/a/linux-5.2": 4096}
     assert "call" in free_groups(old, lambda r: pkt[r.setup])
+
+
+@pytest.mark.parametrize("direction", ["g2h", "h2g"])
+def test_device_without_event_idx_takes_every_kick_and_interrupt(tmp_path, direction):
+    """Firecracker's vsock before PR #5872 offers no EVENT_IDX: the guest kicks after every add
+    and refill and takes an interrupt per used batch; with suppression it kicks and is
+    interrupted less for the same traffic, and bytes are conserved either way."""
+    flows = [{"name": "f", "kind": "stream", "direction": direction, "msg_bytes": 16384}]
+    counts = {}
+    for idx in (True, False):
+        prof = tmp_path / f"fc-{idx}.toml"
+        prof.write_text(f'[profile]\nbase = "vmm"\nname = "fc"\ndevice_event_idx = {str(idx).lower()}\n')
+        res = simulate(make_scenario([{"cid": 3, "backend": "vmm", "profile": str(prof)}], flows,
+                                     duration=0.003, packets="none"), keep_model=True)
+        (q,) = res.model.queues[3]
+        assert res.checks["conserved"]
+        counts[idx] = (q.kicks, q.irqs, q.packets)
+    (k_on, i_on, n_on), (k_off, i_off, n_off) = counts[True], counts[False]
+    if direction == "h2g":  # RX refills and used batches: the suppressed notifications
+        assert k_off / n_off > k_on / n_on
+        assert i_off / n_off > i_on / n_on
+    # (a g2h sender kicks about once per packet either way: the VMM re-arms after each short pass)
+    assert k_off > 0 and i_off > 0

@@ -99,7 +99,7 @@ def with_code_constants(profile: Profile, setup: str, variant: str = "") -> Prof
     base = BUILTIN_PROFILES.get(profile.backend, profile)
     # reset every kernel-dependent field to today's code, then apply the setup's
     fresh = {k: getattr(base, k) for k in ("max_pkt_bytes", "credit_update_every_read", "guest_credit_on_drain",
-                                           "host_credit_on_drain", "guest_tx_fast_path")}
+                                           "host_credit_on_drain", "guest_tx_fast_path", "device_event_idx")}
     return profile.replace(**{**fresh, **code_constants(setup, variant, profile.backend)})
 
 

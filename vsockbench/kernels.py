@@ -22,6 +22,11 @@ fields that differ from today's kernel, each with the commit that changed it:
   messages", net, Dec 2023; first release 6.7) a reader that drained its queue
   sent no update -> ``guest_credit_on_drain`` / ``host_credit_on_drain``.
 
+The VMM's code matters the same way: Firecracker's vsock device offered no
+``VIRTIO_RING_F_EVENT_IDX`` before PR #5872 (May 2026), so every Firecracker
+setup measured before then has ``device_event_idx = false`` (a kick per add,
+an interrupt per used batch; see :mod:`vsockbench.model.guest`).
+
 Simplifications: one ``max_pkt_bytes`` and one credit rule serve both Linux
 ends (the shipped vhost setups run the same kernel in host and guest; for a
 userspace backend the guest is the only Linux end).  Patch 1 of the 2019 series
@@ -33,7 +38,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["KernelConstants", "linux_versions", "code_constants"]
+__all__ = ["KernelConstants", "linux_versions", "firecracker_date", "code_constants"]
 
 SERIES_54 = (5, 4)  # Garzarella v4 series: 64 KiB packets + the 64 KiB credit rule
 DRAIN_RULE = (6, 7)  # 93b80887668: also update when the reader drains its queue
@@ -85,11 +90,32 @@ def linux_versions(setup: str, variant: str = "") -> tuple[tuple[int, int] | Non
     return guest, host
 
 
+FC_EVENT_IDX = (2026, 5)  # firecracker PR #5872: vsock offers VIRTIO_RING_F_EVENT_IDX
+
+
+def firecracker_date(setup: str) -> tuple[int, int] | None:
+    """(year, month) of the Firecracker code a ``vmm/firecracker-*`` setup ran, None if not one."""
+    source = setup.split("/")[1] if setup.count("/") >= 1 else ""
+    if not source.startswith("firecracker"):
+        return None
+    if m := re.search(r"(\d{4})_(\d{2})", source):
+        return int(m.group(1)), int(m.group(2))
+    if "pr2574" in source:
+        return (2021, 5)  # the vm-memory refactor PR, measured May 2021
+    if m := re.search(r"(\d{4})", source):
+        return int(m.group(1)), 12
+    return None
+
+
 def code_constants(setup: str, variant: str = "", backend: str = "vhost") -> KernelConstants:
     """Profile overrides for the kernels of ``setup`` (empty when it names no older kernel)."""
     out = KernelConstants()
     if backend not in ("vhost", "vhost-user", "vmm"):
         return out
+    fc = firecracker_date(setup) if backend == "vmm" else None
+    if fc is not None and fc < FC_EVENT_IDX:
+        out["device_event_idx"] = False
+        out.notes.append("device_event_idx = false: Firecracker's vsock offered no EVENT_IDX before PR #5872 (2026)")
     guest, host = linux_versions(setup, variant)
     # the Linux ends whose rules apply: the guest always, the host only when vhost (a Linux socket)
     ends = [v for v in (guest, host if backend == "vhost" else None) if v is not None]

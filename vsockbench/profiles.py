@@ -81,6 +81,9 @@ SOURCES: dict[str, str] = {
     "halt_poll_ns": "code: x86 KVM_HALT_POLL_NS_DEFAULT=200000 (arch/x86/include/asm/kvm_host.h), the kvm.halt_poll_ns "
     "module parameter: an idle vCPU thread polls up to this long in kvm_vcpu_halt() before it sleeps, counted as its "
     "CPU time; the model uses the maximum on every idle gap (KVM grows/shrinks it adaptively); 0 disables",
+    "device_event_idx": "code: VIRTIO_RING_F_EVENT_IDX offered by the device: vhost (VHOST_FEATURES) and vhost-device-vsock "
+    "yes; Firecracker vsock only since PR #5872 (May 2026: +118 % h2g on m6i MMIO), so earlier Firecracker (CI 2020-2023) "
+    "gets a kick per add/refill and interrupts per batch regardless of the guest (vsockbench.kernels)",
     "guest_tx_fast_path": "code: efcd71af38be (vsock/virtio: avoid queuing packets when intermediate queue is empty, "
     "2024) lets virtio_transport_send_pkt() add to the TX ring in the sender's context; older guests always go "
     "through send_pkt_work (set false for them in vsockbench.kernels)",
@@ -144,6 +147,7 @@ class Profile:
     halt_poll_ns: float = 200000.0
     # --- guest driver: the sender adds to the TX ring itself when send_pkt_queue is empty ---
     guest_tx_fast_path: bool = True
+    device_event_idx: bool = True
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

@@ -17,6 +17,12 @@ Mirrors net/vmw_vsock/virtio_transport.c:
 Notification suppression (EVENT_IDX): a kick only when the backend has
 notifications enabled (it disables them while it runs), an interrupt only
 when the guest has callbacks enabled (disabled while rx_work/tx_work run).
+A device without it (profile ``device_event_idx = false``: Firecracker's vsock
+before PR #5872, 2026) gets a kick after every add and every RX refill
+(``virtqueue_kick_prepare`` is true when the device never sets NO_NOTIFY) and
+interrupts after every used batch (it ignores the guest's NO_INTERRUPT flag):
+each extra interrupt costs the guest ``guest_irq_ns`` (``vring_interrupt`` ->
+``queue_work`` on an already queued item) and the backend ``backend_signal_ns``.
 Simplification: ``queued_replies`` throttling is not modelled (it only
 matters under connection storms larger than the ring).
 """
@@ -42,6 +48,7 @@ class GuestQueue:
         env = self.env = model.env
         self.slots = prof.slots_per_pkt
         self.ring = prof.ring_size
+        self.suppress = prof.device_event_idx  # False: every kick and interrupt goes through
         # TX side
         self.sendq: deque = deque()  # send_pkt_queue (unbounded sk_buff_head)
         self.txring: deque = deque()  # packets available to the device
@@ -60,6 +67,8 @@ class GuestQueue:
         self.held = 0  # payload bytes a worker has taken off a ring and not yet delivered
         self.packets = 0
         self.bytes = 0
+        self.kicks = 0  # guest -> device notifications (VM exits)
+        self.irqs = 0  # device -> guest interrupts taken
         name = f"{dev.cid}.{index}"
         self.t_send = model.thread("guest", f"g:send_pkt_work-{name}")
         self.t_tx = model.thread("guest", f"g:tx_work-{name}")
@@ -72,7 +81,7 @@ class GuestQueue:
     # ------------------------------------------------------------------ TX
     def xmit(self, pkt) -> float:
         """virtio_transport_send_pkt(); returns the kick cost the caller's vCPU pays (0 if none)."""
-        # the fast path exists since efcd71af38be (Linux 6.11, 2024); older guests (4.14, 5.10: the
+        # the fast path exists since efcd71af38be (Sep 2024, ~6.12); older guests (4.14, 5.10: the
         # Firecracker CI) always queue to send_pkt_queue, so one send_pkt_work serialises every
         # connection's TX (profile guest_tx_fast_path, set per guest kernel by vsockbench.kernels)
         if (self.prof.guest_tx_fast_path and not self.sendq and not self.send_work_running
@@ -95,11 +104,20 @@ class GuestQueue:
         self.model.record_packet(pkt, self)
 
     def _maybe_kick(self) -> float:
-        if self.tx_kick_enabled:
+        if self.tx_kick_enabled or not self.suppress:
             self.tx_kick_enabled = False  # EVENT_IDX: one kick until the device re-arms
+            self.kicks += 1
             self.backend.notify_tx(self)
             return self.prof.guest_kick_ns * 1e-9
         return 0.0
+
+    def _unsuppressed_irq(self, thread) -> float:
+        """An interrupt the guest had disabled but the device sends anyway (no EVENT_IDX):
+        vring_interrupt runs and queue_work finds the item queued.  Accounted to ``thread``
+        without competing for a vCPU, as tx_work is; returns the backend's signal cost."""
+        self.irqs += 1
+        thread._account(self.env.now, self.prof.guest_irq_ns * 1e-9)
+        return self.prof.backend_signal_ns * 1e-9
 
     def _wq_delay(self) -> float:
         """queue_work() -> the work item runs: the workqueue hop (Leonardi 2024: ~0.4 us mean)."""
@@ -142,8 +160,11 @@ class GuestQueue:
         """vhost_signal() for the TX vq; returns the backend's cost (0 if suppressed)."""
         if self.tx_cb_enabled:
             self.tx_cb_enabled = False
+            self.irqs += 1
             self.env.timeout(self._wq_delay()).callbacks.append(self._tx_work)
             return self.prof.backend_signal_ns * 1e-9
+        if not self.suppress:
+            return self._unsuppressed_irq(self.t_tx)
         return 0.0
 
     def _tx_work(self, _event) -> None:
@@ -178,12 +199,15 @@ class GuestQueue:
     def signal_rx(self) -> float:
         if self.rx_cb_enabled:
             self.rx_cb_enabled = False
+            self.irqs += 1
             self._rx_queued = True
             ev = self._rx_ev
             if ev is not None:
                 self._rx_ev = None
                 wake_after(self.env, ev, self._wq_delay())
             return self.prof.backend_signal_ns * 1e-9
+        if not self.suppress:
+            return self._unsuppressed_irq(self.t_rx)
         return 0.0
 
     def _rx_work(self):
@@ -217,8 +241,9 @@ class GuestQueue:
                 refill = self.ring - posted
                 kick = 0.0
                 self.rx_avail += refill
-                if self.rx_kick_enabled:
+                if self.rx_kick_enabled or not self.suppress:  # virtio_vsock_rx_fill -> virtqueue_kick
                     self.rx_kick_enabled = False
+                    self.kicks += 1
                     kick = prof.guest_kick_ns * 1e-9
                     self.backend.notify_rx(self)
                 yield self.t_rx.run(refill * refill_ns + kick)
