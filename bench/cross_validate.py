@@ -64,8 +64,9 @@ def transfer(source, profile, targets, groups, pred):
         rows = [r for r in groups[target] if expressible(r) is None]
         moved = with_code_constants(profile, target, rows[0].variant).replace(name=target, setup=target)
         recs = records(rows, moved, pred)
-        changed = {k: v for k, v in code_constants(target, rows[0].variant, profile.backend).items()
-                   if getattr(profile, k) != v}
+        changed = {k: getattr(moved, k) for k in code_constants(target, rows[0].variant, profile.backend).keys()
+                   | code_constants(source, groups[source][0].variant, profile.backend).keys()
+                   if getattr(moved, k) != getattr(profile, k)}
         out[target] = {"source": source, "changed": changed, "records": recs, "summary": summarize(recs)}
     return out
 

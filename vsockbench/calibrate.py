@@ -19,8 +19,8 @@ the host-local transports (``unix``/``tcp``, see :data:`LOCAL_BASE`):
   (:func:`free_groups`): ``copy`` (per-KiB copies; any stream row >= 16 KiB),
   ``pkt`` (per-packet/syscall costs, and per-send ones unless ``call`` is free;
   stream rows < 16 KiB or round trips), ``call`` (the guest's send()/recv() calls;
-  free when g2h sends of two or more sizes take several packets each, as on
-  kernels before 5.4), ``notify`` (kick, interrupt, signal; as ``pkt``), ``host`` (the host
+  free when g2h sends of two sizes up to 32 KiB take several packets each, as
+  on kernels before 5.4), ``notify`` (kick, interrupt, signal; as ``pkt``), ``host`` (the host
   application's send()/recv() calls; h2g/local rows < 16 KiB or round trips), ``rxbuf`` (per guest RX buffer: the h2g path; any h2g row),
   ``backend`` (a factor on every ``backend_*`` cost across the kinds; rows of
   ``cpu_backend``), ``wake`` (wake-up and workqueue latencies; round-trip rows or a local
@@ -226,9 +226,12 @@ def free_groups(rows, max_pkt=lambda row: 65536) -> list[str]:
         out.append("copy")
     if any(r.msg_bytes < SMALL for r in streams) or pings:
         out.append("pkt")
-        # per-call and per-packet costs separate only where one send() takes several packets
-        # (pre-5.4 kernels: 4 KiB packets) at two or more sizes
-        multi = {r.msg_bytes for r in streams if r.direction == "g2h" and r.msg_bytes > max_pkt(r)}
+        # per-call and per-packet costs separate only where a send() small enough to be per-call
+        # bound still takes several packets (pre-5.4 kernels, 4 KiB packets: 8 and 16 KiB sends) at
+        # two or more sizes; large multi-packet sends are copy bound and leave the split to noise
+        # (freeing it on Linux 5.4's 128-512 KiB sends made the fit worse in and out of sample)
+        multi = {r.msg_bytes for r in streams
+                 if r.direction == "g2h" and max_pkt(r) < r.msg_bytes <= 2 * SMALL}
         if len(multi) >= 2:
             out.append("call")
         if not all(r.backend in LOCAL_BACKENDS for r in rows):  # the local base has no notifications
