@@ -111,3 +111,15 @@ def test_polish_moves_only_downhill():
     assert abs(x[0] - 0.8) <= 0.15 and abs(x[1] + 0.3) <= 0.15
     # a start at the optimum stays there
     assert (polish(cost, np.array([0.8, -0.3]), lo, hi) == np.array([0.8, -0.3])).all()
+
+
+def test_fits_start_from_estimates_not_from_shipped_calibrations():
+    """A fit's start and prior must not have seen the rows it is validated on: the built-in
+    profiles carry costs fitted on shipped rows, so calibration starts from the estimates."""
+    from vsockbench.profiles import BUILTIN_PROFILES, ESTIMATES
+
+    for backend in ("vhost", "vmm"):
+        start = base_profile(backend)
+        assert start.guest_send_call_ns == ESTIMATES[backend].guest_send_call_ns
+        assert start.backend_per_pkt_ns == ESTIMATES[backend].backend_per_pkt_ns
+        assert BUILTIN_PROFILES[backend].setup  # the built-in one is a calibrated profile

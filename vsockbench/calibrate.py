@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .measured import MeasuredRow
-from .profiles import BUILTIN_PROFILES, Profile
+from .profiles import ESTIMATES, Profile
 
 __all__ = ["GROUPS", "LOCAL_BASE", "CalibrationResult", "base_profile", "with_code_constants", "expressible", "row_key",
            "row_scenario", "apply_params", "Predictor", "calibrate_setup", "calibrate"]
@@ -74,7 +74,7 @@ LOCAL_BACKENDS = ("unix", "tcp")
 # receive queue (net/unix/af_unix.c), so no kick, worker, interrupt or RX buffer exists.  What
 # stays: send()/recv() call costs, the copies on both sides, skb allocation per send and the
 # wake-ups; the window is the sender's SO_SNDBUF (net.core.wmem_default = 212992).
-LOCAL_BASE = BUILTIN_PROFILES["vhost"].replace(
+LOCAL_BASE = ESTIMATES["vhost"].replace(
     name="local", guest_kick_ns=0.0, guest_irq_ns=0.0, backend_signal_ns=0.0, backend_per_pkt_ns=0.0,
     backend_h2g_per_skb_ns=0.0,
     backend_per_rxbuf_ns=0.0, backend_copy_ns_per_kib=0.0, guest_txq_per_pkt_ns=0.0, guest_rx_refill_ns=0.0,
@@ -84,11 +84,14 @@ LOCAL_WINDOW = 212992
 
 
 def base_profile(backend: str, setup: str = "", variant: str = "") -> Profile:
-    """The starting point of a fit: the built-in profile of the row's backend with the code
-    constants of the setup's kernels (:func:`vsockbench.kernels.code_constants`)."""
+    """The starting point and prior of a fit: the first-estimate profile of the row's backend
+    (``profiles.ESTIMATES``, never a calibrated one: the built-in profiles carry costs fitted
+    on shipped rows, and a fit that started there would see rows it may be validated on, and
+    would change with every rerun) with the code constants of the setup's kernels
+    (:func:`vsockbench.kernels.code_constants`)."""
     if backend in LOCAL_BACKENDS:
         return LOCAL_BASE
-    return with_code_constants(BUILTIN_PROFILES[backend], setup, variant)
+    return with_code_constants(ESTIMATES[backend], setup, variant)
 
 
 def with_code_constants(profile: Profile, setup: str, variant: str = "") -> Profile:
@@ -96,7 +99,7 @@ def with_code_constants(profile: Profile, setup: str, variant: str = "") -> Prof
     one kernel predicts another (e.g. Linux 5.4 costs on the 5.2 code)."""
     from .kernels import code_constants
 
-    base = BUILTIN_PROFILES.get(profile.backend, profile)
+    base = ESTIMATES.get(profile.backend, profile)
     # reset every kernel-dependent field to today's code, then apply the setup's
     fresh = {k: getattr(base, k) for k in ("max_pkt_bytes", "credit_update_every_read", "guest_credit_on_drain",
                                            "host_credit_on_drain", "guest_tx_fast_path", "device_event_idx")}
