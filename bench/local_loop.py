@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vsockbench.calibrate import LOCAL_WINDOW, Predictor  # noqa: E402
 from vsockbench.measured import profile_path, read_measured  # noqa: E402
+from vsockbench.predict import LOCAL_WINDOW, Predictor  # noqa: E402
 from vsockbench.profiles import load_profile  # noqa: E402
 from vsockbench.scenario import scenario_from_dict  # noqa: E402
 from vsockbench.simulate import simulate  # noqa: E402

@@ -32,19 +32,25 @@ the host-local transports (``unix``/``tcp``, see :data:`LOCAL_BASE`):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .measured import MeasuredRow
+from .predict import (
+    LOCAL_BACKENDS,
+    Predictor,
+    row_key,
+    row_scenario,
+    time_exponent,
+)
 from .profiles import ESTIMATES, Profile
 
+# row_key, row_scenario and Predictor live in .predict (shared with validate); re-exported here
 __all__ = ["GROUPS", "LOCAL_BASE", "CalibrationResult", "base_profile", "with_code_constants", "expressible", "row_key",
-           "row_scenario", "apply_params", "Predictor", "calibrate_setup", "calibrate"]
+           "row_scenario", "apply_params", "Predictor", "free_groups", "polish", "calibrate_setup", "calibrate"]
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "copy": ("guest_copy_ns_per_kib", "backend_copy_ns_per_kib", "host_copy_ns_per_kib"),
@@ -62,11 +68,7 @@ TIME_FIELDS = tuple(f for g in GROUPS.values() for f in g)
 # share identify how much of each packet's work the backend does, which the kind groups (each
 # spanning guest, backend and host) cannot separate from throughput alone.
 SIDE_GROUP = "backend"
-DEFAULT_VCPUS = 2  # rows that do not state vCPUs (Garzarella 2019, Leonardi 2024): a 2-vCPU guest
-DEFAULT_FLOWS = 1  # iperf3 / fio default: one stream
-HOST_CORES = 4
 SMALL = 16384  # below this a stream is per-send bound, above copy bound
-LOCAL_BACKENDS = ("unix", "tcp")
 
 # A host-local AF_UNIX/TCP connection as the model sees it: the client process is the "guest"
 # (one CPU: a Python process's threads share the GIL), the server process the "host" (one CPU),
@@ -80,7 +82,6 @@ LOCAL_BASE = ESTIMATES["vhost"].replace(
     backend_per_rxbuf_ns=0.0, backend_copy_ns_per_kib=0.0, guest_txq_per_pkt_ns=0.0, guest_rx_refill_ns=0.0,
     guest_recv_per_pkt_ns=0.0, guest_wq_latency_ns=0.0, backend_wakeup_latency_ns=0.0,
     rx_buf_payload_bytes=65536, ring_size=256)
-LOCAL_WINDOW = 212992
 
 
 def base_profile(backend: str, setup: str = "", variant: str = "") -> Profile:
@@ -135,76 +136,6 @@ def expressible(row: MeasuredRow) -> str | None:
     return None
 
 
-def row_key(row: MeasuredRow) -> tuple:
-    """What a row's simulation depends on (rows with one key share one run)."""
-    local = row.backend in LOCAL_BACKENDS
-    direction = "g2h" if row.direction == "local" else row.direction
-    vcpus = 1 if local else (row.vcpus or DEFAULT_VCPUS)
-    return (row.workload, direction, int(row.msg_bytes), row.flows or DEFAULT_FLOWS, vcpus, local)
-
-
-def row_scenario_dict(key: tuple, *, backend: str = "vhost", seed: int = 1, fidelity: float = 1.0) -> dict:
-    workload, direction, msg, flows, vcpus, local = key
-    dur = (0.012 if workload == "pingpong" else 0.006) * fidelity
-    flow = {"name": "f", "kind": workload, "direction": direction, "msg_bytes": msg, "connections": flows}
-    if local:
-        flow["buffer_bytes"] = LOCAL_WINDOW
-    return {"run": {"duration": dur, "warmup": 0.0015 * fidelity, "seed": seed, "packets": "none"},
-            "guest": {"vcpus": vcpus}, "host": {"cores": 1 if local else HOST_CORES},
-            "device": [{"cid": 3, "backend": backend}], "flow": [flow]}
-
-
-def row_scenario(key: tuple, profile: Profile, *, seed: int = 1, fidelity: float = 1.0):
-    """The scenario of a row key, with ``profile`` swapped in without touching disk."""
-    from .scenario import scenario_from_dict
-
-    sc = scenario_from_dict(row_scenario_dict(key, backend=profile.backend, seed=seed, fidelity=fidelity))
-    return dataclasses.replace(sc, devices=tuple(dataclasses.replace(d, resolved=profile) for d in sc.devices))
-
-
-def simulate_key(key: tuple, profile: Profile, seed: int = 1, fidelity: float = 1.0) -> dict:
-    """One simulation -> what rows read from it: throughput, RTT samples, CPU shares (percent)."""
-    from .simulate import simulate
-
-    res = simulate(row_scenario(key, profile, seed=seed, fidelity=fidelity))
-    f = res.summary["flows"]["f"]
-    msgs = res.messages
-    t0, t1 = res.scenario.run.warmup, res.scenario.run.warmup + res.scenario.run.duration
-    lat = np.array([])
-    if len(msgs):
-        m = msgs[(msgs["kind"] == "rtt") & (msgs["t_end"] >= t0) & (msgs["t_end"] < t1)]
-        lat = np.sort(m["latency_us"].to_numpy(dtype=float))
-    threads = res.summary["threads"]
-    backend = sum(v["cpu_util"] for k, v in threads.items()
-                  if k.startswith(("vhost-", "vhost-user-", "vmm-")))
-    work = sum(v["cpu_util"] for k, v in threads.items() if k.startswith("g:"))
-    # cpu_guest is read on the host from the vCPU threads (Firecracker CI cpu_utilization_vcpus_total):
-    # guest work plus KVM halt polling between bursts (model/cpu.py)
-    vcpu = res.summary["cpus"]["guest"]["vcpu_thread_util"]
-    return {"throughput": f["throughput_gbps"], "rtt": lat, "cpu_backend": 100 * backend, "cpu_guest": 100 * vcpu,
-            "cpu_guest_work": 100 * work}
-
-
-STAT_Q = {"p1": 1, "p50": 50, "median": 50, "p90": 90, "p99": 99, "p999": 99.9}
-
-
-def read_metric(sim: dict, row: MeasuredRow) -> float:
-    """The model's value for ``row`` from a :func:`simulate_key` result (NaN if it has none)."""
-    if row.metric != "rtt":
-        return float(sim[row.metric])
-    lat = sim["rtt"]
-    if lat.size == 0:
-        return math.nan
-    if row.stat == "mean":
-        return float(lat.mean())
-    return float(np.percentile(lat, STAT_Q[row.stat]))
-
-
-def time_exponent(row: MeasuredRow) -> int:
-    """How a row scales with the global time scale s: throughput ~ s^-1, RTT ~ s, CPU share ~ s^0."""
-    return {"throughput": -1, "rtt": 1}.get(row.metric, 0)
-
-
 def apply_params(base: Profile, params: dict[str, float]) -> Profile:
     """``params``: ``scale`` and group multipliers (linear), ``jitter_sigma`` absolute."""
     scale = params.get("scale", 1.0)
@@ -251,41 +182,6 @@ def free_groups(rows, max_pkt=lambda row: 65536) -> list[str]:
     if len(stats) > len({k for k, _ in stats}):
         out.append("sigma")
     return out
-
-
-class Predictor:
-    """Cached simulations: (row key, rounded profile values) -> simulate_key result."""
-
-    def __init__(self, workers: int = 1, seed: int = 1, fidelity: float = 1.0):
-        self.cache: dict = {}
-        self.seed, self.fidelity = seed, fidelity
-        self.workers = workers
-        self._pool = ProcessPoolExecutor(workers) if workers > 1 else None
-        self.runs = 0
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
-
-    def sims(self, keys, profile: Profile) -> dict:
-        pkey = tuple(round(v, 6) if isinstance(v, float) else v for v in dataclasses.astuple(profile))
-        todo = [k for k in dict.fromkeys(keys) if (k, pkey) not in self.cache]
-        if todo:
-            self.runs += len(todo)
-            if self._pool is not None and len(todo) > 1:
-                n = len(todo)
-                outs = self._pool.map(simulate_key, todo, [profile] * n, [self.seed] * n, [self.fidelity] * n)
-            else:
-                outs = (simulate_key(k, profile, self.seed, self.fidelity) for k in todo)
-            for k, o in zip(todo, outs):
-                self.cache[(k, pkey)] = o
-        return {k: self.cache[(k, pkey)] for k in keys}
-
-    def predict(self, rows, profile: Profile) -> np.ndarray:
-        keys = [row_key(r) for r in rows]
-        sims = self.sims(keys, profile)
-        return np.array([read_metric(sims[k], r) for k, r in zip(keys, rows)])
 
 
 @dataclass

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_text_atomic
-from .calibrate import Predictor, expressible
+from .calibrate import expressible
 from .errors import InputError
 from .measured import MeasuredRow, group_by_setup, profile_path
+from .predict import Predictor
 from .profiles import Profile, load_profile
 
 __all__ = ["load_setup_profiles", "predict_rows", "summarize", "validate", "format_table", "write_json"]
