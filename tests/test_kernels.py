@@ -129,8 +129,8 @@ def test_device_without_event_idx_takes_every_kick_and_interrupt(tmp_path, direc
         assert res.checks["conserved"]
         counts[idx] = (q.kicks, q.irqs, q.packets)
     (k_on, i_on, n_on), (k_off, i_off, n_off) = counts[True], counts[False]
-    if direction == "h2g":  # RX refills and used batches: the suppressed notifications
+    if direction == "h2g":  # every RX refill kicks; with suppression only those after the device ran dry
         assert k_off / n_off > k_on / n_on
-        assert i_off / n_off > i_on / n_on
+        assert i_off >= i_on  # extra interrupts only when a batch lands while rx_work runs
     # (a g2h sender kicks about once per packet either way: the VMM re-arms after each short pass)
     assert k_off > 0 and i_off > 0

