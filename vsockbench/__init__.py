@@ -39,6 +39,7 @@ _EXPORTS = {
     # measured runs, calibration, validation
     "read_measured": "measured", "read_measured_files": "measured",
     "calibrate": "calibrate", "CalibrationResult": "calibrate", "validate": "validate",
+    "code_constants": "kernels",
     # sweeps and capacity planning
     "load_sweep": "sweep", "sweep_from_dict": "sweep", "run_sweep": "sweep", "SweepSpec": "sweep",
     "SweepResult": "sweep", "plan_capacity": "plan", "plot_plan": "plan", "PlanResult": "plan",
