@@ -14,7 +14,7 @@ the host-local transports (``unix``/``tcp``, see :data:`LOCAL_BASE`):
   model is time-scale invariant (throughput ~ 1/s, latency ~ s, CPU share
   unchanged), so this one is solved in closed form for every trial of the
   others (variable projection) - the "cheap parameter fitted analytically".
-* relative multipliers (log space, ridge prior towards the built-in ratios)
+* relative multipliers (log space, ridge prior towards the first estimates' ratios)
   on cost groups, each free only when the setup has rows that see it
   (:func:`free_groups`): ``copy`` (per-KiB copies; any stream row >= 16 KiB),
   ``pkt`` (per-packet/syscall costs, and per-send ones unless ``call`` is free;
@@ -210,9 +210,9 @@ FIT_METRICS = ("throughput", "rtt", "cpu_backend")
 # no cost group represents, so fitting them would only pull the costs away from throughput.
 NOT_FITTED = {"cpu_guest": "cpu_guest predicted (vCPU threads: guest work + KVM halt polling) but not fitted: "
               "halt polling saturates it at 1 vCPU whatever the costs, so it carries no cost information"}
-RIDGE = 0.15  # prior weight: one log unit away from the built-in ratio costs as much as a 15% misfit
+RIDGE = 0.15  # prior weight: one log unit away from the estimate's ratio costs as much as a 15% misfit
 STEP = 0.1  # log-space finite-difference step (a 10% change of a cost group)
-BOUND = 3.0  # relative multipliers within e^-3..e^3 of the built-in ratios
+BOUND = 3.0  # relative multipliers within e^-3..e^3 of the estimates' ratios
 
 
 POLISH_STEPS = (0.4, 0.15)  # log steps of the coordinate search after least squares
@@ -222,9 +222,8 @@ def polish(cost, x, lo, hi, steps=POLISH_STEPS, max_rounds: int = 6) -> np.ndarr
     """Coordinate search from ``x``: try +-step on each parameter, keep what lowers ``cost``.
 
     Simulated costs are piecewise constant and locally noisy, so a gradient step from a
-    finite difference can stop in a poor spot (two runs of the 2019 fit once landed 6 % and
-    41 % apart); this deterministic sweep leaves such a spot whenever one neighbour is better,
-    and never returns a worse point than it got."""
+    finite difference can stop in a poor spot; this deterministic sweep leaves such a spot
+    whenever one neighbour is better, and never returns a worse point than it got."""
     x = np.array(x, dtype=float)
     best = cost(x)
     for step in steps:
