@@ -123,3 +123,24 @@ def test_fits_start_from_estimates_not_from_shipped_calibrations():
         assert start.guest_send_call_ns == ESTIMATES[backend].guest_send_call_ns
         assert start.backend_per_pkt_ns == ESTIMATES[backend].backend_per_pkt_ns
         assert BUILTIN_PROFILES[backend].setup  # the built-in one is a calibrated profile
+
+
+def test_backend_factors_are_free_only_where_backend_cpu_rows_identify_them():
+    from vsockbench.calibrate import RX_SIDE_FIELDS, free_groups
+
+    def row(direction, metric):
+        return MeasuredRow("vmm/x/y", "t", "vmm", "", "stream", direction, 65536, 1, 1, metric, "mean", 50.0,
+                           "pct" if metric.startswith("cpu") else "Gbps")
+
+    tput = [row("g2h", "throughput"), row("h2g", "throughput")]
+    assert "backend" not in free_groups(tput)
+    g2h_cpu = free_groups([*tput, row("g2h", "cpu_backend")])
+    assert "backend" in g2h_cpu and "backend_rx" not in g2h_cpu
+    assert "backend_rx" in free_groups([*tput, row("g2h", "cpu_backend"), row("h2g", "cpu_backend")])
+    # backend_rx scales only the backend's RX-buffer work; backend every backend_* cost
+    base = base_profile("vmm")
+    p = apply_params(base, {"backend": 2.0, "backend_rx": 0.5})
+    for name in RX_SIDE_FIELDS:
+        assert getattr(p, name) == pytest.approx(getattr(base, name))  # 2.0 * 0.5
+    assert p.backend_per_pkt_ns == pytest.approx(2 * base.backend_per_pkt_ns)
+    assert p.guest_recv_per_pkt_ns == pytest.approx(base.guest_recv_per_pkt_ns)

@@ -83,7 +83,8 @@ def test_streaming_guest_vcpu_thread_is_busy_all_the_time(direction):
     it streams are microseconds, all spent polling."""
     res = _vmm_stream(1, direction=direction)
     g = res.summary["cpus"]["guest"]
-    assert g["work_util"] < 0.9
+    # whatever the guest's own work (it depends on the calibrated costs), polling fills the rest
+    assert g["vcpu_thread_util"] == pytest.approx(min(1.0, g["work_util"] + g["halt_poll_util"]), abs=1e-6)
     assert g["vcpu_thread_util"] == pytest.approx(1.0, abs=0.06)
     assert res.cpus.set_index("pool").loc["guest", "vcpu_thread_util"] == g["vcpu_thread_util"]
     # existing per-thread keys unchanged

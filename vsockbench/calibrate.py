@@ -23,7 +23,8 @@ the host-local transports (``unix``/``tcp``, see :data:`LOCAL_BASE`):
   on kernels before 5.4), ``notify`` (kick, interrupt, signal; as ``pkt``), ``host`` (the host
   application's send()/recv() calls; h2g/local rows < 16 KiB or round trips), ``rxbuf`` (per guest RX buffer: the h2g path; any h2g row),
   ``backend`` (a factor on every ``backend_*`` cost across the kinds; rows of
-  ``cpu_backend``), ``wake`` (wake-up and workqueue latencies; round-trip rows or a local
+  ``cpu_backend``), ``backend_rx`` (a further factor on the backend's guest RX
+  buffer work; ``cpu_backend`` rows in both directions), ``wake`` (wake-up and workqueue latencies; round-trip rows or a local
   transport), and ``sigma`` (``jitter_sigma``; rows with two or more RTT
   statistics).
 * fixed: every constant from code (ring size, RX buffer size, weights, credit
@@ -68,6 +69,10 @@ TIME_FIELDS = tuple(f for g in GROUPS.values() for f in g)
 # share identify how much of each packet's work the backend does, which the kind groups (each
 # spanning guest, backend and host) cannot separate from throughput alone.
 SIDE_GROUP = "backend"
+# ... and a further factor on the backend's host-to-guest work (filling guest RX buffers), free
+# where cpu_backend rows exist in both directions: the per-buffer cost is in ``rxbuf`` with the
+# guest's, and h2g throughput alone cannot say which side of a buffer is slow.
+RX_SIDE_FIELDS = ("backend_per_rxbuf_ns", "backend_h2g_per_skb_ns")
 SMALL = 16384  # below this a stream is per-send bound, above copy bound
 
 # A host-local AF_UNIX/TCP connection as the model sees it: the client process is the "guest"
@@ -141,10 +146,12 @@ def apply_params(base: Profile, params: dict[str, float]) -> Profile:
     scale = params.get("scale", 1.0)
     changes = {}
     side = params.get("backend", 1.0)  # the backend thread's share, across kinds (SIDE_GROUP)
+    side_rx = side * params.get("backend_rx", 1.0)  # ... of its host-to-guest work (RX_SIDE_FIELDS)
     for group, names in GROUPS.items():
         mult = scale * params.get(group, 1.0)
         for n in names:
-            changes[n] = getattr(base, n) * mult * (side if n.startswith("backend_") else 1.0)
+            f = side_rx if n in RX_SIDE_FIELDS else side if n.startswith("backend_") else 1.0
+            changes[n] = getattr(base, n) * mult * f
     if "jitter_sigma" in params:
         changes["jitter_sigma"] = params["jitter_sigma"]
     return base.replace(**changes)
@@ -176,6 +183,8 @@ def free_groups(rows, max_pkt=lambda row: 65536) -> list[str]:
         out.append("rxbuf")
     if any(r.metric == "cpu_backend" for r in rows):
         out.append("backend")
+        if {r.direction for r in rows if r.metric == "cpu_backend"} >= {"g2h", "h2g"}:
+            out.append("backend_rx")
     if pings or any(r.backend in LOCAL_BACKENDS for r in rows):
         out.append("wake")
     stats = {(row_key(r), r.stat) for r in pings if r.metric == "rtt"}
