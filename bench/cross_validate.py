@@ -57,16 +57,14 @@ TRANSFERS = {
 def transfer(source, profile, targets, groups, pred):
     """Predict each target setup with ``profile``'s costs and the target's code constants."""
     from vsockbench.calibrate import with_code_constants
-    from vsockbench.kernels import code_constants
+    from vsockbench.kernels import FIELDS
 
     out = {}
     for target in targets:
         rows = [r for r in groups[target] if expressible(r) is None]
         moved = with_code_constants(profile, target, rows[0].variant).replace(name=target, setup=target)
         recs = records(rows, moved, pred)
-        changed = {k: getattr(moved, k) for k in code_constants(target, rows[0].variant, profile.backend).keys()
-                   | code_constants(source, groups[source][0].variant, profile.backend).keys()
-                   if getattr(moved, k) != getattr(profile, k)}
+        changed = {k: getattr(moved, k) for k in FIELDS if getattr(moved, k) != getattr(profile, k)}
         out[target] = {"source": source, "changed": changed, "records": recs, "summary": summarize(recs)}
     return out
 

@@ -134,3 +134,11 @@ def test_device_without_event_idx_takes_every_kick_and_interrupt(tmp_path, direc
         assert i_off >= i_on  # extra interrupts only when a batch lands while rx_work runs
     # (a g2h sender kicks about once per packet either way: the VMM re-arms after each short pass)
     assert k_off > 0 and i_off > 0
+
+
+def test_fields_cover_every_override():
+    from vsockbench.kernels import FIELDS
+
+    for setup, variant, backend in [("vhost/garzarella2019/linux-5.2", "", "vhost"),
+                                    ("vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14", "", "vmm")]:
+        assert set(code_constants(setup, variant, backend)) <= set(FIELDS)

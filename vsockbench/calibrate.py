@@ -103,12 +103,11 @@ def base_profile(backend: str, setup: str = "", variant: str = "") -> Profile:
 def with_code_constants(profile: Profile, setup: str, variant: str = "") -> Profile:
     """``profile``'s costs with the code constants of ``setup``'s kernels: how a profile fitted on
     one kernel predicts another (e.g. Linux 5.4 costs on the 5.2 code)."""
-    from .kernels import code_constants
+    from .kernels import FIELDS, code_constants
 
     base = ESTIMATES.get(profile.backend, profile)
     # reset every kernel-dependent field to today's code, then apply the setup's
-    fresh = {k: getattr(base, k) for k in ("max_pkt_bytes", "credit_update_every_read", "guest_credit_on_drain",
-                                           "host_credit_on_drain", "guest_tx_fast_path", "device_event_idx")}
+    fresh = {k: getattr(base, k) for k in FIELDS}
     return profile.replace(**{**fresh, **code_constants(setup, variant, profile.backend)})
 
 

@@ -38,7 +38,11 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["KernelConstants", "linux_versions", "firecracker_date", "code_constants"]
+__all__ = ["FIELDS", "KernelConstants", "linux_versions", "firecracker_date", "code_constants"]
+
+# Every Profile field :func:`code_constants` may set: what moving a profile to another kernel resets.
+FIELDS = ("max_pkt_bytes", "credit_update_every_read", "guest_credit_on_drain", "host_credit_on_drain",
+          "guest_tx_fast_path", "device_event_idx")
 
 SERIES_54 = (5, 4)  # Garzarella v4 series: 64 KiB packets + the 64 KiB credit rule
 DRAIN_RULE = (6, 7)  # 93b80887668: also update when the reader drains its queue
