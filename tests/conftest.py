@@ -8,11 +8,11 @@ from vsockbench.scenario import scenario_from_dict
 
 
 def make_scenario(devices=None, flows=None, *, duration=0.005, warmup=0.001, seed=1, vcpus=2, cores=4,
-                  packets="all"):
+                  packets="all", affinity="free"):
     devices = devices or [{"cid": 3, "backend": "vhost"}]
     flows = flows or [{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 65536}]
     return scenario_from_dict({"run": {"duration": duration, "warmup": warmup, "seed": seed, "packets": packets},
-                               "guest": {"vcpus": vcpus}, "host": {"cores": cores},
+                               "guest": {"vcpus": vcpus, "affinity": affinity}, "host": {"cores": cores},
                                "device": devices, "flow": flows})
 
 

@@ -1,5 +1,7 @@
 """KVM halt polling in the guest CPU accounting (model/cpu.py): an idle vCPU's thread polls
-min(gap, halt_poll_ns) per idle gap, counted as vCPU thread time but not as guest work."""
+min(gap, its window) per idle gap, counted as vCPU thread time but not as guest work; the window
+adapts as kvm_vcpu_halt() does (0 at start, grows 10 us, x2 after a short block it did not
+cover, back to 0 after a block longer than the maximum)."""
 
 from __future__ import annotations
 
@@ -31,18 +33,32 @@ def _run_bursts(halt_poll: float, plan, window=(0.0, 1.0), size=1):
     return pool, th
 
 
-def test_each_idle_gap_polls_min_of_gap_and_halt_poll():
-    # busy 0-10 us, idle 50 us (short gap: polled whole), busy 10 us, idle 500 us (polls 100 us,
-    # then sleeps), busy 10 us, then idle to the end at 1000 us (open gap: polls 100 us)
-    pool, th = _run_bursts(100 * US, [(0, 10 * US), (50 * US, 10 * US), (500 * US, 10 * US)], window=(0, 1000 * US))
-    assert th.busy == pytest.approx(30 * US)
-    assert pool.poll_time() == pytest.approx(50 * US + 100 * US + 100 * US)
+def test_window_grows_from_zero_to_cover_short_gaps():
+    # ten 30 us gaps, maximum 200 us: windows 0, 10, 20, 40 us, then 40 covers 30 and stays
+    pool, th = _run_bursts(200 * US, [(0, 10 * US)] + [(30 * US, 10 * US)] * 10, window=(0, 430 * US))
+    assert th.busy == pytest.approx(110 * US)
+    assert pool.poll_window[0] == pytest.approx(40 * US)
+    # plus the open tail gap 410..430 us, polled through by the 40 us window
+    assert pool.poll_time(430 * US) == pytest.approx((0 + 10 + 20 + 30 * 7 + 20) * US)
+
+
+def test_a_block_longer_than_the_maximum_resets_polling():
+    # grow to 40 us on 30 us gaps, then a 500 us block (polls 40 us, resets to 0), then a 30 us
+    # gap is not polled at all (window 0 -> grows to 10 us)
+    plan = [(0, 10 * US)] + [(30 * US, 10 * US)] * 4 + [(500 * US, 10 * US), (30 * US, 10 * US)]
+    pool, _ = _run_bursts(100 * US, plan, window=(0, 2000 * US))
+    assert pool.poll_window[0] == pytest.approx(10 * US)
+    # gaps: 30 (0), 30 (10), 30 (20), 30 (30, window 40), 500 (40 -> reset), 30 (0), tail (10)
+    assert pool.poll_time(2000 * US) == pytest.approx((0 + 10 + 20 + 30 + 40 + 0 + 10) * US)
 
 
 def test_polling_is_clipped_to_the_measured_window():
-    # the 500 us gap starts at 70 us; the window opens at 100 us: 70 us of its 100 us poll count
-    pool, _ = _run_bursts(100 * US, [(60 * US, 10 * US), (500 * US, 10 * US)], window=(100 * US, 300 * US))
-    assert pool.poll_time() == pytest.approx(70 * US)
+    # window grown to 80 us by four 50 us gaps [10-60, 70-120, 130-180, 190-240] (0/10/20/40 us
+    # polled, window 80 after), then the measured window opens at 240 us: only later gaps count
+    plan = [(0, 10 * US)] + [(50 * US, 10 * US)] * 4 + [(500 * US, 10 * US)]
+    pool, _ = _run_bursts(100 * US, plan, window=(250 * US, 1000 * US))
+    # gap 250..750 polls [250, 330] (window 80), resets; tail 760..1000 window 0
+    assert pool.poll_time(1000 * US) == pytest.approx(80 * US)
 
 
 def test_zero_halt_poll_tracks_nothing():
@@ -52,10 +68,11 @@ def test_zero_halt_poll_tracks_nothing():
 
 
 def test_thread_returns_to_its_idle_vcpu():
-    """The second vCPU is never woken, so it polls only once (its first 100 us), not per gap."""
+    """The second vCPU is never woken: its window stays 0 and it never polls."""
     pool, _ = _run_bursts(100 * US, [(0, 10 * US)] + [(20 * US, 10 * US)] * 10, window=(0, 1000 * US), size=2)
-    # vCPU 0: gaps of 20 us x 10 + the tail (1000 - 310 us -> 100 us); vCPU 1: idle all along -> 100 us
-    assert pool.poll_time() == pytest.approx(200 * US + 100 * US + 100 * US)
+    # vCPU 0: 20 us gaps: 0, 10, then 20 (window 20 covers) x 8, tail 690 us with window 20
+    assert pool.poll_window == [pytest.approx(20 * US), 0.0]
+    assert pool.poll_time() == pytest.approx((0 + 10 + 20 * 8 + 20) * US)
 
 
 def _vmm_stream(vcpus, halt_poll_ns=None, direction="g2h"):

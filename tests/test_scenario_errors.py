@@ -22,6 +22,7 @@ CASES = [
     ("negative-duration", "[run]\nduration = -1\n" + GOOD_DEVICE + GOOD_FLOW, "run.duration"),
     ("duration-string", '[run]\nduration = "long"\n' + GOOD_DEVICE + GOOD_FLOW, "duration"),
     ("zero-vcpus", RUN + "[guest]\nvcpus = 0\n" + GOOD_DEVICE + GOOD_FLOW, "guest.vcpus"),
+    ("bad-affinity", RUN + "[guest]\naffinity = \"sticky\"\n" + GOOD_DEVICE + GOOD_FLOW, "guest.affinity"),
     ("no-devices", RUN + GOOD_FLOW, "no devices"),
     ("17-devices", RUN + devices(17) + GOOD_FLOW, "at most 16"),
     ("duplicate-cid", RUN + GOOD_DEVICE + '[[device]]\ncid = 3\nbackend = "vmm"\norder = 1\n' + GOOD_FLOW,

@@ -23,22 +23,30 @@ LOCAL_WINDOW = 212992
 LOCAL_BACKENDS = ("unix", "tcp")
 
 
+def pinned_source(row: MeasuredRow) -> bool:
+    """Firecracker's CI pins iperf3 client i to vCPU i % vcpus (``taskset --cpu-list`` in
+    tests/integration_tests/performance/test_vsock_throughput.py); other sources do not say."""
+    return row.source_id.startswith("fc_")
+
+
 def row_key(row: MeasuredRow) -> tuple:
     """What a row's simulation depends on (rows with one key share one run)."""
     local = row.backend in LOCAL_BACKENDS
     direction = "g2h" if row.direction == "local" else row.direction
     vcpus = 1 if local else (row.vcpus or DEFAULT_VCPUS)
-    return (row.workload, direction, int(row.msg_bytes), row.flows or DEFAULT_FLOWS, vcpus, local)
+    return (row.workload, direction, int(row.msg_bytes), row.flows or DEFAULT_FLOWS, vcpus, local,
+            pinned_source(row))
 
 
 def row_scenario_dict(key: tuple, *, backend: str = "vhost", seed: int = 1, fidelity: float = 1.0) -> dict:
-    workload, direction, msg, flows, vcpus, local = key
+    workload, direction, msg, flows, vcpus, local, *rest = key
+    pinned = bool(rest and rest[0])
     dur = (0.012 if workload == "pingpong" else 0.006) * fidelity
     flow = {"name": "f", "kind": workload, "direction": direction, "msg_bytes": msg, "connections": flows}
     if local:
         flow["buffer_bytes"] = LOCAL_WINDOW
     return {"run": {"duration": dur, "warmup": 0.0015 * fidelity, "seed": seed, "packets": "none"},
-            "guest": {"vcpus": vcpus}, "host": {"cores": 1 if local else HOST_CORES},
+            "guest": {"vcpus": vcpus, "affinity": "pinned" if pinned else "free"}, "host": {"cores": 1 if local else HOST_CORES},
             "device": [{"cid": 3, "backend": backend}], "flow": [flow]}
 
 

@@ -38,9 +38,16 @@ class RunSpec:
     packets: str = "all"  # packet records: all | none | sample (every 16th)
 
 
+AFFINITIES = ("free", "pinned")
+
+
 @dataclass(frozen=True)
 class GuestSpec:
     vcpus: int = 2
+    # free: any idle vCPU runs any guest thread (the scheduler spreads them);
+    # pinned: connection i's application on vCPU i % vcpus (taskset, as Firecracker's CI pins
+    # its iperf3 clients) and each queue pair's interrupt work on its IRQ's vCPU (model/core.py)
+    affinity: str = "free"
 
 
 @dataclass(frozen=True)
@@ -178,6 +185,8 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", base_dir: Path |
            path, "run.packets")
     guest = _build(GuestSpec, data.get("guest", {}), "guest", path)
     _check(1 <= guest.vcpus <= 512, f"vcpus = {guest.vcpus}; expected 1..512", path, "guest.vcpus")
+    _check(guest.affinity in AFFINITIES, f"affinity = {guest.affinity!r}; expected one of {', '.join(AFFINITIES)}",
+           path, "guest.affinity")
     host = _build(HostSpec, data.get("host", {}), "host", path)
     _check(1 <= host.cores <= 1024, f"cores = {host.cores}; expected 1..1024", path, "host.cores")
 

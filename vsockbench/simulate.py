@@ -126,14 +126,19 @@ def cpu_summary(model: Model, duration: float) -> dict:
     ``vcpu_thread_util`` = work + polling, what the host sees the vCPU threads use (Firecracker's
     ``cpu_utilization_vcpus_total``, ``top``), at most ``cpus``."""
     out = {}
-    for pool in (model.guest_pool, model.host_pool):
-        work = sum(t.busy for t in model.threads if t.pool is pool) / duration
-        entry = {"cpus": pool.size, "work_util": round(work, 6)}
-        if pool is model.guest_pool:
-            poll = pool.poll_time(model.window[1]) / duration
-            entry.update({"halt_poll_ns": pool.halt_poll * 1e9, "halt_poll_util": round(poll, 6),
-                          "vcpu_thread_util": round(min(float(pool.size), work + poll), 6)})
-        out[pool.name] = entry
+    guest_pools = model.vcpu_pools  # one pool, or one per vCPU when the guest is pinned
+    work = sum(t.busy for t in model.threads if t.side == "guest") / duration
+    poll = sum(p.poll_time(model.window[1]) for p in guest_pools) / duration
+    cpus = sum(p.size for p in guest_pools)
+    out["guest"] = {"cpus": cpus, "work_util": round(work, 6), "halt_poll_ns": model.guest_pool.halt_poll * 1e9,
+                    "halt_poll_util": round(poll, 6), "vcpu_thread_util": round(min(float(cpus), work + poll), 6)}
+    if model.pinned:
+        out["guest"]["per_vcpu_util"] = [
+            round((sum(t.busy for t in model.threads if t.pool is p)
+                   + p.poll_time(model.window[1])) / duration, 6) for p in guest_pools]
+    pool = model.host_pool
+    work = sum(t.busy for t in model.threads if t.pool is pool) / duration
+    out["host"] = {"cpus": pool.size, "work_util": round(work, 6)}
     return out
 
 

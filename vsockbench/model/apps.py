@@ -96,7 +96,7 @@ class ConnApp:
         conn.connect_wait = ev
         if from_guest:
             yield th.run(p.guest_send_call_ns * 1e-9)
-            th.debt += m.guest_ctrl(conn, REQUEST)
+            th.debt += m.guest_ctrl(conn, REQUEST, sender=th)
         else:
             extra = 2 * p.backend_syscall_ns * 1e-9 if conn.userspace else 0.0  # connect + "CONNECT <port>\n"
             yield th.run(p.host_send_call_ns * 1e-9 + extra)
@@ -111,7 +111,7 @@ class ConnApp:
         th = self.threads[0 if from_guest else 1]
         yield th.run((self.prof.guest_send_call_ns if from_guest else self.prof.host_send_call_ns) * 1e-9)
         if from_guest:
-            th.debt += self.m.guest_ctrl(self.conn, SHUTDOWN, SHUTDOWN_BOTH)
+            th.debt += self.m.guest_ctrl(self.conn, SHUTDOWN, SHUTDOWN_BOTH, sender=th)
         else:
             self.m.host_ctrl(self.conn, SHUTDOWN, SHUTDOWN_BOTH)
 
@@ -183,7 +183,7 @@ class ConnApp:
             pkt = end.stamp(Pkt(conn, from_guest, RW, n, SEQ_EOM if seq and not remaining else 0, 0, 0))
             conn.sent[d] += n
             if from_guest:
-                th.debt += q.xmit(pkt)
+                th.debt += q.xmit(pkt, th)
             else:
                 q.backend.host_send(pkt, q)
 
@@ -299,7 +299,7 @@ class ConnApp:
         if end.wants_credit_update():
             end.credit_updates += 1
             if to_guest:
-                th.debt += m.guest_ctrl(conn, CREDIT_UPDATE)
+                th.debt += m.guest_ctrl(conn, CREDIT_UPDATE, sender=th)
             else:
                 m.host_ctrl(conn, CREDIT_UPDATE)
         conn.recv[d] += got

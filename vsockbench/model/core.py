@@ -59,7 +59,14 @@ class Model:
         self.window = (run.warmup, run.warmup + run.duration)
         # KVM halt polling is a host setting (kvm.halt_poll_ns): the default device's profile carries it
         halt_poll = scenario.default_device.resolved.halt_poll_ns * 1e-9
-        self.guest_pool = CpuPool(self.env, "guest", scenario.guest.vcpus, halt_poll=halt_poll, window=self.window)
+        vcpus = scenario.guest.vcpus
+        self.pinned = scenario.guest.affinity == "pinned"
+        if self.pinned:  # one pool per vCPU: a pinned thread waits for its own vCPU only
+            self.vcpu_pools = [CpuPool(self.env, "guest", 1, halt_poll=halt_poll, window=self.window) for _ in range(vcpus)]
+            self.guest_pool = self.vcpu_pools[0]
+        else:
+            self.guest_pool = CpuPool(self.env, "guest", vcpus, halt_poll=halt_poll, window=self.window)
+            self.vcpu_pools = [self.guest_pool]
         self.host_pool = CpuPool(self.env, "host", scenario.host.cores)
         self.threads: list[Thread] = []
         self.packets: list[tuple] = []
@@ -77,8 +84,12 @@ class Model:
         self._build_devices()
 
     # ------------------------------------------------------------ building
-    def thread(self, side: str, name: str) -> Thread:
-        pool = self.guest_pool if side == "guest" else self.host_pool
+    def thread(self, side: str, name: str, vcpu: int = 0) -> Thread:
+        """A thread of ``side``; a guest thread of a pinned guest runs on ``vcpu`` only."""
+        if side == "guest":
+            pool = self.vcpu_pools[vcpu % len(self.vcpu_pools)] if self.pinned else self.guest_pool
+        else:
+            pool = self.host_pool
         t = Thread(self.env, pool, name, side, self.window)
         self.threads.append(t)
         return t
@@ -183,11 +194,11 @@ class Model:
             return self.queues[conn.q.cid][0]
         return conn.q
 
-    def guest_ctrl(self, conn: Conn, op: int, flags: int = 0, reply: bool = False) -> float:
-        """The guest end sends a control packet; returns the kick cost of the sender."""
+    def guest_ctrl(self, conn: Conn, op: int, flags: int = 0, reply: bool = False, sender=None) -> float:
+        """The guest end sends a control packet from thread ``sender``; returns its kick cost."""
         q = self._ctrl_queue(conn, op)
         pkt = conn.g.stamp(Pkt(conn, True, op, 0, flags, 0, 0, reply))
-        return q.xmit(pkt)
+        return q.xmit(pkt, sender)
 
     def host_ctrl(self, conn: Conn, op: int, flags: int = 0, reply: bool = False) -> None:
         pkt = conn.h.stamp(Pkt(conn, False, op, 0, flags, 0, 0, reply))
@@ -206,15 +217,15 @@ class Model:
             end.enqueue(pkt)
         elif op == CREDIT_REQUEST:
             end.credit_updates += 1
-            self.charge(q.t_rx, self.guest_ctrl(conn, CREDIT_UPDATE, reply=False))
+            self.charge(q.t_rx, self.guest_ctrl(conn, CREDIT_UPDATE, reply=False, sender=q.t_rx))
         elif op == REQUEST:  # a host connect() reached a guest listener (virtio_transport_recv_listen)
             self.guest_listeners.setdefault((q.cid, conn.guest_port), []).append(conn)
-            self.charge(q.t_rx, self.guest_ctrl(conn, RESPONSE, reply=True))
+            self.charge(q.t_rx, self.guest_ctrl(conn, RESPONSE, reply=True, sender=q.t_rx))
         elif op == RESPONSE:
             self._wake_connector(conn)
         elif op == SHUTDOWN:  # peer shut both ways: reply RST (virtio_transport_recv_connected)
             conn.closed = True
-            self.charge(q.t_rx, self.guest_ctrl(conn, RST, reply=True))
+            self.charge(q.t_rx, self.guest_ctrl(conn, RST, reply=True, sender=q.t_rx))
         elif op == RST:
             conn.closed = True
             self._wake_connector(conn)

@@ -19,21 +19,24 @@ back (a bulk sender between two packets) queues at the tail.
 
 KVM halt polling (guest pools only, ``halt_poll`` > 0): a vCPU whose guest goes
 idle executes HLT, and the host's kvm_vcpu_halt() (virt/kvm/kvm_main.c) polls
-for a wake-up for up to the vCPU's halt_poll_ns before it schedules out; that
-polling is CPU time of the vCPU thread on the host (what Firecracker's CI
-``cpu_utilization_vcpus_total`` and ``top`` show), not guest work.  The pool
-therefore tracks each vCPU: when it went idle, and at the next time a thread
-takes it the gap is closed and ``min(gap, halt_poll)`` (clipped to the
-measured window) is added to ``polled``.  Simplifications: KVM adapts a vCPU's
-window (starts at 0, grows from halt_poll_ns_grow_start=10 us by
-halt_poll_ns_grow=2 after a short block, resets to 0 after a block longer than
-the maximum, halt_poll_ns_shrink=0); we use the maximum (x86
-KVM_HALT_POLL_NS_DEFAULT=200000) on every gap, which is what it converges to
-while the gaps stay below it (a streaming guest) and overstates the first
-polls after a long sleep.  Which vCPU runs a thread: its previous one if that
-is idle (select_idle_sibling prefers prev_cpu), else the one idle the
-shortest time; a thread that waited for a busy pool takes the CPU its
-releaser frees.  Host pools track nothing (``halt_poll`` = 0).
+for a wake-up before it schedules out; that polling is CPU time of the vCPU
+thread on the host (what Firecracker's CI ``cpu_utilization_vcpus_total`` and
+``top`` show), not guest work.  The pool tracks each vCPU: when it went idle,
+and its adaptive window ``vcpu->halt_poll_ns``.  When a thread takes the vCPU
+the gap (``halt_ns``) is closed: ``min(gap, window)`` (clipped to the measured
+window) is added to ``polled``, then the window adapts as kvm_vcpu_halt() does:
+unchanged if the gap was polled through; reset to 0 after a block longer than
+the maximum (grow/shrink_halt_poll_ns with the default halt_poll_ns_shrink=0 of
+the 4.14-6.x hosts we model); else doubled (halt_poll_ns_grow=2, at least
+halt_poll_ns_grow_start=10 us), capped at the maximum (x86
+KVM_HALT_POLL_NS_DEFAULT=200000).  A streaming guest's short gaps are polled
+through; a guest that blocks longer than the maximum (a sender waiting for
+credit) stops polling until short gaps grow the window again.  Which vCPU runs
+a thread: its previous one if that is idle (select_idle_sibling prefers
+prev_cpu), else the one idle the shortest time; a thread that waited for a
+busy pool takes the CPU its releaser frees.  Host pools track nothing
+(``halt_poll`` = 0).  A pinned guest (scenario ``guest.affinity = "pinned"``)
+is one single-CPU pool per vCPU (model/core.py).
 
 Speed: an uncontended ``run`` costs one SimPy event (the timeout), which is
 what makes the model stay near the SimPy floor; vCPU tracking adds a few list
@@ -47,6 +50,9 @@ from collections import deque
 from simpy.events import NORMAL, Timeout
 
 __all__ = ["CpuPool", "Thread", "wake_after"]
+
+HALT_POLL_GROW = 2  # virt/kvm/kvm_main.c halt_poll_ns_grow
+HALT_POLL_GROW_START = 10e-6  # halt_poll_ns_grow_start = 10000 ns
 
 
 def wake_after(env, event, delay: float) -> None:
@@ -63,7 +69,7 @@ class CpuPool:
     > 0 each CPU's idle gaps are tracked and KVM halt polling is accounted (module doc)."""
 
     __slots__ = ("env", "name", "size", "free", "waiters", "holders", "preemptions", "halt_poll",
-                 "idle_since", "polled", "t0", "t1")
+                 "idle_since", "poll_window", "polled", "t0", "t1")
 
     def __init__(self, env, name: str, size: int, *, halt_poll: float = 0.0,
                  window: tuple[float, float] = (0.0, float("inf"))):
@@ -74,6 +80,7 @@ class CpuPool:
         self.halt_poll = halt_poll
         # per CPU: when it went idle (None while busy); None for the whole pool = not tracked
         self.idle_since: list | None = [0.0] * size if halt_poll > 0 else None
+        self.poll_window = [0.0] * size  # per vCPU: kvm_vcpu->halt_poll_ns (starts at 0), seconds
         self.polled = 0.0  # seconds of halt polling inside the window, over closed idle gaps
         self.t0, self.t1 = window
 
@@ -86,14 +93,28 @@ class CpuPool:
             if self.idle_since is not None and cpu >= 0:
                 self.idle_since[cpu] = self.env._now
 
-    def _poll(self, a: float, b: float) -> float:
-        """Halt polling of an idle gap [a, b] inside the window: [a, a + min(b - a, halt_poll)]."""
-        e = a + self.halt_poll
+    def _poll(self, a: float, b: float, window: float) -> float:
+        """Halt polling of an idle gap [a, b] inside the measured window: [a, a + min(b - a, window)]."""
+        e = a + window
         if b < e:
             e = b
         lo = a if a > self.t0 else self.t0
         hi = e if e < self.t1 else self.t1
         return hi - lo if hi > lo else 0.0
+
+    def _close_gap(self, cpu: int, a: float, b: float) -> None:
+        """The vCPU idle since ``a`` wakes at ``b``: account its polling, adapt its window
+        (kvm_vcpu_halt: grow_halt_poll_ns / shrink_halt_poll_ns, see the module doc)."""
+        window = self.poll_window[cpu]
+        self.polled += self._poll(a, b, window)
+        gap, top = b - a, self.halt_poll
+        if gap <= window:
+            return  # polled through: keep the window
+        if window and gap > top:
+            self.poll_window[cpu] = 0.0  # a long block: halt_poll_ns_shrink=0 resets polling
+        elif window < top and gap < top:
+            grown = window * HALT_POLL_GROW
+            self.poll_window[cpu] = min(top, max(grown, HALT_POLL_GROW_START))
 
     def _take(self, thread) -> int:
         """A free CPU is taken by ``thread``: its previous CPU if idle, else the one idle the
@@ -106,7 +127,7 @@ class CpuPool:
             for i, t in enumerate(idle):
                 if t is not None and (best is None or t > best):
                     best, cpu = t, i
-        self.polled += self._poll(idle[cpu], now)
+        self._close_gap(cpu, idle[cpu], now)
         idle[cpu] = None
         thread.cpu = cpu
         return cpu
@@ -116,9 +137,9 @@ class CpuPool:
         now = self.env.now if now is None else now
         total = self.polled
         if self.idle_since is not None:
-            for t in self.idle_since:
+            for cpu, t in enumerate(self.idle_since):
                 if t is not None:
-                    total += self._poll(t, now)
+                    total += self._poll(t, now, self.poll_window[cpu])
         return total
 
 

@@ -44,7 +44,7 @@ def _make(model, flow, index, i, g_initiates, guest_port=None, host_port=None, s
     conn = model.new_conn(flow, dev, q, gp, hp, g_initiates)
     if threads is not None:  # a replayed flow's later connections keep its application threads
         return (conn, *threads)
-    g_th = model.thread("guest", f"g:app-{flow.name}-{i}")
+    g_th = model.thread("guest", f"g:app-{flow.name}-{i}", vcpu)
     h_th = model.thread("host", f"h:app-{flow.name}-{i}")
     return conn, g_th, h_th
 

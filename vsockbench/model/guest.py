@@ -23,6 +23,14 @@ before PR #5872, 2026) gets a kick after every add and every RX refill
 interrupts after every used batch (it ignores the guest's NO_INTERRUPT flag):
 each extra interrupt costs the guest ``guest_irq_ns`` (``vring_interrupt`` ->
 ``queue_work`` on an already queued item) and the backend ``backend_signal_ns``.
+CPU placement (pinned guests, ``guest.affinity = "pinned"``): the device's
+interrupt for queue pair ``i`` is taken on vCPU ``i % vcpus`` (a virtio-mmio
+device has one IRQ line with a single-CPU effective affinity; virtio-pci
+spreads per-queue MSI-X vectors), and ``virtio_vsock_workqueue`` is a bound
+workqueue, so rx_work and tx_work, queued from that interrupt, run there.
+send_pkt_work runs on the CPU that queued it (__queue_work: the local CPU,
+or the CPU where the item is already pending or running): a sender's vCPU,
+or the IRQ vCPU when tx_work requeues it.
 Simplification: ``queued_replies`` throttling is not modelled (it only
 matters under connection storms larger than the ring).
 """
@@ -70,17 +78,20 @@ class GuestQueue:
         self.kicks = 0  # guest -> device notifications (VM exits)
         self.irqs = 0  # device -> guest interrupts taken
         name = f"{dev.cid}.{index}"
-        self.t_send = model.thread("guest", f"g:send_pkt_work-{name}")
-        self.t_tx = model.thread("guest", f"g:tx_work-{name}")
-        self.t_rx = model.thread("guest", f"g:rx_work-{name}")
+        irq_vcpu = index  # pinned guests: this pair's interrupt vCPU (modulo the vCPUs)
+        self.t_send = model.thread("guest", f"g:send_pkt_work-{name}", irq_vcpu)
+        self.t_tx = model.thread("guest", f"g:tx_work-{name}", irq_vcpu)
+        self.t_rx = model.thread("guest", f"g:rx_work-{name}", irq_vcpu)
+        self.pinned = model.pinned
         self._send_ev = self._rx_ev = None
         self._send_queued = self._rx_queued = False
         env.process(self._send_pkt_work())
         env.process(self._rx_work())
 
     # ------------------------------------------------------------------ TX
-    def xmit(self, pkt) -> float:
-        """virtio_transport_send_pkt(); returns the kick cost the caller's vCPU pays (0 if none)."""
+    def xmit(self, pkt, sender=None) -> float:
+        """virtio_transport_send_pkt() called by thread ``sender``; returns the kick cost the
+        caller's vCPU pays (0 if none)."""
         # the fast path exists since efcd71af38be (Sep 2024, ~6.12); older guests (4.14, 5.10: the
         # Firecracker CI) always queue to send_pkt_queue, so one send_pkt_work serialises every
         # connection's TX (profile guest_tx_fast_path, set per guest kernel by vsockbench.kernels)
@@ -89,7 +100,7 @@ class GuestQueue:
             self._add_tx(pkt)  # fast path in the sender's context
             return self._maybe_kick()
         self.sendq.append(pkt)
-        self._queue_send_work()
+        self._queue_send_work(sender)
         return 0.0
 
     def _slots(self, pkt) -> int:
@@ -123,8 +134,11 @@ class GuestQueue:
         """queue_work() -> the work item runs: the workqueue hop (Leonardi 2024: ~0.4 us mean)."""
         return self.prof.guest_wq_latency_ns * 1e-9 * self.model.jitter()
 
-    def _queue_send_work(self) -> None:
+    def _queue_send_work(self, by=None) -> None:
+        """queue_work(send_pkt_work) from thread ``by``; an idle item moves to ``by``'s vCPU."""
         if not self._send_queued:
+            if self.pinned and by is not None and not self.send_work_running:
+                self.t_send.pool = by.pool  # bound workqueue: runs on the queuing CPU
             self._send_queued = True
             ev = self._send_ev
             if ev is not None:
@@ -178,7 +192,7 @@ class GuestQueue:
         self.t_tx._account(self.env.now, prof.guest_irq_ns * 1e-9 + n * prof.guest_txq_per_pkt_ns * 1e-9)
         self.tx_cb_enabled = True
         if n and self.sendq:
-            self._queue_send_work()
+            self._queue_send_work(self.t_tx)
 
     # ------------------------------------------------------------------ RX
     def take_rx_buffer(self) -> bool:

@@ -1,0 +1,66 @@
+"""Pinned guests (scenario ``guest.affinity = "pinned"``, model/core.py + model/guest.py): each
+application thread runs on its own vCPU, the device's interrupt work on the IRQ vCPU, and
+send_pkt_work on the vCPU that queued it (a bound workqueue)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_scenario
+
+from vsockbench.simulate import simulate
+
+
+def _stream(direction, affinity, connections=2, vcpus=2, backend="vmm", msg=65536):
+    sc = make_scenario([{"cid": 3, "backend": backend}],
+                       [{"name": "f", "kind": "stream", "direction": direction, "msg_bytes": msg,
+                         "connections": connections}], duration=0.004, packets="none", vcpus=vcpus,
+                       affinity=affinity)
+    return simulate(sc, keep_model=True)
+
+
+@pytest.mark.parametrize("direction", ["g2h", "h2g"])
+def test_pinned_threads_stay_on_their_vcpu(direction):
+    res = _stream(direction, "pinned")
+    m = res.model
+    assert res.checks["conserved"] and not res.checks["drops"]
+    pools = m.vcpu_pools
+    assert len(pools) == 2 and all(p.size == 1 for p in pools)
+    th = {t.name: t for t in m.threads}
+    assert th["g:app-f-0"].pool is pools[0] and th["g:app-f-1"].pool is pools[1]
+    # one queue pair: its interrupt is taken on vCPU 0, and rx_work / tx_work run there
+    assert th["g:rx_work-3.0"].pool is pools[0] and th["g:tx_work-3.0"].pool is pools[0]
+    g = res.summary["cpus"]["guest"]
+    assert g["cpus"] == 2 and len(g["per_vcpu_util"]) == 2
+    assert g["work_util"] == pytest.approx(sum(v["cpu_util"] for k, v in res.summary["threads"].items()
+                                               if k.startswith("g:")), abs=1e-5)
+
+
+def test_interrupt_work_on_one_vcpu_limits_a_receiving_guest():
+    """h2g: rx_work (every packet of both connections) shares vCPU 0 with reader 0, so the
+    pinned guest carries less than one whose scheduler spreads the work, and vCPU 0 is the busy one."""
+    free, pinned = _stream("h2g", "free"), _stream("h2g", "pinned")
+    assert pinned.summary["flows"]["f"]["throughput_gbps"] < free.summary["flows"]["f"]["throughput_gbps"]
+    busy0, busy1 = (sum(t.busy for t in pinned.model.threads if t.pool is p) for p in pinned.model.vcpu_pools)
+    assert busy0 > 2 * busy1
+    assert "per_vcpu_util" not in free.summary["cpus"]["guest"]
+
+
+def test_send_pkt_work_moves_to_the_queuing_vcpu_only_when_idle():
+    res = _stream("g2h", "pinned", msg=4096)
+    m = res.model
+    q = m.queues[3][0]
+    app1 = next(t for t in m.threads if t.name == "g:app-f-1")
+    q._send_queued, q.send_work_running = False, True  # running on its vCPU: stays there
+    q.t_send.pool = m.vcpu_pools[0]
+    q._queue_send_work(app1)
+    assert q.t_send.pool is m.vcpu_pools[0]
+    q._send_queued, q.send_work_running = False, False  # idle: queue_work runs it on the caller's CPU
+    q._queue_send_work(app1)
+    assert q.t_send.pool is m.vcpu_pools[1]
+
+
+def test_one_vcpu_pinned_is_the_free_guest():
+    """With one vCPU there is nowhere else to run: pinned and free give the same run."""
+    a, b = _stream("h2g", "pinned", connections=1, vcpus=1), _stream("h2g", "free", connections=1, vcpus=1)
+    assert a.summary["flows"] == b.summary["flows"]
+    assert a.summary["cpus"]["guest"]["vcpu_thread_util"] == b.summary["cpus"]["guest"]["vcpu_thread_util"]
