@@ -133,9 +133,8 @@ def cpu_summary(model: Model, duration: float) -> dict:
     out["guest"] = {"cpus": cpus, "work_util": round(work, 6), "halt_poll_ns": model.guest_pool.halt_poll * 1e9,
                     "halt_poll_util": round(poll, 6), "vcpu_thread_util": round(min(float(cpus), work + poll), 6)}
     if model.pinned:
-        out["guest"]["per_vcpu_util"] = [
-            round((sum(t.busy for t in model.threads if t.pool is p)
-                   + p.poll_time(model.window[1])) / duration, 6) for p in guest_pools]
+        out["guest"]["per_vcpu_util"] = [round((p.busy + p.poll_time(model.window[1])) / duration, 6)
+                                         for p in guest_pools]
     pool = model.host_pool
     work = sum(t.busy for t in model.threads if t.pool is pool) / duration
     out["host"] = {"cpus": pool.size, "work_util": round(work, 6)}

@@ -69,7 +69,7 @@ class CpuPool:
     > 0 each CPU's idle gaps are tracked and KVM halt polling is accounted (module doc)."""
 
     __slots__ = ("env", "name", "size", "free", "waiters", "holders", "preemptions", "halt_poll",
-                 "idle_since", "poll_window", "polled", "t0", "t1")
+                 "idle_since", "poll_window", "polled", "t0", "t1", "busy")
 
     def __init__(self, env, name: str, size: int, *, halt_poll: float = 0.0,
                  window: tuple[float, float] = (0.0, float("inf"))):
@@ -82,6 +82,7 @@ class CpuPool:
         self.idle_since: list | None = [0.0] * size if halt_poll > 0 else None
         self.poll_window = [0.0] * size  # per vCPU: kvm_vcpu->halt_poll_ns (starts at 0), seconds
         self.polled = 0.0  # seconds of halt polling inside the window, over closed idle gaps
+        self.busy = 0.0  # seconds of thread work inside the window (threads may move between pools)
         self.t0, self.t1 = window
 
     def _release(self, cpu: int = -1) -> None:
@@ -176,6 +177,7 @@ class Thread:
         hi = end if end < self.t1 else self.t1
         if hi > lo:
             self.busy += hi - lo
+            self.pool.busy += hi - lo
 
     def run(self, cost: float):
         """An event that fires after this thread has had ``cost`` seconds of CPU."""
@@ -191,7 +193,9 @@ class Thread:
             self.runs += 1
             end = start + cost
             if end > self.t0 and start < self.t1:
-                self.busy += (end if end < self.t1 else self.t1) - (start if start > self.t0 else self.t0)
+                inc = (end if end < self.t1 else self.t1) - (start if start > self.t0 else self.t0)
+                self.busy += inc
+                pool.busy += inc
             wait = cost
             if self.delay:
                 wait += self.delay
