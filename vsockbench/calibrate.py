@@ -25,8 +25,11 @@ the host-local transports (``unix``/``tcp``, see :data:`LOCAL_BASE`):
   ``backend`` (a factor on every ``backend_*`` cost across the kinds; rows of
   ``cpu_backend``), ``backend_rx`` (a further factor on the backend's guest RX
   buffer work; ``cpu_backend`` rows in both directions), ``wake`` (wake-up and workqueue latencies; round-trip rows or a local
-  transport), and ``sigma`` (``jitter_sigma``; rows with two or more RTT
-  statistics).
+  transport), ``sigma`` (``jitter_sigma``; rows with two or more RTT
+  statistics), and ``copy_hot`` (``copy_hot_ratio``, the hot/streaming copy rate of
+  :mod:`vsockbench.model.copycost`; round trips of >= 4 KiB beside streams >= 16 KiB, which
+  fix the streaming rate, and only where the estimate is below 1; elsewhere it stays at its
+  estimate).
 * fixed: every constant from code (ring size, RX buffer size, weights, credit
   thresholds, buffer sizes) and the built-in ratios inside each group.
 """
@@ -74,6 +77,9 @@ SIDE_GROUP = "backend"
 # guest's, and h2g throughput alone cannot say which side of a buffer is slow.
 RX_SIDE_FIELDS = ("backend_per_rxbuf_ns", "backend_h2g_per_skb_ns")
 SMALL = 16384  # below this a stream is per-send bound, above copy bound
+HOT_PING = 4096  # a round trip of at least a page: its copies are a visible share of the RTT
+# absolute (not log-multiplier) parameters: name in the fit -> (profile field, lower bound, upper bound)
+ABSOLUTE = {"sigma": ("jitter_sigma", 0.02, 2.0), "copy_hot": ("copy_hot_ratio", 0.02, 1.0)}
 
 # A host-local AF_UNIX/TCP connection as the model sees it: the client process is the "guest"
 # (one CPU: a Python process's threads share the GIL), the server process the "host" (one CPU),
@@ -86,7 +92,8 @@ LOCAL_BASE = ESTIMATES["vhost"].replace(
     backend_h2g_per_skb_ns=0.0,
     backend_per_rxbuf_ns=0.0, backend_copy_ns_per_kib=0.0, guest_txq_per_pkt_ns=0.0, guest_rx_refill_ns=0.0,
     guest_recv_per_pkt_ns=0.0, guest_wq_latency_ns=0.0, backend_wakeup_latency_ns=0.0,
-    rx_buf_payload_bytes=65536, ring_size=256)
+    rx_buf_payload_bytes=65536, ring_size=256,
+    copy_hot_ratio=1.0)  # the copy cache effect (model/copycost.py) is not validated on local transports
 
 
 def base_profile(backend: str, setup: str = "", variant: str = "") -> Profile:
@@ -141,7 +148,7 @@ def expressible(row: MeasuredRow) -> str | None:
 
 
 def apply_params(base: Profile, params: dict[str, float]) -> Profile:
-    """``params``: ``scale`` and group multipliers (linear), ``jitter_sigma`` absolute."""
+    """``params``: ``scale`` and group multipliers (linear), ``jitter_sigma`` and ``copy_hot_ratio`` absolute."""
     scale = params.get("scale", 1.0)
     changes = {}
     side = params.get("backend", 1.0)  # the backend thread's share, across kinds (SIDE_GROUP)
@@ -151,8 +158,9 @@ def apply_params(base: Profile, params: dict[str, float]) -> Profile:
         for n in names:
             f = side_rx if n in RX_SIDE_FIELDS else side if n.startswith("backend_") else 1.0
             changes[n] = getattr(base, n) * mult * f
-    if "jitter_sigma" in params:
-        changes["jitter_sigma"] = params["jitter_sigma"]
+    for k in ("jitter_sigma", "copy_hot_ratio"):  # absolute, not scaled
+        if k in params:
+            changes[k] = params[k]
     return base.replace(**changes)
 
 
@@ -189,6 +197,10 @@ def free_groups(rows, max_pkt=lambda row: 65536) -> list[str]:
     stats = {(row_key(r), r.stat) for r in pings if r.metric == "rtt"}
     if len(stats) > len({k for k, _ in stats}):
         out.append("sigma")
+    # a round trip's copies (six per 4 KiB exchange) set the hot rate only where streams of
+    # >= 16 KiB (copy bound, full windows: the streaming rate) fix the cold one
+    if "copy" in out and any(r.msg_bytes >= HOT_PING for r in pings):
+        out.append("copy_hot")
     return out
 
 
@@ -292,19 +304,19 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
         return y
 
     free = free_groups(fit, lambda r: bases[r.setup].max_pkt_bytes)
+    if base.copy_hot_ratio >= 1.0 and "copy_hot" in free:
+        free.remove("copy_hot")  # the estimate says no cache effect for this backend: nothing to fit
     meas = np.log([r.value for r in fit])
     expo = np.array([time_exponent(r) for r in fit], dtype=float)
     n_time = float((expo ** 2).sum())
     x0 = np.zeros(len(free))
-    if "sigma" in free:
-        x0[free.index("sigma")] = math.log(base.jitter_sigma)
+    for g, (name, _lo, _hi) in ABSOLUTE.items():
+        if g in free:
+            x0[free.index(g)] = math.log(getattr(base, name))
     state = {"scale": 1.0}
 
     def unpack(x):
-        p = {g: math.exp(v) for g, v in zip(free, x) if g != "sigma"}
-        if "sigma" in free:
-            p["jitter_sigma"] = math.exp(x[free.index("sigma")])
-        return p
+        return {ABSOLUTE[g][0] if g in ABSOLUTE else g: math.exp(v) for g, v in zip(free, x)}
 
     def residuals(x):
         y = predict_fit(unpack(x))
@@ -332,9 +344,10 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
     if free and fit:
         lo = x0 - BOUND
         hi = x0 + BOUND
-        if "sigma" in free:
-            i = free.index("sigma")
-            lo[i], hi[i] = math.log(0.02), math.log(2.0)
+        for g, (_name, a, b) in ABSOLUTE.items():
+            if g in free:
+                i = free.index(g)
+                lo[i], hi[i] = math.log(a), math.log(b)
         def jac(x):
             # forward differences with a fixed step in log space: simulations are piecewise
             # constant at tiny steps, so scipy's default (1e-8) sees a zero gradient

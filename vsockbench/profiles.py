@@ -84,6 +84,13 @@ SOURCES: dict[str, str] = {
     "device_event_idx": "code: VIRTIO_RING_F_EVENT_IDX offered by the device: vhost (VHOST_FEATURES) and vhost-device-vsock "
     "yes; Firecracker vsock only since PR #5872 (May 2026: +118 % h2g on m6i MMIO), so earlier Firecracker (CI 2020-2023) "
     "gets a kick per add/refill and interrupts per batch regardless of the guest (vsockbench.kernels)",
+    "copy_hot_ratio": "est: a copy with little data in flight on its queue runs at this fraction of the "
+    "*_copy_ns_per_kib (streaming) rates (vsockbench.model.copycost); 1 = no cache effect, the default until the "
+    "backend's copies (model/backend.py) use it too. Estimate for the i7-10700KF's Comet Lake (Skylake-S) core: "
+    "0.25 = L2 / L3 load latency 11 / 44 cycles (AnandTech 11550, Skylake-S vs Skylake-SP caches); fits of "
+    "lkml_leonardi_fastpath_2024 with 4 KiB round trips give 0.18-0.33",
+    "copy_cache_bytes": "est: per-core L2 of the i7-10700KF (Comet Lake = Skylake-S core: 256 KiB, 4-way; "
+    "AnandTech 11550); one size for every machine (Skylake-SP/Ice Lake servers have 1-1.25 MiB)",
     "guest_tx_fast_path": "code: efcd71af38be (vsock/virtio: avoid queuing packets when intermediate queue is empty, "
     "2024) lets virtio_transport_send_pkt() add to the TX ring in the sender's context; older guests always go "
     "through send_pkt_work (set false for them in vsockbench.kernels)",
@@ -148,6 +155,9 @@ class Profile:
     # --- guest driver: the sender adds to the TX ring itself when send_pkt_queue is empty ---
     guest_tx_fast_path: bool = True
     device_event_idx: bool = True
+    # --- copies: hot (little in flight, L2-resident) vs streaming rates (model/copycost.py) ---
+    copy_hot_ratio: float = 1.0
+    copy_cache_bytes: int = 262144
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -160,6 +170,9 @@ class Profile:
         if self.ring_size < 2 or self.rx_buf_payload_bytes < 64 or self.max_pkt_bytes < 1:
             raise InputError("ring_size >= 2, rx_buf_payload_bytes >= 64 and max_pkt_bytes >= 1 are required",
                              where=f"profile {self.name!r}")
+        if not 0 < self.copy_hot_ratio <= 1 or self.copy_cache_bytes < 1:
+            raise InputError(f"copy_hot_ratio = {self.copy_hot_ratio}, copy_cache_bytes = {self.copy_cache_bytes}; "
+                             "expected 0 < ratio <= 1 and a cache of >= 1 byte", where=f"profile {self.name!r}")
         if not 0 <= self.backend_other_util < 1:
             raise InputError(f"backend_other_util = {self.backend_other_util}; expected 0 <= x < 1",
                              where=f"profile {self.name!r}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from .copycost import copy_s_per_byte, in_flight
 from .socket import CREDIT_UPDATE, REQUEST, RW, SEQ_EOM, SHUTDOWN, SHUTDOWN_BOTH, Pkt
 
 __all__ = ["ConnApp", "start_flow"]
@@ -59,6 +60,7 @@ class ConnApp:
         self.on_done = on_done
         self.refill = [None, None]  # stream: callable giving the next message of a direction
         self.prof = conn.q.prof
+        self.in_flight = in_flight(conn.q)  # the queue's payload in flight: the copies' footprint
         self.max_pkt = self.prof.max_pkt_bytes
         self._ready = self.env.event()
         for d in (G2H, H2G):
@@ -151,12 +153,13 @@ class ConnApp:
         th = self.threads[0 if from_guest else 1]
         p = self.prof
         if from_guest:
-            call, per_pkt, per_byte = p.guest_send_call_ns, p.guest_send_per_pkt_ns, p.guest_copy_ns_per_kib
+            call, per_pkt, copy_kib = p.guest_send_call_ns, p.guest_send_per_pkt_ns, p.guest_copy_ns_per_kib
         else:
-            call, per_pkt, per_byte = p.host_send_call_ns, p.guest_send_per_pkt_ns, p.host_copy_ns_per_kib
-        call, per_pkt, per_byte = call * 1e-9, per_pkt * 1e-9, per_byte * 1e-9 / 1024
+            call, per_pkt, copy_kib = p.host_send_call_ns, p.guest_send_per_pkt_ns, p.host_copy_ns_per_kib
+        call, per_pkt = call * 1e-9, per_pkt * 1e-9
+        pin = None
         if from_guest and self.flow.zerocopy and zerocopy_allowed(nbytes, self.max_pkt, conn.q.ring):
-            per_byte = p.guest_pin_ns_per_page * 1e-9 / 4096  # pins pages instead of the user->skb copy
+            pin = p.guest_pin_ns_per_page * 1e-9 / 4096  # pins pages instead of the user->skb copy
         seq = end.seqpacket
         cost = call
         remaining = nbytes
@@ -178,10 +181,13 @@ class ConnApp:
                 n = max_pkt
             end.take_credit(n)
             remaining -= n
+            # the copy's rate depends on the data in flight (copycost.py)
+            per_byte = pin if pin is not None else copy_s_per_byte(copy_kib, p, conn, n, n)
             yield th.run(cost + per_pkt + n * per_byte)
             cost = 0.0
             pkt = end.stamp(Pkt(conn, from_guest, RW, n, SEQ_EOM if seq and not remaining else 0, 0, 0))
             conn.sent[d] += n
+            self.in_flight.bytes += n
             if from_guest:
                 th.debt += q.xmit(pkt, th)
             else:
@@ -192,7 +198,7 @@ class ConnApp:
         conn, env = self.conn, self.env
         th = self.threads[1]
         p = self.prof
-        call, per_byte = p.host_send_call_ns * 1e-9, p.host_copy_ns_per_kib * 1e-9 / 1024
+        call = p.host_send_call_ns * 1e-9
         remaining = nbytes
         backend = conn.q.backend
         while remaining:
@@ -203,9 +209,10 @@ class ConnApp:
                 yield ev
                 continue
             n = remaining if remaining < room else room
-            yield th.run(call + n * per_byte)
+            yield th.run(call + n * copy_s_per_byte(p.host_copy_ns_per_kib, p, conn, n, n))
             conn.uds_h2g += n
             conn.sent[d] += n
+            self.in_flight.bytes += n
             remaining -= n
             backend.host_data(conn)
 
@@ -284,9 +291,9 @@ class ConnApp:
         th = self.threads[0 if to_guest else 1]
         p = self.prof
         if to_guest:
-            call, per_byte = p.guest_recv_call_ns * 1e-9, p.guest_copy_ns_per_kib * 1e-9 / 1024
+            call, copy_kib = p.guest_recv_call_ns * 1e-9, p.guest_copy_ns_per_kib
         else:
-            call, per_byte = p.host_recv_call_ns * 1e-9, p.host_copy_ns_per_kib * 1e-9 / 1024
+            call, copy_kib = p.host_recv_call_ns * 1e-9, p.host_copy_ns_per_kib
         avail = end.readable()
         while not avail:
             ev = env.event()
@@ -294,7 +301,7 @@ class ConnApp:
             yield ev  # vsock_data_ready -> woken after the wake-up latency
             avail = end.readable()
         n = avail if (end.seqpacket or avail < want) else want
-        yield th.run(call + n * per_byte)
+        yield th.run(call + n * copy_s_per_byte(copy_kib, p, conn, n))  # n: still in flight
         got = end.dequeue(n)
         if end.wants_credit_update():
             end.credit_updates += 1
@@ -303,6 +310,7 @@ class ConnApp:
             else:
                 m.host_ctrl(conn, CREDIT_UPDATE)
         conn.recv[d] += got
+        self.in_flight.bytes -= got
         return got
 
     def _recv_uds(self, d: int, want: int):
@@ -314,11 +322,12 @@ class ConnApp:
             conn.host_reader_wake = ev
             yield ev
         n = min(conn.uds_g2h, want)
-        yield th.run(p.host_recv_call_ns * 1e-9 + n * p.host_copy_ns_per_kib * 1e-9 / 1024)
+        yield th.run(p.host_recv_call_ns * 1e-9 + n * copy_s_per_byte(p.host_copy_ns_per_kib, p, conn, n))
         conn.uds_g2h -= n
         if conn.txbuf:
             conn.q.backend.flush(conn)
         conn.recv[d] += n
+        self.in_flight.bytes -= n
         return n
 
 

@@ -1,0 +1,63 @@
+"""What one byte of a copy costs, by the cache footprint of the data in flight.
+
+A copy whose source and destination were touched moments ago by the previous stage
+(a ping-pong message, a few KiB in flight) finds its cache lines in the core's L2; a
+streaming copy whose connections keep their buffers full (up to the 256 KiB credit window
+each, VSOCK_DEFAULT_BUFFER_SIZE) recycles buffers older than L2 holds and misses to L3.  The
+profile's ``*_copy_ns_per_kib`` are the cold (streaming) rates the stream rows fit; the hot
+rate is ``copy_hot_ratio`` times that, and in between the cost grows linearly with the
+footprint:
+
+    per_kib = cold * (ratio + (1 - ratio) * min(1, footprint / copy_cache_bytes))
+    footprint = payload in flight on the device queue (every connection on it, both
+                directions: sent by one app, not yet read by the other) + the copy's n bytes
+
+(a copy of n bytes reads n and writes n: the in-flight count holds one of the two).  The
+queue, not the connection: one backend thread copies every connection's buffers.
+
+Simplifications: an app's copy is charged the same footprint as the backend's (apps share the
+queue's vCPUs and host cores), though its own core may touch less; skb heads, rings and the
+apps' other memory are left out; one cache size for every core; the blend is linear rather
+than a reuse-distance curve.  ``copy_hot_ratio`` = 1 gives the cold rate for every copy (the
+model before this mechanism, bit for bit); it is the default while only the apps' copies
+(model/apps.py) are charged here: half of a round trip's copies are the backend's.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+__all__ = ["InFlight", "in_flight", "copy_s_per_byte"]
+
+
+class InFlight:
+    """Payload bytes in flight on one device queue (apps.py adds on send(), subtracts on recv())."""
+
+    __slots__ = ("bytes",)
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
+_BY_QUEUE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def in_flight(q) -> InFlight:
+    """The counter of queue ``q`` (created on first use; freed with the queue)."""
+    c = _BY_QUEUE.get(q)
+    if c is None:
+        c = _BY_QUEUE[q] = InFlight()
+    return c
+
+
+def copy_s_per_byte(ns_per_kib: float, prof, conn, n: int, pending: int = 0) -> float:
+    """Seconds per byte of an ``n``-byte copy on ``conn``; ``pending``: bytes of it not yet
+    counted as in flight (a send() copies before the bytes are accepted)."""
+    cold = ns_per_kib * 1e-9 / 1024
+    ratio = prof.copy_hot_ratio
+    if ratio >= 1.0:
+        return cold
+    frac = (in_flight(conn.q).bytes + pending + n) / prof.copy_cache_bytes
+    if frac > 1.0:
+        frac = 1.0
+    return cold * (ratio + (1.0 - ratio) * frac)
