@@ -191,7 +191,7 @@ class Profile:
 
 # First estimates (see SOURCES); the built-in profiles below replace their costs with calibrated ones.
 ESTIMATES: dict[str, Profile] = {
-    "vhost": Profile(),
+    "vhost": Profile(copy_hot_ratio=0.25),  # copycost.py: SOURCES["copy_hot_ratio"]
     # vhost-device-vsock (rust-vmm): one vring thread for RX+TX+backend epoll, one read()/write()
     # per packet, epoll re-arm per RX packet, per-descriptor mpsc hop to the used-ring helper.
     "vhost-user": Profile(

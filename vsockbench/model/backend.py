@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from .copycost import copy_s_per_byte
 from .cpu import wake_after
 from .socket import CREDIT_REQUEST, REQUEST, RW, SEQ_EOM, Pkt
 
@@ -89,7 +90,6 @@ class VhostBackend(_Worker):
         """vhost_vsock_handle_tx_kick(): drain the TX ring into host sockets, up to the weights."""
         prof, model, run = self.prof, self.model, self.thread.run
         per_pkt = prof.backend_per_pkt_ns * 1e-9
-        per_byte = prof.backend_copy_ns_per_kib * 1e-9 / 1024
         wp, wb = prof.weight_pkts, prof.weight_bytes
         q.tx_kick_enabled = False  # vhost_disable_notify: "avoid further vmexits"
         pkts = nbytes = 0
@@ -103,7 +103,8 @@ class VhostBackend(_Worker):
                 break
             pkt = q.pop_tx()
             q.held += pkt.len
-            yield run(per_pkt + pkt.len * per_byte)  # vhost_vsock_alloc_skb copies from guest memory
+            # vhost_vsock_alloc_skb copies from guest memory (rate by the data in flight: copycost.py)
+            yield run(per_pkt + pkt.len * copy_s_per_byte(prof.backend_copy_ns_per_kib, prof, pkt.conn, pkt.len))
             q.held -= pkt.len
             deliver(pkt, q)  # virtio_transport_recv_pkt in the worker (takes lock_sock)
             pkts += 1
@@ -120,7 +121,6 @@ class VhostBackend(_Worker):
         prof, run = self.prof, self.thread.run
         per_skb = prof.backend_h2g_per_skb_ns * 1e-9
         per_buf = prof.backend_per_rxbuf_ns * 1e-9
-        per_byte = prof.backend_copy_ns_per_kib * 1e-9 / 1024
         payload = prof.rx_buf_payload_bytes
         wp, wb = prof.weight_pkts, prof.weight_bytes
         sendq = q.host_sendq
@@ -147,7 +147,7 @@ class VhostBackend(_Worker):
             # per skb: dequeue from send_pkt_queue, free it, wake a writer waiting for space; the
             # descriptor, header and copy work is per buffer (vhost_transport_do_send_pkt)
             skb_cost = per_skb if q.host_off == 0 else 0.0
-            yield run(skb_cost + k * per_buf + sent * per_byte)
+            yield run(skb_cost + k * per_buf + sent * copy_s_per_byte(prof.backend_copy_ns_per_kib, prof, pkt.conn, sent))
             for piece in pieces:
                 q.put_rx(piece)
             if remaining == 0:
@@ -224,13 +224,13 @@ class UserspaceBackend(_Worker):
         """Firecracker process_tx / vhost-device-vsock process_tx: one write() per packet."""
         prof, model, run = self.prof, self.model, self.thread.run
         per_pkt = prof.backend_per_pkt_ns * 1e-9
-        per_byte = prof.backend_copy_ns_per_kib * 1e-9 / 1024
         syscall = prof.backend_syscall_ns * 1e-9
         q.tx_kick_enabled = False
         n = 0
         while q.txring:
             pkt = q.pop_tx()
-            cost = per_pkt + (syscall + pkt.len * per_byte if pkt.op == RW else 0.0)
+            cost = per_pkt + (syscall + pkt.len * copy_s_per_byte(prof.backend_copy_ns_per_kib, prof, pkt.conn, pkt.len)
+                              if pkt.op == RW else 0.0)
             if pkt.op == REQUEST:
                 cost += 2 * syscall  # connect() to <uds_path>_<port>
             q.held += pkt.len
@@ -246,7 +246,6 @@ class UserspaceBackend(_Worker):
         """Fill guest RX buffers from pending connections; one read() per buffer."""
         prof, run = self.prof, self.thread.run
         per_buf = prof.backend_per_rxbuf_ns * 1e-9
-        per_byte = prof.backend_copy_ns_per_kib * 1e-9 / 1024
         syscall = prof.backend_syscall_ns * 1e-9
         rearm = syscall if prof.rx_round_robin else 0.0  # vhost-device-vsock re-arms epoll per packet
         payload = prof.rx_buf_payload_bytes
@@ -274,7 +273,7 @@ class UserspaceBackend(_Worker):
                 conn.uds_h2g -= n
                 conn.h.take_credit(n)
                 pkt = conn.h.stamp(Pkt(conn, False, RW, n, 0, 0, 0))
-                cost = per_buf + syscall + rearm + n * per_byte
+                cost = per_buf + syscall + rearm + n * copy_s_per_byte(prof.backend_copy_ns_per_kib, prof, conn, n)
                 w = conn.host_writer_wake
                 if w is not None:
                     conn.host_writer_wake = None
