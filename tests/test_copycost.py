@@ -8,13 +8,14 @@ from conftest import make_scenario
 from vsockbench.calibrate import free_groups
 from vsockbench.measured import MeasuredRow
 from vsockbench.model import apps
-from vsockbench.model.copycost import copy_s_per_byte, in_flight
+from vsockbench.model.copycost import InFlight, copy_s_per_byte, in_flight
 from vsockbench.profiles import Profile
 from vsockbench.simulate import simulate
 
 
 class _Queue:
-    pass
+    def __init__(self):
+        self.footprint = InFlight()
 
 
 class _Conn:

@@ -19,13 +19,12 @@ Simplifications: an app's copy is charged the same footprint as the backend's (a
 queue's vCPUs and host cores), though its own core may touch less; skb heads, rings and the
 apps' other memory are left out; one cache size for every core; the blend is linear rather
 than a reuse-distance curve.  ``copy_hot_ratio`` = 1 gives the cold rate for every copy (the
-model before this mechanism, bit for bit); it is the default while only the apps' copies
-(model/apps.py) are charged here: half of a round trip's copies are the backend's.
+model before this mechanism, bit for bit): Firecracker and vhost-user keep it (no round-trip
+rows set their ratio).  The apps' copies (model/apps.py) and the backend's (model/backend.py)
+are charged here.
 """
 
 from __future__ import annotations
-
-import weakref
 
 __all__ = ["InFlight", "in_flight", "copy_s_per_byte"]
 
@@ -39,15 +38,9 @@ class InFlight:
         self.bytes = 0
 
 
-_BY_QUEUE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def in_flight(q) -> InFlight:
-    """The counter of queue ``q`` (created on first use; freed with the queue)."""
-    c = _BY_QUEUE.get(q)
-    if c is None:
-        c = _BY_QUEUE[q] = InFlight()
-    return c
+    """The counter of queue ``q`` (each GuestQueue carries one, ``q.footprint``)."""
+    return q.footprint
 
 
 def copy_s_per_byte(ns_per_kib: float, prof, conn, n: int, pending: int = 0) -> float:
@@ -57,7 +50,7 @@ def copy_s_per_byte(ns_per_kib: float, prof, conn, n: int, pending: int = 0) -> 
     ratio = prof.copy_hot_ratio
     if ratio >= 1.0:
         return cold
-    frac = (in_flight(conn.q).bytes + pending + n) / prof.copy_cache_bytes
+    frac = (conn.q.footprint.bytes + pending + n) / prof.copy_cache_bytes
     if frac > 1.0:
         frac = 1.0
     return cold * (ratio + (1.0 - ratio) * frac)

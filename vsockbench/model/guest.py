@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from .copycost import InFlight
 from .cpu import wake_after
 
 __all__ = ["GuestQueue"]
@@ -73,6 +74,7 @@ class GuestQueue:
         self.backend = None  # set by the topology builder
         # accounting
         self.held = 0  # payload bytes a worker has taken off a ring and not yet delivered
+        self.footprint = InFlight()  # payload sent by an app, not yet read: the copies' footprint (copycost.py)
         self.packets = 0
         self.bytes = 0
         self.kicks = 0  # guest -> device notifications (VM exits)
