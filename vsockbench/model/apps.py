@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .copycost import copy_s_per_byte, in_flight
+from .copycost import copy_s_per_byte, fixed_s_per_byte, in_flight
 from .socket import CREDIT_UPDATE, REQUEST, RW, SEQ_EOM, SHUTDOWN, SHUTDOWN_BOTH, Pkt
 
 __all__ = ["ConnApp", "start_flow"]
@@ -62,6 +62,16 @@ class ConnApp:
         self.prof = conn.q.prof
         self.in_flight = in_flight(conn.q)  # the queue's payload in flight: the copies' footprint
         self.max_pkt = self.prof.max_pkt_bytes
+        # per side (0 guest, 1 host): the copy rate when it is constant for the run, else None (by the
+        # footprint, copy_s_per_byte per copy)
+        p = self.prof
+        self.copy_fixed = (fixed_s_per_byte(p.guest_copy_ns_per_kib, p), fixed_s_per_byte(p.host_copy_ns_per_kib, p))
+        # per side, constant for the run: send() (call s, per packet s, copy ns/KiB), recv() (call s,
+        # copy ns/KiB); a host send's per-packet cost is the guest's guest_send_per_pkt_ns
+        self.send_costs = ((p.guest_send_call_ns * 1e-9, p.guest_send_per_pkt_ns * 1e-9, p.guest_copy_ns_per_kib),
+                           (p.host_send_call_ns * 1e-9, p.guest_send_per_pkt_ns * 1e-9, p.host_copy_ns_per_kib))
+        self.recv_costs = ((p.guest_recv_call_ns * 1e-9, p.guest_copy_ns_per_kib),
+                           (p.host_recv_call_ns * 1e-9, p.host_copy_ns_per_kib))
         self._ready = self.env.event()
         for d in (G2H, H2G):
             self.env.process(self._sender(d))
@@ -152,14 +162,10 @@ class ConnApp:
         end = conn.g if from_guest else conn.h
         th = self.threads[0 if from_guest else 1]
         p = self.prof
-        if from_guest:
-            call, per_pkt, copy_kib = p.guest_send_call_ns, p.guest_send_per_pkt_ns, p.guest_copy_ns_per_kib
-        else:
-            call, per_pkt, copy_kib = p.host_send_call_ns, p.guest_send_per_pkt_ns, p.host_copy_ns_per_kib
-        call, per_pkt = call * 1e-9, per_pkt * 1e-9
-        pin = None
+        call, per_pkt, copy_kib = self.send_costs[d]  # d: G2H = 0 = the guest sends
+        per_byte = self.copy_fixed[d]  # None: by the data in flight, per packet (copycost.py)
         if from_guest and self.flow.zerocopy and zerocopy_allowed(nbytes, self.max_pkt, conn.q.ring):
-            pin = p.guest_pin_ns_per_page * 1e-9 / 4096  # pins pages instead of the user->skb copy
+            per_byte = p.guest_pin_ns_per_page * 1e-9 / 4096  # pins pages instead of the user->skb copy
         seq = end.seqpacket
         cost = call
         remaining = nbytes
@@ -182,8 +188,8 @@ class ConnApp:
             end.take_credit(n)
             remaining -= n
             # the copy's rate depends on the data in flight (copycost.py)
-            per_byte = pin if pin is not None else copy_s_per_byte(copy_kib, p, conn, n, n)
-            yield th.run(cost + per_pkt + n * per_byte)
+            yield th.run(cost + per_pkt + n * (per_byte if per_byte is not None
+                                               else copy_s_per_byte(copy_kib, p, conn, n, n)))
             cost = 0.0
             pkt = end.stamp(Pkt(conn, from_guest, RW, n, SEQ_EOM if seq and not remaining else 0, 0, 0))
             conn.sent[d] += n
@@ -198,9 +204,10 @@ class ConnApp:
         conn, env = self.conn, self.env
         th = self.threads[1]
         p = self.prof
-        call = p.host_send_call_ns * 1e-9
+        call, _, copy_kib = self.send_costs[1]
         remaining = nbytes
         backend = conn.q.backend
+        per_byte = self.copy_fixed[1]
         while remaining:
             room = conn.uds_cap - conn.uds_h2g
             if room <= 0:
@@ -209,7 +216,8 @@ class ConnApp:
                 yield ev
                 continue
             n = remaining if remaining < room else room
-            yield th.run(call + n * copy_s_per_byte(p.host_copy_ns_per_kib, p, conn, n, n))
+            yield th.run(call + n * (per_byte if per_byte is not None
+                                     else copy_s_per_byte(copy_kib, p, conn, n, n)))
             conn.uds_h2g += n
             conn.sent[d] += n
             self.in_flight.bytes += n
@@ -263,7 +271,7 @@ class ConnApp:
 
     def _done(self, d: int, msg: Msg):
         """Record a completed message; return the message the reader sends next, if any."""
-        now = self.env.now
+        now = self.env._now
         self.m.messages.append((self.conn.flow, self.conn.id, d, msg.kind, msg.nbytes, msg.t0, now))
         nxt = None
         if msg.reply:
@@ -288,12 +296,10 @@ class ConnApp:
         conn, env, m = self.conn, self.env, self.m
         to_guest = d == H2G
         end = conn.g if to_guest else conn.h
-        th = self.threads[0 if to_guest else 1]
+        side = 0 if to_guest else 1
+        th = self.threads[side]
         p = self.prof
-        if to_guest:
-            call, copy_kib = p.guest_recv_call_ns * 1e-9, p.guest_copy_ns_per_kib
-        else:
-            call, copy_kib = p.host_recv_call_ns * 1e-9, p.host_copy_ns_per_kib
+        call, copy_kib = self.recv_costs[side]
         avail = end.readable()
         while not avail:
             ev = env.event()
@@ -301,7 +307,10 @@ class ConnApp:
             yield ev  # vsock_data_ready -> woken after the wake-up latency
             avail = end.readable()
         n = avail if (end.seqpacket or avail < want) else want
-        yield th.run(call + n * copy_s_per_byte(copy_kib, p, conn, n))  # n: still in flight
+        per_byte = self.copy_fixed[side]
+        if per_byte is None:
+            per_byte = copy_s_per_byte(copy_kib, p, conn, n)  # n: still in flight
+        yield th.run(call + n * per_byte)
         got = end.dequeue(n)
         if end.wants_credit_update():
             end.credit_updates += 1
@@ -322,7 +331,11 @@ class ConnApp:
             conn.host_reader_wake = ev
             yield ev
         n = min(conn.uds_g2h, want)
-        yield th.run(p.host_recv_call_ns * 1e-9 + n * copy_s_per_byte(p.host_copy_ns_per_kib, p, conn, n))
+        call, copy_kib = self.recv_costs[1]
+        per_byte = self.copy_fixed[1]
+        if per_byte is None:
+            per_byte = copy_s_per_byte(copy_kib, p, conn, n)
+        yield th.run(call + n * per_byte)
         conn.uds_g2h -= n
         if conn.txbuf:
             conn.q.backend.flush(conn)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .copycost import copy_s_per_byte
+from .copycost import copy_s_per_byte, fixed_s_per_byte
 from .cpu import wake_after
 from .socket import CREDIT_REQUEST, REQUEST, RW, SEQ_EOM, Pkt
 
@@ -42,6 +42,13 @@ class _Worker:
         self.yields = 0  # times a handler gave up the worker on its weight
         self.queues: list = []
         self.wake_s = prof.backend_wakeup_latency_ns * 1e-9
+        self.jitter = model.jitter
+        # per-operation costs in seconds, constant for the run (the profile is frozen)
+        self.per_pkt_s = prof.backend_per_pkt_ns * 1e-9
+        self.per_buf_s = prof.backend_per_rxbuf_ns * 1e-9
+        self.syscall_s = prof.backend_syscall_ns * 1e-9
+        # the copy rate when it is constant for the run, else None (by the footprint: copycost.py)
+        self.copy_fixed = fixed_s_per_byte(prof.backend_copy_ns_per_kib, prof)
         model.env.process(self._loop())
 
     def _queue(self, item) -> None:
@@ -51,7 +58,7 @@ class _Worker:
             ev = self._wake
             if ev is not None:  # eventfd -> wake_up_process -> scheduled after the wake-up latency
                 self._wake = None
-                wake_after(self.env, ev, self.wake_s * self.model.jitter())
+                wake_after(self.env, ev, self.wake_s * self.jitter())
 
     def notify_tx(self, q) -> None:
         self._queue(("tx", q))
@@ -89,11 +96,12 @@ class VhostBackend(_Worker):
     def _handle_tx(self, q):
         """vhost_vsock_handle_tx_kick(): drain the TX ring into host sockets, up to the weights."""
         prof, model, run = self.prof, self.model, self.thread.run
-        per_pkt = prof.backend_per_pkt_ns * 1e-9
+        per_pkt = self.per_pkt_s
         wp, wb = prof.weight_pkts, prof.weight_bytes
         q.tx_kick_enabled = False  # vhost_disable_notify: "avoid further vmexits"
         pkts = nbytes = 0
         deliver = model.host_recv_pkt
+        copy_kib, per_byte = prof.backend_copy_ns_per_kib, self.copy_fixed
         while True:
             if not q.txring:
                 q.tx_kick_enabled = True  # vhost_enable_notify, then re-check for a race
@@ -104,7 +112,8 @@ class VhostBackend(_Worker):
             pkt = q.pop_tx()
             q.held += pkt.len
             # vhost_vsock_alloc_skb copies from guest memory (rate by the data in flight: copycost.py)
-            yield run(per_pkt + pkt.len * copy_s_per_byte(prof.backend_copy_ns_per_kib, prof, pkt.conn, pkt.len))
+            yield run(per_pkt + pkt.len * (per_byte if per_byte is not None
+                                           else copy_s_per_byte(copy_kib, prof, pkt.conn, pkt.len)))
             q.held -= pkt.len
             deliver(pkt, q)  # virtio_transport_recv_pkt in the worker (takes lock_sock)
             pkts += 1
@@ -120,10 +129,11 @@ class VhostBackend(_Worker):
         """vhost_transport_do_send_pkt(): split each skb across guest RX buffers."""
         prof, run = self.prof, self.thread.run
         per_skb = prof.backend_h2g_per_skb_ns * 1e-9
-        per_buf = prof.backend_per_rxbuf_ns * 1e-9
+        per_buf = self.per_buf_s
         payload = prof.rx_buf_payload_bytes
         wp, wb = prof.weight_pkts, prof.weight_bytes
         sendq = q.host_sendq
+        copy_kib, per_byte = prof.backend_copy_ns_per_kib, self.copy_fixed
         bufs = nbytes = 0
         while sendq:
             pkt = sendq[0]
@@ -147,7 +157,8 @@ class VhostBackend(_Worker):
             # per skb: dequeue from send_pkt_queue, free it, wake a writer waiting for space; the
             # descriptor, header and copy work is per buffer (vhost_transport_do_send_pkt)
             skb_cost = per_skb if q.host_off == 0 else 0.0
-            yield run(skb_cost + k * per_buf + sent * copy_s_per_byte(prof.backend_copy_ns_per_kib, prof, pkt.conn, sent))
+            yield run(skb_cost + k * per_buf + sent * (per_byte if per_byte is not None
+                                                       else copy_s_per_byte(copy_kib, prof, pkt.conn, sent)))
             for piece in pieces:
                 q.put_rx(piece)
             if remaining == 0:
@@ -171,6 +182,7 @@ class UserspaceBackend(_Worker):
     def __init__(self, model, name: str, prof):
         super().__init__(model, name, prof)
         self.kind = prof.backend
+        self.loop_s = prof.backend_loop_ns * 1e-9
         if prof.backend_other_util > 0:
             model.env.process(self._other_devices())
 
@@ -205,31 +217,42 @@ class UserspaceBackend(_Worker):
         self._queue(("out", conn))
 
     def handle(self, item):
+        """The handler generator for a work item; an RX pass (the commonest item) is returned
+        as is, not wrapped (one generator level less, as VhostBackend.handle)."""
         kind, obj = item
-        prof, run = self.prof, self.thread.run
         if kind == "other":
-            yield run(obj)
-            return
+            return self._other(obj)
         # one epoll_wait round, charged with the next packet's work (no extra event)
-        self.thread.debt += prof.backend_loop_ns * 1e-9
+        self.thread.debt += self.loop_s
+        if kind == "rx":
+            return self._process_rx(obj)
+        return self._out_or_tx(kind, obj)
+
+    def _other(self, busy: float):
+        """The VMM thread's net/block work (``_other_devices``)."""
+        yield self.thread.run(busy)
+
+    def _out_or_tx(self, kind: str, obj):
+        """EPOLLOUT (flush a connection's LocalTxBuf) or a TX kick, then an RX pass on the queue."""
         if kind == "out":
-            yield run(prof.backend_syscall_ns * 1e-9)
+            yield self.thread.run(self.syscall_s)
             self.model.backend_flush(obj)
             obj = obj.q
-        elif kind == "tx":
+        else:
             yield from self._process_tx(obj)
         yield from self._process_rx(obj)
 
     def _process_tx(self, q):
         """Firecracker process_tx / vhost-device-vsock process_tx: one write() per packet."""
         prof, model, run = self.prof, self.model, self.thread.run
-        per_pkt = prof.backend_per_pkt_ns * 1e-9
-        syscall = prof.backend_syscall_ns * 1e-9
+        per_pkt, syscall = self.per_pkt_s, self.syscall_s
+        copy_kib, per_byte = prof.backend_copy_ns_per_kib, self.copy_fixed
         q.tx_kick_enabled = False
         n = 0
         while q.txring:
             pkt = q.pop_tx()
-            cost = per_pkt + (syscall + pkt.len * copy_s_per_byte(prof.backend_copy_ns_per_kib, prof, pkt.conn, pkt.len)
+            cost = per_pkt + (syscall + pkt.len * (per_byte if per_byte is not None
+                                                   else copy_s_per_byte(copy_kib, prof, pkt.conn, pkt.len))
                               if pkt.op == RW else 0.0)
             if pkt.op == REQUEST:
                 cost += 2 * syscall  # connect() to <uds_path>_<port>
@@ -245,11 +268,11 @@ class UserspaceBackend(_Worker):
     def _process_rx(self, q):
         """Fill guest RX buffers from pending connections; one read() per buffer."""
         prof, run = self.prof, self.thread.run
-        per_buf = prof.backend_per_rxbuf_ns * 1e-9
-        syscall = prof.backend_syscall_ns * 1e-9
+        per_buf, syscall = self.per_buf_s, self.syscall_s
         rearm = syscall if prof.rx_round_robin else 0.0  # vhost-device-vsock re-arms epoll per packet
         payload = prof.rx_buf_payload_bytes
         pending = q.rx_pending
+        copy_kib, per_byte = prof.backend_copy_ns_per_kib, self.copy_fixed
         bufs = 0
         while pending:
             conn = pending[0]
@@ -273,7 +296,8 @@ class UserspaceBackend(_Worker):
                 conn.uds_h2g -= n
                 conn.h.take_credit(n)
                 pkt = conn.h.stamp(Pkt(conn, False, RW, n, 0, 0, 0))
-                cost = per_buf + syscall + rearm + n * copy_s_per_byte(prof.backend_copy_ns_per_kib, prof, conn, n)
+                cost = per_buf + syscall + rearm + n * (per_byte if per_byte is not None
+                                                        else copy_s_per_byte(copy_kib, prof, conn, n))
                 w = conn.host_writer_wake
                 if w is not None:
                     conn.host_writer_wake = None

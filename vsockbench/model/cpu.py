@@ -46,11 +46,13 @@ operations per run on guest pools only.
 from __future__ import annotations
 
 from collections import deque
+from heapq import heappush as _heappush
 
 from simpy.events import NORMAL, Timeout
 
 __all__ = ["CpuPool", "Thread", "wake_after"]
 
+_new_timeout = Timeout.__new__  # Thread.run builds its Timeout without the __init__ call
 HALT_POLL_GROW = 2  # virt/kvm/kvm_main.c halt_poll_ns_grow
 HALT_POLL_GROW_START = 10e-6  # halt_poll_ns_grow_start = 10000 ns
 
@@ -58,10 +60,11 @@ HALT_POLL_GROW_START = 10e-6  # halt_poll_ns_grow_start = 10000 ns
 def wake_after(env, event, delay: float) -> None:
     """Succeed ``event`` ``delay`` seconds from now: a sleeping thread's wake-up latency folded
     into its wake event, which saves the separate timeout (one SimPy event per wake-up).
-    Same as ``event.succeed()`` (it sets _ok/_value and schedules) but with a delay."""
+    Same as ``event.succeed()`` (it sets _ok/_value and schedules) but with a delay; the
+    scheduling is ``env.schedule(event, NORMAL, delay)`` inlined (simpy/core.py)."""
     event._ok = True
     event._value = None
-    env.schedule(event, NORMAL, delay)
+    _heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), event))
 
 
 class CpuPool:
@@ -85,15 +88,6 @@ class CpuPool:
         self.busy = 0.0  # seconds of thread work inside the window (threads may move between pools)
         self.t0, self.t1 = window
 
-    def _release(self, cpu: int = -1) -> None:
-        if self.waiters:
-            thread, cost, done = self.waiters.popleft()
-            thread._start(cost, done, cpu)  # hand-over: the waiter runs on the CPU just freed (no gap)
-        else:
-            self.free += 1
-            if self.idle_since is not None and cpu >= 0:
-                self.idle_since[cpu] = self.env._now
-
     def _poll(self, a: float, b: float, window: float) -> float:
         """Halt polling of an idle gap [a, b] inside the measured window: [a, a + min(b - a, window)]."""
         e = a + window
@@ -103,34 +97,42 @@ class CpuPool:
         hi = e if e < self.t1 else self.t1
         return hi - lo if hi > lo else 0.0
 
-    def _close_gap(self, cpu: int, a: float, b: float) -> None:
-        """The vCPU idle since ``a`` wakes at ``b``: account its polling, adapt its window
-        (kvm_vcpu_halt: grow_halt_poll_ns / shrink_halt_poll_ns, see the module doc)."""
-        window = self.poll_window[cpu]
-        self.polled += self._poll(a, b, window)
-        gap, top = b - a, self.halt_poll
-        if gap <= window:
-            return  # polled through: keep the window
-        if window and gap > top:
-            self.poll_window[cpu] = 0.0  # a long block: halt_poll_ns_shrink=0 resets polling
-        elif window < top and gap < top:
-            grown = window * HALT_POLL_GROW
-            self.poll_window[cpu] = min(top, max(grown, HALT_POLL_GROW_START))
-
     def _take(self, thread) -> int:
         """A free CPU is taken by ``thread``: its previous CPU if idle, else the one idle the
-        shortest time; closes that CPU's idle gap and returns the CPU."""
+        shortest time; closes that CPU's idle gap and returns the CPU.
+
+        Closing the gap [a, b] (idle since ``a``, woken at ``b``): account its polling, then
+        adapt the window (kvm_vcpu_halt: grow_halt_poll_ns / shrink_halt_poll_ns, see the module
+        doc).  The polling is ``_poll(a, b, window)``, inlined here (this runs on every uncontended
+        guest charge)."""
         idle = self.idle_since
-        now = self.env._now
+        b = self.env._now
         cpu = thread.cpu
         if cpu < 0 or cpu >= len(idle) or idle[cpu] is None:
             best = None
             for i, t in enumerate(idle):
                 if t is not None and (best is None or t > best):
                     best, cpu = t, i
-        self._close_gap(cpu, idle[cpu], now)
+        a = idle[cpu]
         idle[cpu] = None
         thread.cpu = cpu
+        window = self.poll_window[cpu]
+        e = a + window  # _poll(a, b, window)
+        if b < e:
+            e = b
+        lo = a if a > self.t0 else self.t0
+        hi = e if e < self.t1 else self.t1
+        if hi > lo:
+            self.polled += hi - lo
+        gap = b - a
+        if gap <= window:
+            return cpu  # polled through: keep the window
+        top = self.halt_poll
+        if window and gap > top:
+            self.poll_window[cpu] = 0.0  # a long block: halt_poll_ns_shrink=0 resets polling
+        elif window < top and gap < top:
+            grown = window * HALT_POLL_GROW
+            self.poll_window[cpu] = min(top, max(grown, HALT_POLL_GROW_START))
         return cpu
 
     def poll_time(self, now: float | None = None) -> float:
@@ -166,8 +168,21 @@ class Thread:
         self.cpu = -1
 
     def _release_cpu(self, event=None) -> None:
-        self.pool.holders.pop(self, None)
-        self.pool._release(getattr(event, "cpu", -1))
+        """A charge's timeout fired: hand its CPU (``event.cpu`` on tracked pools) to the first
+        waiter, or free it (a tracked CPU goes idle now)."""
+        pool = self.pool
+        pool.holders.pop(self, None)
+        if pool.waiters:
+            thread, cost, done = pool.waiters.popleft()
+            # hand-over: the waiter runs on the CPU just freed (no gap)
+            thread._start(cost, done, getattr(event, "cpu", -1))
+        else:
+            pool.free += 1
+            idle = pool.idle_since
+            if idle is not None:
+                cpu = getattr(event, "cpu", -1)
+                if cpu >= 0:
+                    idle[cpu] = pool.env._now
 
     def _account(self, start: float, cost: float) -> None:
         self.busy_total += cost
@@ -192,20 +207,31 @@ class Thread:
             self.busy_total += cost
             self.runs += 1
             end = start + cost
-            if end > self.t0 and start < self.t1:
-                inc = (end if end < self.t1 else self.t1) - (start if start > self.t0 else self.t0)
+            t0, t1 = self.t0, self.t1
+            if end > t0 and start < t1:
+                inc = (end if end < t1 else t1) - (start if start > t0 else t0)
                 self.busy += inc
                 pool.busy += inc
             wait = cost
             if self.delay:
                 wait += self.delay
                 self.delay = 0.0
-            self.last_end = start + wait
-            pool.holders[self] = start + wait
-            ev = Timeout(env, wait)
+            end = start + wait  # the charge's end, preemption included
+            self.last_end = end
+            pool.holders[self] = end
+            # Timeout(env, wait) with Timeout.__init__ and env.schedule inlined (simpy/events.py,
+            # simpy/core.py): the same event, scheduled at the same time with the next event id
+            if wait < 0:
+                raise ValueError(f"Negative delay {wait}")
+            ev = _new_timeout(Timeout)
+            ev.env = env
+            ev.callbacks = [self._release]
+            ev._value = None
+            ev._delay = wait
+            ev._ok = True
+            _heappush(env._queue, (end, NORMAL, next(env._eid), ev))
             if pool.idle_since is not None:  # tracked (guest) pools only: the CPU rides on the event
                 ev.cpu = pool._take(self)
-            ev.callbacks.append(self._release)
             return ev
         now = env._now
         if now > self.last_end:  # woke from sleep: wake-up preemption (see the module doc)

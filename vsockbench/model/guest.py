@@ -58,6 +58,14 @@ class GuestQueue:
         self.slots = prof.slots_per_pkt
         self.ring = prof.ring_size
         self.suppress = prof.device_event_idx  # False: every kick and interrupt goes through
+        # per-operation costs in seconds, constant for the run (the profile is frozen)
+        self.fast_path = prof.guest_tx_fast_path
+        self.kick_s = prof.guest_kick_ns * 1e-9
+        self.signal_s = prof.backend_signal_ns * 1e-9
+        self.wq_s = prof.guest_wq_latency_ns * 1e-9
+        self.jitter = model.jitter
+        # record_packet is a no-op without packet records (run.packets = "none"): skip the call
+        self.record = model.record_packet if model.packet_mode != "none" else None
         # TX side
         self.sendq: deque = deque()  # send_pkt_queue (unbounded sk_buff_head)
         self.txring: deque = deque()  # packets available to the device
@@ -97,8 +105,8 @@ class GuestQueue:
         # the fast path exists since efcd71af38be (Sep 2024, ~6.12); older guests (4.14, 5.10: the
         # Firecracker CI) always queue to send_pkt_queue, so one send_pkt_work serialises every
         # connection's TX (profile guest_tx_fast_path, set per guest kernel by vsockbench.kernels)
-        if (self.prof.guest_tx_fast_path and not self.sendq and not self.send_work_running
-                and self.tx_free >= self._slots(pkt)):
+        if (self.fast_path and not self.sendq and not self.send_work_running
+                and self.tx_free >= (self.slots if pkt.len else 1)):  # _slots(pkt)
             self._add_tx(pkt)  # fast path in the sender's context
             return self._maybe_kick()
         self.sendq.append(pkt)
@@ -109,19 +117,20 @@ class GuestQueue:
         return self.slots if pkt.len else 1
 
     def _add_tx(self, pkt) -> None:
-        n = self._slots(pkt)
-        self.tx_free -= n
+        n = pkt.len
+        self.tx_free -= self.slots if n else 1  # _slots(pkt)
         self.txring.append(pkt)
         self.packets += 1
-        self.bytes += pkt.len
-        self.model.record_packet(pkt, self)
+        self.bytes += n
+        if self.record is not None:
+            self.record(pkt, self)
 
     def _maybe_kick(self) -> float:
         if self.tx_kick_enabled or not self.suppress:
             self.tx_kick_enabled = False  # EVENT_IDX: one kick until the device re-arms
             self.kicks += 1
             self.backend.notify_tx(self)
-            return self.prof.guest_kick_ns * 1e-9
+            return self.kick_s
         return 0.0
 
     def _unsuppressed_irq(self, thread) -> float:
@@ -134,7 +143,7 @@ class GuestQueue:
 
     def _wq_delay(self) -> float:
         """queue_work() -> the work item runs: the workqueue hop (Leonardi 2024: ~0.4 us mean)."""
-        return self.prof.guest_wq_latency_ns * 1e-9 * self.model.jitter()
+        return self.wq_s * self.jitter()
 
     def _queue_send_work(self, by=None) -> None:
         """queue_work(send_pkt_work) from thread ``by``; an idle item moves to ``by``'s vCPU."""
@@ -169,7 +178,7 @@ class GuestQueue:
     # device side hands TX packets over here
     def pop_tx(self):
         pkt = self.txring.popleft()
-        self.tx_used.append(self._slots(pkt))
+        self.tx_used.append(self.slots if pkt.len else 1)  # _slots(pkt)
         return pkt
 
     def signal_tx(self) -> float:
@@ -178,7 +187,7 @@ class GuestQueue:
             self.tx_cb_enabled = False
             self.irqs += 1
             self.env.timeout(self._wq_delay()).callbacks.append(self._tx_work)
-            return self.prof.backend_signal_ns * 1e-9
+            return self.signal_s
         if not self.suppress:
             return self._unsuppressed_irq(self.t_tx)
         return 0.0
@@ -191,7 +200,7 @@ class GuestQueue:
         n = len(self.tx_used)
         self.tx_free += sum(self.tx_used)
         self.tx_used.clear()
-        self.t_tx._account(self.env.now, prof.guest_irq_ns * 1e-9 + n * prof.guest_txq_per_pkt_ns * 1e-9)
+        self.t_tx._account(self.env._now, prof.guest_irq_ns * 1e-9 + n * prof.guest_txq_per_pkt_ns * 1e-9)
         self.tx_cb_enabled = True
         if n and self.sendq:
             self._queue_send_work(self.t_tx)
@@ -210,7 +219,8 @@ class GuestQueue:
         self.rx_used.append(pkt)
         self.packets += 1
         self.bytes += pkt.len
-        self.model.record_packet(pkt, self)
+        if self.record is not None:
+            self.record(pkt, self)
 
     def signal_rx(self) -> float:
         if self.rx_cb_enabled:
@@ -221,7 +231,7 @@ class GuestQueue:
             if ev is not None:
                 self._rx_ev = None
                 wake_after(self.env, ev, self._wq_delay())
-            return self.prof.backend_signal_ns * 1e-9
+            return self.signal_s
         if not self.suppress:
             return self._unsuppressed_irq(self.t_rx)
         return 0.0
@@ -243,8 +253,12 @@ class GuestQueue:
                 if not rx_used:
                     break
                 n = min(len(rx_used), RX_BATCH)
-                batch = [rx_used.popleft() for _ in range(n)]
-                held = sum(p.len for p in batch)
+                batch = []
+                held = 0
+                for _ in range(n):
+                    pkt = rx_used.popleft()
+                    batch.append(pkt)
+                    held += pkt.len
                 self.held += held
                 yield self.t_rx.run(cost + per_pkt * n)
                 self.held -= held
