@@ -66,3 +66,16 @@ def test_one_vcpu_pinned_is_the_free_guest():
     a, b = _stream("h2g", "pinned", connections=1, vcpus=1), _stream("h2g", "free", connections=1, vcpus=1)
     assert a.summary["flows"] == b.summary["flows"]
     assert a.summary["cpus"]["guest"]["vcpu_thread_util"] == b.summary["cpus"]["guest"]["vcpu_thread_util"]
+
+
+def test_simulate_command_shows_each_pinned_vcpu(tmp_path, capsys):
+    from vsockbench.cli import main
+
+    path = tmp_path / "pinned.toml"
+    path.write_text('[run]\nduration = 0.003\nwarmup = 0.001\npackets = "none"\n'
+                    '[guest]\nvcpus = 2\naffinity = "pinned"\n[[device]]\ncid = 3\nbackend = "vmm"\n'
+                    '[[flow]]\nname = "bulk"\nkind = "stream"\ndirection = "h2g"\nmsg_bytes = 65536\nconnections = 2\n')
+    assert main(["simulate", str(path)]) == 0
+    line = next(s for s in capsys.readouterr().out.splitlines() if "pinned, per vCPU" in s)
+    shares = [float(x.split(": ")[1].rstrip("%")) for x in line.split("vCPU: ")[1].split(", ")]
+    assert len(shares) == 2 and all(0 < s <= 100.0 for s in shares) and shares[0] > shares[1]

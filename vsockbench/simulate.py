@@ -133,7 +133,8 @@ def cpu_summary(model: Model, duration: float) -> dict:
     out["guest"] = {"cpus": cpus, "work_util": round(work, 6), "halt_poll_ns": model.guest_pool.halt_poll * 1e9,
                     "halt_poll_util": round(poll, 6), "vcpu_thread_util": round(min(float(cpus), work + poll), 6)}
     if model.pinned:
-        out["guest"]["per_vcpu_util"] = [round((p.busy + p.poll_time(model.window[1])) / duration, 6)
+        # at most 1 each: tx_work's accounting without a vCPU (model/guest.py) can push a busy one over
+        out["guest"]["per_vcpu_util"] = [round(min(1.0, (p.busy + p.poll_time(model.window[1])) / duration), 6)
                                          for p in guest_pools]
     pool = model.host_pool
     work = sum(t.busy for t in model.threads if t.pool is pool) / duration

@@ -65,6 +65,9 @@ def format_summary(summary: dict) -> str:
         lines.append(f"guest vCPUs ({g['cpus']}): work {g['work_util'] * 100:.1f}%, KVM halt polling "
                      f"{g['halt_poll_util'] * 100:.1f}% (halt_poll_ns {g['halt_poll_ns']:.0f}), vCPU threads "
                      f"{g['vcpu_thread_util'] * 100:.1f}%")
+        if "per_vcpu_util" in g:  # a pinned guest: what each vCPU's thread uses (work + polling)
+            lines.append("  pinned, per vCPU: " + ", ".join(f"{i}: {u * 100:.1f}%"
+                                                         for i, u in enumerate(g["per_vcpu_util"])))
     sim = summary["sim"]
     lines.append("")
     lines.append("devices: " + ", ".join(f"cid {cid} ({d['backend']}): {d['packets']} packets"
