@@ -8,7 +8,7 @@ from conftest import make_scenario
 from vsockbench.calibrate import free_groups
 from vsockbench.measured import MeasuredRow
 from vsockbench.model import apps
-from vsockbench.model.copycost import InFlight, copy_s_per_byte, in_flight
+from vsockbench.model.copycost import InFlight, copy_s_per_byte, copy_seconds, in_flight
 from vsockbench.profiles import Profile
 from vsockbench.simulate import simulate
 
@@ -67,12 +67,12 @@ STREAM = {"kind": "stream", "direction": "g2h", "msg_bytes": 65536}
 def test_pingpong_copy_is_charged_less_per_kib_than_a_streams(tmp_path, monkeypatch):
     charged = []
 
-    def record(ns_per_kib, prof, conn, n, pending=0):
-        s = copy_s_per_byte(ns_per_kib, prof, conn, n, pending)
-        charged.append((n * s / (ns_per_kib * 1e-9 / 1024), n))  # bytes x (charged / cold rate)
+    def record(n, fixed, ns_per_kib, prof, conn, pending=0):
+        s = copy_seconds(n, fixed, ns_per_kib, prof, conn, pending)
+        charged.append((s / (ns_per_kib * 1e-9 / 1024), n))  # bytes x (charged / cold rate)
         return s
 
-    monkeypatch.setattr(apps, "copy_s_per_byte", record)
+    monkeypatch.setattr(apps, "copy_seconds", record)  # the apps' copies only
     _run(tmp_path, PING, copy_hot_ratio=0.25)
     ping = sum(c for c, _ in charged) / sum(n for _, n in charged)
     charged.clear()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .copycost import copy_s_per_byte, fixed_s_per_byte, in_flight
+from .copycost import copy_seconds, fixed_s_per_byte, in_flight
 from .socket import CREDIT_UPDATE, REQUEST, RW, SEQ_EOM, SHUTDOWN, SHUTDOWN_BOTH, Pkt
 
 __all__ = ["ConnApp", "start_flow"]
@@ -63,7 +63,7 @@ class ConnApp:
         self.in_flight = in_flight(conn.q)  # the queue's payload in flight: the copies' footprint
         self.max_pkt = self.prof.max_pkt_bytes
         # per side (0 guest, 1 host): the copy rate when it is constant for the run, else None (by the
-        # footprint, copy_s_per_byte per copy)
+        # footprint, copycost.copy_seconds per copy)
         p = self.prof
         self.copy_fixed = (fixed_s_per_byte(p.guest_copy_ns_per_kib, p), fixed_s_per_byte(p.host_copy_ns_per_kib, p))
         # per side, constant for the run: send() (call s, per packet s, copy ns/KiB), recv() (call s,
@@ -188,8 +188,7 @@ class ConnApp:
             end.take_credit(n)
             remaining -= n
             # the copy's rate depends on the data in flight (copycost.py)
-            yield th.run(cost + per_pkt + n * (per_byte if per_byte is not None
-                                               else copy_s_per_byte(copy_kib, p, conn, n, n)))
+            yield th.run(cost + per_pkt + copy_seconds(n, per_byte, copy_kib, p, conn, n))
             cost = 0.0
             pkt = end.stamp(Pkt(conn, from_guest, RW, n, SEQ_EOM if seq and not remaining else 0, 0, 0))
             conn.sent[d] += n
@@ -216,8 +215,7 @@ class ConnApp:
                 yield ev
                 continue
             n = remaining if remaining < room else room
-            yield th.run(call + n * (per_byte if per_byte is not None
-                                     else copy_s_per_byte(copy_kib, p, conn, n, n)))
+            yield th.run(call + copy_seconds(n, per_byte, copy_kib, p, conn, n))
             conn.uds_h2g += n
             conn.sent[d] += n
             self.in_flight.bytes += n
@@ -307,10 +305,8 @@ class ConnApp:
             yield ev  # vsock_data_ready -> woken after the wake-up latency
             avail = end.readable()
         n = avail if (end.seqpacket or avail < want) else want
-        per_byte = self.copy_fixed[side]
-        if per_byte is None:
-            per_byte = copy_s_per_byte(copy_kib, p, conn, n)  # n: still in flight
-        yield th.run(call + n * per_byte)
+        # n is still counted in flight
+        yield th.run(call + copy_seconds(n, self.copy_fixed[side], copy_kib, p, conn))
         got = end.dequeue(n)
         if end.wants_credit_update():
             end.credit_updates += 1
@@ -332,10 +328,7 @@ class ConnApp:
             yield ev
         n = min(conn.uds_g2h, want)
         call, copy_kib = self.recv_costs[1]
-        per_byte = self.copy_fixed[1]
-        if per_byte is None:
-            per_byte = copy_s_per_byte(copy_kib, p, conn, n)
-        yield th.run(call + n * per_byte)
+        yield th.run(call + copy_seconds(n, self.copy_fixed[1], copy_kib, p, conn))
         conn.uds_g2h -= n
         if conn.txbuf:
             conn.q.backend.flush(conn)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .copycost import copy_s_per_byte, fixed_s_per_byte
+from .copycost import copy_seconds, fixed_s_per_byte
 from .cpu import wake_after
 from .socket import CREDIT_REQUEST, REQUEST, RW, SEQ_EOM, Pkt
 
@@ -112,8 +112,7 @@ class VhostBackend(_Worker):
             pkt = q.pop_tx()
             q.held += pkt.len
             # vhost_vsock_alloc_skb copies from guest memory (rate by the data in flight: copycost.py)
-            yield run(per_pkt + pkt.len * (per_byte if per_byte is not None
-                                           else copy_s_per_byte(copy_kib, prof, pkt.conn, pkt.len)))
+            yield run(per_pkt + copy_seconds(pkt.len, per_byte, copy_kib, prof, pkt.conn))
             q.held -= pkt.len
             deliver(pkt, q)  # virtio_transport_recv_pkt in the worker (takes lock_sock)
             pkts += 1
@@ -157,8 +156,7 @@ class VhostBackend(_Worker):
             # per skb: dequeue from send_pkt_queue, free it, wake a writer waiting for space; the
             # descriptor, header and copy work is per buffer (vhost_transport_do_send_pkt)
             skb_cost = per_skb if q.host_off == 0 else 0.0
-            yield run(skb_cost + k * per_buf + sent * (per_byte if per_byte is not None
-                                                       else copy_s_per_byte(copy_kib, prof, pkt.conn, sent)))
+            yield run(skb_cost + k * per_buf + copy_seconds(sent, per_byte, copy_kib, prof, pkt.conn))
             for piece in pieces:
                 q.put_rx(piece)
             if remaining == 0:
@@ -251,8 +249,7 @@ class UserspaceBackend(_Worker):
         n = 0
         while q.txring:
             pkt = q.pop_tx()
-            cost = per_pkt + (syscall + pkt.len * (per_byte if per_byte is not None
-                                                   else copy_s_per_byte(copy_kib, prof, pkt.conn, pkt.len))
+            cost = per_pkt + (syscall + copy_seconds(pkt.len, per_byte, copy_kib, prof, pkt.conn)
                               if pkt.op == RW else 0.0)
             if pkt.op == REQUEST:
                 cost += 2 * syscall  # connect() to <uds_path>_<port>
@@ -296,8 +293,7 @@ class UserspaceBackend(_Worker):
                 conn.uds_h2g -= n
                 conn.h.take_credit(n)
                 pkt = conn.h.stamp(Pkt(conn, False, RW, n, 0, 0, 0))
-                cost = per_buf + syscall + rearm + n * (per_byte if per_byte is not None
-                                                        else copy_s_per_byte(copy_kib, prof, conn, n))
+                cost = per_buf + syscall + rearm + copy_seconds(n, per_byte, copy_kib, prof, conn)
                 w = conn.host_writer_wake
                 if w is not None:
                     conn.host_writer_wake = None

@@ -21,13 +21,13 @@ apps' other memory are left out; one cache size for every core; the blend is lin
 than a reuse-distance curve.  ``copy_hot_ratio`` = 1 gives the cold rate for every copy (the
 model before this mechanism, bit for bit): Firecracker and vhost-user keep it (no round-trip
 rows set their ratio).  The apps' copies (model/apps.py) and the backend's (model/backend.py)
-are charged here; with ``copy_hot_ratio`` >= 1 they take the constant ``fixed_s_per_byte`` once
-instead of calling ``copy_s_per_byte`` per copy (speed; the same value).
+are charged through ``copy_seconds``: with ``copy_hot_ratio`` >= 1 at the constant
+``fixed_s_per_byte``, taken once per thread, else ``copy_s_per_byte`` per copy (the same value).
 """
 
 from __future__ import annotations
 
-__all__ = ["InFlight", "in_flight", "copy_s_per_byte", "fixed_s_per_byte"]
+__all__ = ["InFlight", "in_flight", "copy_s_per_byte", "fixed_s_per_byte", "copy_seconds"]
 
 
 class InFlight:
@@ -61,3 +61,11 @@ def fixed_s_per_byte(ns_per_kib: float, prof) -> float | None:
     """The per-byte rate when it does not depend on the footprint (``copy_hot_ratio`` >= 1: the
     cold rate, what ``copy_s_per_byte`` returns for every copy); None when it does."""
     return ns_per_kib * 1e-9 / 1024 if prof.copy_hot_ratio >= 1.0 else None
+
+
+def copy_seconds(n: int, fixed: float | None, ns_per_kib: float, prof, conn, pending: int = 0) -> float:
+    """CPU seconds of an ``n``-byte copy: at ``fixed`` (``fixed_s_per_byte``, computed once per
+    thread) when the rate is constant for the run, else by the footprint (``copy_s_per_byte``)."""
+    if fixed is not None:
+        return n * fixed
+    return n * copy_s_per_byte(ns_per_kib, prof, conn, n, pending)
