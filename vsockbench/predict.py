@@ -39,7 +39,8 @@ def row_key(row: MeasuredRow) -> tuple:
 
 
 def row_scenario_dict(key: tuple, *, backend: str = "vhost", seed: int = 1, fidelity: float = 1.0) -> dict:
-    workload, direction, msg, flows, vcpus, local, pinned = key
+    workload, direction, msg, flows, vcpus, local, *rest = key  # rest: (pinned,) for row_key's keys
+    pinned = bool(rest and rest[0])
     dur = (0.012 if workload == "pingpong" else 0.006) * fidelity
     flow = {"name": "f", "kind": workload, "direction": direction, "msg_bytes": msg, "connections": flows}
     if local:
