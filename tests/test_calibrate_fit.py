@@ -31,7 +31,7 @@ def synthetic():
     pred = Predictor()
     rows = []
     for key in KEYS:
-        sim = pred.sims([(*key, False)], truth)[(*key, False)]
+        sim = pred.sims([(*key, False)], truth)[(*key, False)]  # not local; a 6-field key = free guest
         rows.append(_row(key, "throughput", sim["throughput"], len(rows) + 1))
         rows.append(_row(key, "cpu_backend", sim["cpu_backend"], len(rows) + 1))
     return truth, rows

@@ -24,8 +24,9 @@ the host-local transports (``unix``/``tcp``, see :data:`LOCAL_BASE`):
   application's send()/recv() calls; h2g/local rows < 16 KiB or round trips), ``rxbuf`` (per guest RX buffer: the h2g path; any h2g row),
   ``backend`` (a factor on every ``backend_*`` cost across the kinds; rows of
   ``cpu_backend``), ``backend_rx`` (a further factor on the backend's guest RX
-  buffer work; ``cpu_backend`` rows in both directions), ``wake`` (wake-up and workqueue latencies; round-trip rows or a local
-  transport), ``sigma`` (``jitter_sigma``; rows with two or more RTT
+  buffer work; ``cpu_backend`` rows in both directions), ``wake`` (wake-up latencies; round-trip rows or a local
+  transport), ``hop`` (the workqueue hop: its latency and the kworker run's CPU; only in a joint fit of
+  guests with and without the TX fast path, which removes the hop from send_pkt_work), ``sigma`` (``jitter_sigma``; rows with two or more RTT
   statistics), and ``copy_hot`` (``copy_hot_ratio``, the hot/streaming copy rate of
   :mod:`vsockbench.model.copycost`; round trips of >= 4 KiB beside streams >= 16 KiB, which
   fix the streaming rate, and only where the estimate is below 1; elsewhere it stays at its
@@ -64,8 +65,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "host": ("host_send_call_ns", "host_recv_call_ns"),
     "notify": ("guest_kick_ns", "guest_irq_ns", "backend_signal_ns"),
     "rxbuf": ("backend_per_rxbuf_ns", "backend_h2g_per_skb_ns", "guest_recv_per_pkt_ns", "guest_rx_refill_ns"),
-    "wake": ("guest_wq_latency_ns", "guest_wakeup_latency_ns", "backend_wakeup_latency_ns",
-             "host_wakeup_latency_ns"),
+    "wake": ("guest_wakeup_latency_ns", "backend_wakeup_latency_ns", "host_wakeup_latency_ns"),
+    "hop": ("guest_wq_latency_ns", "guest_wq_run_ns"),
 }
 TIME_FIELDS = tuple(f for g in GROUPS.values() for f in g)
 # A multiplier across the kinds above on every backend_* cost: rows of the backend thread's CPU
@@ -91,7 +92,7 @@ LOCAL_BASE = ESTIMATES["vhost"].replace(
     name="local", guest_kick_ns=0.0, guest_irq_ns=0.0, backend_signal_ns=0.0, backend_per_pkt_ns=0.0,
     backend_h2g_per_skb_ns=0.0,
     backend_per_rxbuf_ns=0.0, backend_copy_ns_per_kib=0.0, guest_txq_per_pkt_ns=0.0, guest_rx_refill_ns=0.0,
-    guest_recv_per_pkt_ns=0.0, guest_wq_latency_ns=0.0, backend_wakeup_latency_ns=0.0,
+    guest_recv_per_pkt_ns=0.0, guest_wq_latency_ns=0.0, guest_wq_run_ns=0.0, backend_wakeup_latency_ns=0.0,
     rx_buf_payload_bytes=65536, ring_size=256,
     copy_hot_ratio=1.0)  # the copy cache effect (model/copycost.py) is not validated on local transports
 
@@ -164,9 +165,10 @@ def apply_params(base: Profile, params: dict[str, float]) -> Profile:
     return base.replace(**changes)
 
 
-def free_groups(rows, max_pkt=lambda row: 65536) -> list[str]:
+def free_groups(rows, max_pkt=lambda row: 65536, fast_path=lambda row: None) -> list[str]:
     """Which relative parameters the rows can see (module docstring).  ``max_pkt(row)``: the
-    largest packet of the row's kernel, which decides whether a send() is one packet or several."""
+    largest packet of the row's kernel, which decides whether a send() is one packet or several;
+    ``fast_path(row)``: whether the row's guest has the TX fast path."""
     out = []
     streams = [r for r in rows if r.workload == "stream"]
     pings = [r for r in rows if r.workload == "pingpong"]
@@ -194,6 +196,13 @@ def free_groups(rows, max_pkt=lambda row: 65536) -> list[str]:
             out.append("backend_rx")
     if pings or any(r.backend in LOCAL_BACKENDS for r in rows):
         out.append("wake")
+    # the workqueue hop (its latency in every work item, its CPU in send_pkt_work runs) sits beside
+    # per-packet and interrupt costs it cannot be told from - except where one machine runs a guest
+    # with the TX fast path (no send_pkt_work hop) and one without, on rows where the guest sends
+    # (g2h streams, round trips): a joint fit
+    senders = [r for r in rows if r.direction == "g2h" or r.workload == "pingpong"]
+    if len({fast_path(r) for r in senders} - {None}) > 1:
+        out.append("hop")
     stats = {(row_key(r), r.stat) for r in pings if r.metric == "rtt"}
     if len(stats) > len({k for k, _ in stats}):
         out.append("sigma")
@@ -303,7 +312,7 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
             y[idx] = pred.predict([fit[i] for i in idx], apply_params(bases[s], p))
         return y
 
-    free = free_groups(fit, lambda r: bases[r.setup].max_pkt_bytes)
+    free = free_groups(fit, lambda r: bases[r.setup].max_pkt_bytes, lambda r: bases[r.setup].guest_tx_fast_path)
     if base.copy_hot_ratio >= 1.0 and "copy_hot" in free:
         free.remove("copy_hot")  # the estimate says no cache effect for this backend: nothing to fit
     meas = np.log([r.value for r in fit])

@@ -60,8 +60,14 @@ SOURCES: dict[str, str] = {
     "guest_rx_refill_ns": "est: virtio_vsock_alloc_linear_skb + virtqueue_add_inbuf per RX buffer (virtio_vsock_rx_fill)",
     "guest_pin_ns_per_page": "est: lkml_krasnov_zerocopy_rfc_v5_2023 send_cost_pin 3.5 us per 64 KiB (16 pages)",
     "guest_kick_ns": "est: MMIO/PIO write VM exit + ioeventfd (KVM commit 68c3b4d1: 'essentially as fast as PIO'); ~2 us",
-    "guest_irq_ns": "est: irqfd injection + guest IRQ entry + queue_work on the vCPU",
-    "guest_wq_latency_ns": "est: workqueue hop, lkml_leonardi_fastpath_2024 (fast path saves ~0.4 us mean)",
+    "guest_irq_ns": "est: irqfd injection + guest IRQ entry + queue_work on the vCPU + the kworker run it wakes",
+    "guest_wq_latency_ns": "est: workqueue hop, queue_work() -> the kworker runs (scheduling delay on the vCPU)",
+    "guest_wq_run_ns": "est: CPU of one send_pkt_work run besides its work: the sender's queue_work() waking the "
+    "kworker (kick_pool -> wake_up_process) and the switches to it and back (__schedule); ~0.5 us per switch of a "
+    "kernel thread with mitigations (rx_work / tx_work runs are queued by the interrupt: in guest_irq_ns). Firecracker's "
+    "estimate is 0: its CI guests (4.14, 5.10) have no fast path, so no row tells the hop from the per-packet costs, and "
+    "with 1.5 us the 1 -> 2 vCPU extrapolation got worse (held-out max m6i 41 -> 111 %, m5d 80 -> 145 %). The TX fast path "
+    "(efcd71af38be) removes it for send_pkt_work: lkml_leonardi_fastpath_2024 saves 3.2 us of a 64 B round trip",
     "guest_wakeup_latency_ns": "est: sleeping task wake-up on an idle vCPU",
     "backend_wakeup_latency_ns": "est: ioeventfd/eventfd wake-up of the backend thread",
     "backend_per_pkt_ns": "est: vhost_get_vq_desc + skb alloc + recv_pkt + add_used; lkml_garzarella2019_v4 g2h 4 KiB 5.5 Gbps",
@@ -132,6 +138,7 @@ class Profile:
     guest_kick_ns: float = 1500.0
     guest_irq_ns: float = 1000.0
     guest_wq_latency_ns: float = 600.0
+    guest_wq_run_ns: float = 1500.0
     guest_wakeup_latency_ns: float = 1500.0
     # --- backend costs (vhost worker / vhost-user daemon / VMM event thread) --
     backend_wakeup_latency_ns: float = 1500.0
@@ -211,6 +218,9 @@ ESTIMATES: dict[str, Profile] = {
         backend_per_pkt_ns=900.0, backend_per_rxbuf_ns=900.0, backend_copy_ns_per_kib=120.0,
         backend_syscall_ns=1300.0, backend_loop_ns=1200.0, backend_signal_ns=1200.0,
         backend_wakeup_latency_ns=3000.0, guest_credit_on_drain=False,
+        # no hop CPU: no Firecracker guest has the fast path, so no row can tell it from the per-packet
+        # costs, and with the vhost estimate the 1 -> 2 vCPU extrapolation got worse (SOURCES)
+        guest_wq_run_ns=0.0,
     ),
 }
 

@@ -108,7 +108,7 @@ class ConnApp:
         conn.connect_wait = ev
         if from_guest:
             yield th.run(p.guest_send_call_ns * 1e-9)
-            th.debt += m.guest_ctrl(conn, REQUEST, sender=th)
+            th.owe(m.guest_ctrl(conn, REQUEST, sender=th))
         else:
             extra = 2 * p.backend_syscall_ns * 1e-9 if conn.userspace else 0.0  # connect + "CONNECT <port>\n"
             yield th.run(p.host_send_call_ns * 1e-9 + extra)
@@ -123,7 +123,7 @@ class ConnApp:
         th = self.threads[0 if from_guest else 1]
         yield th.run((self.prof.guest_send_call_ns if from_guest else self.prof.host_send_call_ns) * 1e-9)
         if from_guest:
-            th.debt += self.m.guest_ctrl(self.conn, SHUTDOWN, SHUTDOWN_BOTH, sender=th)
+            th.owe(self.m.guest_ctrl(self.conn, SHUTDOWN, SHUTDOWN_BOTH, sender=th))
         else:
             self.m.host_ctrl(self.conn, SHUTDOWN, SHUTDOWN_BOTH)
 
@@ -187,6 +187,10 @@ class ConnApp:
                 n = max_pkt
             end.take_credit(n)
             remaining -= n
+            # the fast path's virtqueue_add_sgs runs in this call, before the kick (GuestQueue.xmit)
+            fast = from_guest and q.fast_path_open(n)
+            if fast:
+                cost += q.txq_s
             # the copy's rate depends on the data in flight (copycost.py)
             yield th.run(cost + per_pkt + copy_seconds(n, per_byte, copy_kib, p, conn, n))
             cost = 0.0
@@ -194,7 +198,7 @@ class ConnApp:
             conn.sent[d] += n
             self.in_flight.bytes += n
             if from_guest:
-                th.debt += q.xmit(pkt, th)
+                th.owe(q.xmit(pkt, th, prepaid=fast))
             else:
                 q.backend.host_send(pkt, q)
 
@@ -311,7 +315,7 @@ class ConnApp:
         if end.wants_credit_update():
             end.credit_updates += 1
             if to_guest:
-                th.debt += m.guest_ctrl(conn, CREDIT_UPDATE, sender=th)
+                th.owe(m.guest_ctrl(conn, CREDIT_UPDATE, sender=th))
             else:
                 m.host_ctrl(conn, CREDIT_UPDATE)
         conn.recv[d] += got

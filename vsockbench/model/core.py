@@ -186,7 +186,7 @@ class Model:
 
     def charge(self, thread: Thread, cost: float) -> None:
         """CPU used off the critical path of its thread (e.g. a reply's kick from rx_work)."""
-        thread.debt += cost
+        thread.owe(cost)
 
     # ------------------------------------------------------------ sending control packets
     def _ctrl_queue(self, conn: Conn, op: int) -> GuestQueue:

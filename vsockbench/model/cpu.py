@@ -150,7 +150,7 @@ class Thread:
     """A schedulable thread: accumulates busy time within the measured window."""
 
     __slots__ = ("env", "pool", "name", "side", "busy", "busy_total", "t0", "t1", "runs", "debt", "_release", "last_end",
-                 "delay", "cpu")
+                 "delay", "cpu", "owed", "owed_at")
 
     def __init__(self, env, pool: CpuPool, name: str, side: str, window: tuple[float, float]):
         self.env, self.pool, self.name, self.side = env, pool, name, side
@@ -158,7 +158,9 @@ class Thread:
         self.busy = 0.0  # seconds of CPU inside the measured window
         self.busy_total = 0.0
         self.runs = 0
-        self.debt = 0.0  # CPU owed from off-path work (a kick's VM exit), paid at the next run
+        self.debt = 0.0  # CPU owed on the critical path (an event loop's epoll round), paid at the next run
+        self.owed = 0.0  # CPU spent off the critical path since ``owed_at`` (see ``owe``)
+        self.owed_at = 0.0
         self._release = self._release_cpu
         self.last_end = 0.0  # when this thread's last CPU charge ends
         self.delay = 0.0  # time it was preempted for, served at its next charge
@@ -194,11 +196,43 @@ class Thread:
             self.busy += hi - lo
             self.pool.busy += hi - lo
 
+    def owe(self, cost: float) -> None:
+        """CPU this thread spends from now on, off its critical path: a kick's VM exit after
+        the device has been notified (the vCPU is stalled in the exit while the backend already
+        runs), a signal after the used ring was published.  It delays the thread's next charge
+        only by what of it is left when that charge starts: time the thread then spent idle
+        paid for it (still counted as its CPU time).  Simplification: the vCPU itself is not
+        held, so another thread may run on it meanwhile."""
+        if cost:
+            if not self.owed:
+                self.owed_at = self.env._now
+            self.owed += cost
+
+    def _settle(self, now: float) -> float:
+        """Account what of ``owed`` the idle time since ``owed_at`` covered; return the rest."""
+        owed, start = self.owed, self.owed_at
+        self.owed = 0.0
+        paid = now - start
+        if paid > owed:
+            paid = owed
+        if paid > 0:
+            self.busy_total += paid
+            end = start + paid
+            lo = start if start > self.t0 else self.t0
+            hi = end if end < self.t1 else self.t1
+            if hi > lo:
+                self.busy += hi - lo
+                self.pool.busy += hi - lo
+            return owed - paid
+        return owed
+
     def run(self, cost: float):
         """An event that fires after this thread has had ``cost`` seconds of CPU."""
         if self.debt:
             cost += self.debt
             self.debt = 0.0
+        if self.owed:
+            cost += self._settle(self.env._now)
         pool = self.pool
         env = self.env
         if pool.free:  # the hot path: inlined accounting, one Timeout

@@ -7,6 +7,12 @@ Mirrors net/vmw_vsock/virtio_transport.c:
   packet, efcd71af38be) or append to ``send_pkt_queue`` + ``queue_work``.
 * ``_send_pkt_work`` drains ``send_pkt_queue`` in FIFO order, one kick per
   batch, stops when the ring is full (``virtio_transport_send_pkt_work``).
+  Each run costs ``guest_wq_run_ns`` besides its packets: the sender's
+  queue_work() wakes the kworker and the vCPU switches to it and back - what
+  the fast path saves, with the hop's latency ``guest_wq_latency_ns``.
+* A kick's VM exit stalls the vCPU after KVM has signalled the ioeventfd, so
+  the backend already runs: a sender's kick (fast path, control packets) is
+  owed (``Thread.owe``), not put before the notification.
 * ``_tx_work`` reclaims used TX buffers on the TX interrupt and requeues
   send_pkt_work (``virtio_transport_tx_work``).
 * ``_rx_work`` runs on the RX interrupt with callbacks disabled until the ring
@@ -63,6 +69,10 @@ class GuestQueue:
         self.kick_s = prof.guest_kick_ns * 1e-9
         self.signal_s = prof.backend_signal_ns * 1e-9
         self.wq_s = prof.guest_wq_latency_ns * 1e-9
+        # one send_pkt_work run queued by a sender: kworker wake-up + switches (rx_work and
+        # tx_work runs, queued by the interrupt, are in guest_irq_ns with the interrupt itself)
+        self.run_s = prof.guest_wq_run_ns * 1e-9
+        self.txq_s = prof.guest_txq_per_pkt_ns * 1e-9
         self.jitter = model.jitter
         # record_packet is a no-op without packet records (run.packets = "none"): skip the call
         self.record = model.record_packet if model.packet_mode != "none" else None
@@ -99,16 +109,27 @@ class GuestQueue:
         env.process(self._rx_work())
 
     # ------------------------------------------------------------------ TX
-    def xmit(self, pkt, sender=None) -> float:
-        """virtio_transport_send_pkt() called by thread ``sender``; returns the kick cost the
-        caller's vCPU pays (0 if none)."""
+    def fast_path_open(self, nbytes: int) -> bool:
+        """Would virtio_transport_send_pkt() take the fast path now: send_pkt_queue empty, the
+        work item not holding tx_lock, room on the ring (virtio_transport_send_skb_fast_path)."""
+        return (self.fast_path and not self.sendq and not self.send_work_running
+                and self.tx_free >= (self.slots if nbytes else 1))
+
+    def xmit(self, pkt, sender=None, prepaid: bool = False) -> float:
+        """virtio_transport_send_pkt() called by thread ``sender``; returns the CPU the caller's
+        vCPU spends after the device was notified (the kick's VM exit; 0 if none), which the
+        caller owes off its critical path (Thread.owe).  ``prepaid``: the caller's last charge
+        included the fast path's virtqueue_add_sgs (``fast_path_open`` was true when it began)."""
         # the fast path exists since efcd71af38be (Sep 2024, ~6.12); older guests (4.14, 5.10: the
         # Firecracker CI) always queue to send_pkt_queue, so one send_pkt_work serialises every
         # connection's TX (profile guest_tx_fast_path, set per guest kernel by vsockbench.kernels)
-        if (self.fast_path and not self.sendq and not self.send_work_running
-                and self.tx_free >= (self.slots if pkt.len else 1)):  # _slots(pkt)
+        if self.fast_path_open(pkt.len):
+            if not prepaid and sender is not None:  # control packets: the add is paid on the way
+                sender.debt += self.txq_s
             self._add_tx(pkt)  # fast path in the sender's context
             return self._maybe_kick()
+        # (a prepaid add that finds the queue busy after all is queued; its add is then paid
+        # twice - a rare race: the sender's charge would have ended in mutex_trylock failing)
         self.sendq.append(pkt)
         self._queue_send_work(sender)
         return 0.0
@@ -157,14 +178,21 @@ class GuestQueue:
                 wake_after(self.env, ev, self._wq_delay())
 
     def _send_pkt_work(self):
-        env, prof = self.env, self.prof
-        per_pkt = prof.guest_txq_per_pkt_ns * 1e-9
+        """virtio_transport_send_pkt_work: take packets off send_pkt_queue while the ring has
+        room (virtqueue_add_sgs each), then one kick.  The kworker's switch-in comes first (on
+        the path); simplification: the adds and the kick are charged after the device is
+        notified (one charge per batch), as if the device saw the batch at once."""
+        env = self.env
+        per_pkt = self.txq_s
+        run_s = self.run_s
         while True:
             if not self._send_queued:
                 self._send_ev = env.event()
                 yield self._send_ev
             self._send_queued = False
             self.send_work_running = True
+            if run_s:  # the sender's queue_work woke the kworker; the vCPU switches to it
+                yield self.t_send.run(run_s)
             batch = 0
             while self.sendq and self.tx_free >= self._slots(self.sendq[0]):
                 self._add_tx(self.sendq.popleft())
@@ -200,7 +228,7 @@ class GuestQueue:
         n = len(self.tx_used)
         self.tx_free += sum(self.tx_used)
         self.tx_used.clear()
-        self.t_tx._account(self.env._now, prof.guest_irq_ns * 1e-9 + n * prof.guest_txq_per_pkt_ns * 1e-9)
+        self.t_tx._account(self.env._now, prof.guest_irq_ns * 1e-9 + n * self.txq_s)
         self.tx_cb_enabled = True
         if n and self.sendq:
             self._queue_send_work(self.t_tx)
@@ -248,7 +276,7 @@ class GuestQueue:
                 self._rx_ev = env.event()
                 yield self._rx_ev
             self._rx_queued = False
-            cost = prof.guest_irq_ns * 1e-9
+            cost = prof.guest_irq_ns * 1e-9  # the interrupt and the kworker run it queues
             while True:
                 if not rx_used:
                     break
