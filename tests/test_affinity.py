@@ -79,3 +79,30 @@ def test_simulate_command_shows_each_pinned_vcpu(tmp_path, capsys):
     line = next(s for s in capsys.readouterr().out.splitlines() if "pinned, per vCPU" in s)
     shares = [float(x.split(": ")[1].rstrip("%")) for x in line.split("vCPU: ")[1].split(", ")]
     assert len(shares) == 2 and all(0 < s <= 100.0 for s in shares) and shares[0] > shares[1]
+
+
+def test_measured_rows_are_simulated_with_their_sources_placement():
+    """Firecracker's CI pins its iperf3 clients; Leonardi 2024's guest is simulated pinned (the
+    application follows the driver's work to the interrupt vCPU); Garzarella 2019 free; host-local
+    transports have no guest.  The placement is the last field of a row's simulation key."""
+    from pathlib import Path
+
+    from vsockbench.measured import read_measured_files
+    from vsockbench.predict import row_affinity, row_key, row_scenario_dict
+
+    rows = read_measured_files(sorted((Path(__file__).parents[1] / "results" / "measured").glob("*.csv")))
+    want = {"fc_vsock_baselines_2023_05": "pinned", "lkml_leonardi_fastpath_2024": "pinned",
+            "blog_garzarella_2019": "free", "lkml_garzarella2019_v4": "free"}
+    seen = set()
+    for r in rows:
+        if r.source_id in want and r.backend not in ("unix", "tcp"):
+            assert row_affinity(r) == want[r.source_id], r
+            seen.add(r.source_id)
+        if r.backend in ("unix", "tcp"):
+            assert row_affinity(r) == "free"
+    assert seen == set(want)
+    r = next(r for r in rows if r.source_id == "lkml_leonardi_fastpath_2024" and r.workload == "pingpong")
+    key = row_key(r)
+    assert key[-1] == "pinned"
+    assert row_scenario_dict(key)["guest"]["affinity"] == "pinned"
+    assert row_scenario_dict(key[:6])["guest"]["affinity"] == "free"  # a 6-field key: a free guest
