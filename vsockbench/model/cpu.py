@@ -187,8 +187,12 @@ class Thread:
                     idle[cpu] = pool.env._now
 
     def _account(self, start: float, cost: float) -> None:
-        self.busy_total += cost
         self.runs += 1
+        self._busy(start, cost)
+
+    def _busy(self, start: float, cost: float) -> None:
+        """``cost`` seconds of CPU from ``start``: its total, and its part inside the window."""
+        self.busy_total += cost
         lo = start if start > self.t0 else self.t0
         end = start + cost
         hi = end if end < self.t1 else self.t1
@@ -216,13 +220,7 @@ class Thread:
         if paid > owed:
             paid = owed
         if paid > 0:
-            self.busy_total += paid
-            end = start + paid
-            lo = start if start > self.t0 else self.t0
-            hi = end if end < self.t1 else self.t1
-            if hi > lo:
-                self.busy += hi - lo
-                self.pool.busy += hi - lo
+            self._busy(start, paid)  # CPU time, but no run of its own
             return owed - paid
         return owed
 
