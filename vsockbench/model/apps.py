@@ -26,6 +26,10 @@ from .socket import CREDIT_UPDATE, REQUEST, RW, SEQ_EOM, SHUTDOWN, SHUTDOWN_BOTH
 __all__ = ["ConnApp", "start_flow"]
 
 G2H, H2G = 0, 1
+# Share of a send()/recv() call's fixed cost spent outside lock_sock at each end of its charge
+# (syscall entry before lock_sock, exit after release_sock, the app's loop): an estimate; a
+# packet the receive path delivers in such a gap does not wait.
+LOCK_GAP = 0.25
 
 
 def zerocopy_allowed(nbytes: int, max_pkt: int, ring_size: int) -> bool:
@@ -168,14 +172,15 @@ class ConnApp:
             per_byte = p.guest_pin_ns_per_page * 1e-9 / 4096  # pins pages instead of the user->skb copy
         seq = end.seqpacket
         cost = call
+        gap = call * LOCK_GAP  # the part of a call outside lock_sock, at each end of its charge
         remaining = nbytes
         max_pkt = self.max_pkt
         q = conn.q
         while remaining:
             c = end.credit()
-            if c == 0:  # sleep in wait_woken until sk_write_space
+            if c == 0:  # sleep in wait_woken until sk_write_space (sk_wait_event releases lock_sock)
                 if cost:
-                    yield th.run(cost)
+                    yield th.run(cost, end, gap)
                     cost = 0.0
                 if end.credit() == 0:
                     ev = env.event()
@@ -192,7 +197,8 @@ class ConnApp:
             if fast:
                 cost += q.txq_s
             # the copy's rate depends on the data in flight (copycost.py)
-            yield th.run(cost + per_pkt + copy_seconds(n, per_byte, copy_kib, p, conn, n))
+            # under lock_sock but for the call's entry/exit (the first packet's charge carries the call)
+            yield th.run(cost + per_pkt + copy_seconds(n, per_byte, copy_kib, p, conn, n), end, gap if cost else 0.0)
             cost = 0.0
             pkt = end.stamp(Pkt(conn, from_guest, RW, n, SEQ_EOM if seq and not remaining else 0, 0, 0))
             conn.sent[d] += n
@@ -310,7 +316,7 @@ class ConnApp:
             avail = end.readable()
         n = avail if (end.seqpacket or avail < want) else want
         # n is still counted in flight
-        yield th.run(call + copy_seconds(n, self.copy_fixed[side], copy_kib, p, conn))
+        yield th.run(call + copy_seconds(n, self.copy_fixed[side], copy_kib, p, conn), end, call * LOCK_GAP)  # under lock_sock
         got = end.dequeue(n)
         if end.wants_credit_update():
             end.credit_updates += 1

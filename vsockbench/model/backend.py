@@ -101,6 +101,8 @@ class VhostBackend(_Worker):
         q.tx_kick_enabled = False  # vhost_disable_notify: "avoid further vmexits"
         pkts = nbytes = 0
         deliver = model.host_recv_pkt
+        wake = prof.host_wakeup_latency_ns * 1e-9  # release_sock -> the worker runs again
+        pool = self.thread.pool
         copy_kib, per_byte = prof.backend_copy_ns_per_kib, self.copy_fixed
         while True:
             if not q.txring:
@@ -114,6 +116,11 @@ class VhostBackend(_Worker):
             # vhost_vsock_alloc_skb copies from guest memory (rate by the data in flight: copycost.py)
             yield run(per_pkt + copy_seconds(pkt.len, per_byte, copy_kib, prof, pkt.conn))
             q.held -= pkt.len
+            end = pkt.conn.h
+            if end.lock_start <= self.env._now < end.lock_end and (end.lock_pool is not pool or pool.size > 1):
+                # lock_sock owned by the host app on another core: the worker sleeps until its
+                # release (model/guest.py _rx_work)
+                yield self.env.timeout(end.lock_end - self.env._now + wake * model.jitter())
             deliver(pkt, q)  # virtio_transport_recv_pkt in the worker (takes lock_sock)
             pkts += 1
             nbytes += pkt.len

@@ -224,8 +224,12 @@ class Thread:
             return owed - paid
         return owed
 
-    def run(self, cost: float):
-        """An event that fires after this thread has had ``cost`` seconds of CPU."""
+    def run(self, cost: float, lock=None, gap: float = 0.0):
+        """An event that fires after this thread has had ``cost`` seconds of CPU.  ``lock``: a
+        socket end (model/socket.End) whose lock_sock the charge holds while it runs, but for
+        ``gap`` at each end (the syscall's entry and exit and the app's own loop): its
+        ``lock_start``/``lock_end`` are set when the charge starts (a charge waiting for a CPU
+        holds nothing)."""
         if self.debt:
             cost += self.debt
             self.debt = 0.0
@@ -250,6 +254,8 @@ class Thread:
                 self.delay = 0.0
             end = start + wait  # the charge's end, preemption included
             self.last_end = end
+            if lock is not None:
+                lock.lock_start, lock.lock_end, lock.lock_pool = start + gap, end - gap, pool
             pool.holders[self] = end
             # Timeout(env, wait) with Timeout.__init__ and env.schedule inlined (simpy/events.py,
             # simpy/core.py): the same event, scheduled at the same time with the next event id
@@ -275,11 +281,15 @@ class Thread:
                 pool.preemptions += 1
                 self._account(now, cost)
                 self.last_end = now + cost
+                if lock is not None:
+                    lock.lock_start, lock.lock_end, lock.lock_pool = now + gap, now + cost - gap, pool
                 return Timeout(env, cost)  # on the victim's CPU: no slot taken, none released
             done = env.event()
+            done.lock = (lock, gap) if lock is not None else None
             pool.waiters.appendleft((self, cost, done))
             return done
         done = env.event()
+        done.lock = (lock, gap) if lock is not None else None
         pool.waiters.append((self, cost, done))
         return done
 
@@ -290,6 +300,9 @@ class Thread:
         self.delay = 0.0
         self.last_end = now + wait
         self.pool.holders[self] = now + wait
+        if done.lock is not None:
+            lock, gap = done.lock
+            lock.lock_start, lock.lock_end, lock.lock_pool = now + gap, now + wait - gap, self.pool
         t = self.env.timeout(wait)
         t.cpu = cpu
         if cpu >= 0:

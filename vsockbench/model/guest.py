@@ -14,7 +14,11 @@ Mirrors net/vmw_vsock/virtio_transport.c:
   the backend already runs: a sender's kick (fast path, control packets) is
   owed (``Thread.owe``), not put before the notification.
 * ``_tx_work`` reclaims used TX buffers on the TX interrupt and requeues
-  send_pkt_work (``virtio_transport_tx_work``).
+  send_pkt_work (``virtio_transport_tx_work``), a kworker on the interrupt
+  vCPU that competes for it.
+* ``_rx_work`` delivers each packet under the socket's ``lock_sock``
+  (``virtio_transport_recv_pkt``): while the socket's app owns it on another
+  vCPU, rx_work sleeps, and the packets behind it wait.
 * ``_rx_work`` runs on the RX interrupt with callbacks disabled until the ring
   is empty (no budget), delivers each buffer to its socket
   (``virtio_transport_recv_pkt``), and refills only below half
@@ -221,14 +225,18 @@ class GuestQueue:
         return 0.0
 
     def _tx_work(self, _event) -> None:
-        """virtio_transport_tx_work: virtqueue_get_buf + consume_skb_sent for every used buffer,
-        then requeue send_pkt_work.  Simplification: it is short, so its CPU time is accounted to
-        the tx_work thread without competing for a vCPU (one SimPy event instead of two)."""
-        prof = self.prof
+        """virtio_transport_tx_work, queued by the TX interrupt on the interrupt vCPU's bound
+        workqueue: the interrupt, then virtqueue_get_buf + consume_skb_sent for every used
+        buffer, on that vCPU (it competes with whatever runs there), then requeue
+        send_pkt_work."""
+        self.env.process(self._tx_work_run())
+
+    def _tx_work_run(self):
+        n = len(self.tx_used)
+        yield self.t_tx.run(self.prof.guest_irq_ns * 1e-9 + n * self.txq_s)
         n = len(self.tx_used)
         self.tx_free += sum(self.tx_used)
         self.tx_used.clear()
-        self.t_tx._account(self.env._now, prof.guest_irq_ns * 1e-9 + n * self.txq_s)
         self.tx_cb_enabled = True
         if n and self.sendq:
             self._queue_send_work(self.t_tx)
@@ -268,6 +276,8 @@ class GuestQueue:
         env, prof = self.env, self.prof
         per_pkt = prof.guest_recv_per_pkt_ns * 1e-9
         refill_ns = prof.guest_rx_refill_ns * 1e-9
+        wake = prof.guest_wakeup_latency_ns * 1e-9
+        t_rx = self.t_rx
         deliver = self.model.guest_recv_pkt
         half = self.ring // 2
         rx_used = self.rx_used
@@ -292,6 +302,17 @@ class GuestQueue:
                 self.held -= held
                 cost = 0.0
                 for pkt in batch:
+                    end = pkt.conn.g
+                    if (end.lock_start <= env._now < end.lock_end
+                            and (end.lock_pool is not t_rx.pool or t_rx.pool.size > 1)):
+                        # virtio_transport_recv_pkt takes lock_sock: while the socket's app owns it
+                        # (inside send()/recv() on another vCPU) the kworker sleeps in __lock_sock
+                        # and every socket behind this packet waits; release_sock wakes it.
+                        # Simplification: it then has the lock (a hand-over), though lock_sock
+                        # is not fair and an app that calls again at once may take it first.  Not
+                        # on the owner's own single vCPU: the guest kernels we model are not
+                        # preemptible (PREEMPT_NONE), so the kworker runs after the syscall.
+                        yield env.timeout(end.lock_end - env._now + wake * self.jitter())
                     deliver(pkt, self)
             # out: refill only below half (virtio_transport_rx_work -> virtio_vsock_rx_fill)
             posted = self.rx_avail + len(rx_used)

@@ -51,7 +51,7 @@ class End:
 
     __slots__ = ("buf_alloc", "fwd_cnt", "last_fwd_cnt", "tx_cnt", "peer_buf_alloc", "peer_fwd_cnt",
                  "rx_bytes", "buf_used", "rxq", "reader", "writer", "threshold", "on_drain", "window_min",
-                 "drops", "max_in_flight", "credit_updates", "seqpacket", "msgs_ready", "waker")
+                 "drops", "max_in_flight", "credit_updates", "seqpacket", "msgs_ready", "waker", "lock_start", "lock_end", "lock_pool")
 
     def __init__(self, buf_alloc: int, threshold: int, on_drain: bool, window_min: bool, seqpacket: bool):
         self.buf_alloc = buf_alloc
@@ -68,6 +68,11 @@ class End:
         self.credit_updates = 0
         self.msgs_ready = 0  # complete SEQPACKET messages queued
         self.waker = _succeed  # wakes a sleeping app (the model sets one with the wake-up latency)
+        # lock_sock owned by the app (sock_owned_by_user) from lock_start to lock_end: its
+        # send()/recv() charge runs under the socket lock (vsock_connectible_sendmsg/recvmsg) but
+        # for the syscall's entry/exit and the app's loop between calls; Thread.run sets them
+        self.lock_start = self.lock_end = 0.0
+        self.lock_pool = None  # the CPU pool the owner ran on (model/cpu.CpuPool)
 
     def credit(self) -> int:
         """virtio_transport_has_space(): bytes this end may still send."""
