@@ -115,12 +115,12 @@ class VhostBackend(_Worker):
             q.held += pkt.len
             # vhost_vsock_alloc_skb copies from guest memory (rate by the data in flight: copycost.py)
             yield run(per_pkt + copy_seconds(pkt.len, per_byte, copy_kib, prof, pkt.conn))
-            q.held -= pkt.len
             end = pkt.conn.h
             if end.lock_start <= self.env._now < end.lock_end and (end.lock_pool is not pool or pool.size > 1):
                 # lock_sock owned by the host app on another core: the worker sleeps until its
-                # release (model/guest.py _rx_work)
+                # release (model/guest.py _rx_work); the packet stays held meanwhile
                 yield self.env.timeout(end.lock_end - self.env._now + wake * model.jitter())
+            q.held -= pkt.len
             deliver(pkt, q)  # virtio_transport_recv_pkt in the worker (takes lock_sock)
             pkts += 1
             nbytes += pkt.len

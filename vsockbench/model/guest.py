@@ -299,9 +299,8 @@ class GuestQueue:
                     held += pkt.len
                 self.held += held
                 yield self.t_rx.run(cost + per_pkt * n)
-                self.held -= held
                 cost = 0.0
-                for pkt in batch:
+                for pkt in batch:  # each stays held (in flight) until delivered
                     end = pkt.conn.g
                     if (end.lock_start <= env._now < end.lock_end
                             and (end.lock_pool is not t_rx.pool or t_rx.pool.size > 1)):
@@ -313,6 +312,7 @@ class GuestQueue:
                         # on the owner's own single vCPU: the guest kernels we model are not
                         # preemptible (PREEMPT_NONE), so the kworker runs after the syscall.
                         yield env.timeout(end.lock_end - env._now + wake * self.jitter())
+                    self.held -= pkt.len
                     deliver(pkt, self)
             # out: refill only below half (virtio_transport_rx_work -> virtio_vsock_rx_fill)
             posted = self.rx_avail + len(rx_used)
