@@ -228,12 +228,11 @@ class GuestQueue:
         """virtio_transport_tx_work, queued by the TX interrupt on the interrupt vCPU's bound
         workqueue: the interrupt, then virtqueue_get_buf + consume_skb_sent for every used
         buffer, on that vCPU (it competes with whatever runs there), then requeue
-        send_pkt_work."""
-        self.env.process(self._tx_work_run())
+        send_pkt_work (``_tx_reclaim``, a callback on the charge: no process of its own)."""
+        ev = self.t_tx.run(self.prof.guest_irq_ns * 1e-9 + len(self.tx_used) * self.txq_s)
+        ev.callbacks.append(self._tx_reclaim)
 
-    def _tx_work_run(self):
-        n = len(self.tx_used)
-        yield self.t_tx.run(self.prof.guest_irq_ns * 1e-9 + n * self.txq_s)
+    def _tx_reclaim(self, _event) -> None:
         n = len(self.tx_used)
         self.tx_free += sum(self.tx_used)
         self.tx_used.clear()
