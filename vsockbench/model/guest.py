@@ -16,13 +16,12 @@ Mirrors net/vmw_vsock/virtio_transport.c:
 * ``_tx_work`` reclaims used TX buffers on the TX interrupt and requeues
   send_pkt_work (``virtio_transport_tx_work``), a kworker on the interrupt
   vCPU that competes for it.
-* ``_rx_work`` delivers each packet under the socket's ``lock_sock``
-  (``virtio_transport_recv_pkt``): while the socket's app owns it on another
-  vCPU, rx_work sleeps, and the packets behind it wait.
 * ``_rx_work`` runs on the RX interrupt with callbacks disabled until the ring
   is empty (no budget), delivers each buffer to its socket
-  (``virtio_transport_recv_pkt``), and refills only below half
-  (``virtio_vsock_rx_fill``; ``rx_buf_nr < rx_buf_max_nr / 2``).
+  (``virtio_transport_recv_pkt``, under the socket's ``lock_sock``: while the
+  socket's app owns it on another vCPU, rx_work sleeps and the packets behind
+  it wait), and refills only below half (``virtio_vsock_rx_fill``;
+  ``rx_buf_nr < rx_buf_max_nr / 2``).
 
 Notification suppression (EVENT_IDX): a kick only when the backend has
 notifications enabled (it disables them while it runs), an interrupt only
