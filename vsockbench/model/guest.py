@@ -18,9 +18,9 @@ Mirrors net/vmw_vsock/virtio_transport.c:
   vCPU that competes for it.
 * ``_rx_work`` runs on the RX interrupt with callbacks disabled until the ring
   is empty (no budget), delivers each buffer to its socket
-  (``virtio_transport_recv_pkt``, under the socket's ``lock_sock``: while the
-  socket's app owns it on another vCPU, rx_work sleeps and the packets behind
-  it wait), and refills only below half (``virtio_vsock_rx_fill``;
+  (``virtio_transport_recv_pkt``, under the socket's ``lock_sock``: while an
+  app pinned to another vCPU owns it, rx_work sleeps and the packets behind it
+  wait), and refills only below half (``virtio_vsock_rx_fill``;
   ``rx_buf_nr < rx_buf_max_nr / 2``).
 
 Notification suppression (EVENT_IDX): a kick only when the backend has
@@ -300,15 +300,16 @@ class GuestQueue:
                 cost = 0.0
                 for pkt in batch:  # each stays held (in flight) until delivered
                     end = pkt.conn.g
-                    if (end.lock_start <= env._now < end.lock_end
-                            and (end.lock_pool is not t_rx.pool or t_rx.pool.size > 1)):
+                    if end.lock_start <= env._now < end.lock_end and end.lock_pool is not t_rx.pool:
                         # virtio_transport_recv_pkt takes lock_sock: while the socket's app owns it
                         # (inside send()/recv() on another vCPU) the kworker sleeps in __lock_sock
                         # and every socket behind this packet waits; release_sock wakes it.
                         # Simplification: it then has the lock (a hand-over), though lock_sock
-                        # is not fair and an app that calls again at once may take it first.  Not
-                        # on the owner's own single vCPU: the guest kernels we model are not
-                        # preemptible (PREEMPT_NONE), so the kworker runs after the syscall.
+                        # is not fair and an app that calls again at once may take it first.
+                        # Only an app pinned to another vCPU (its own pool) contends: on the
+                        # kworker's own vCPU the syscall ends first (PREEMPT_NONE guests), and an
+                        # unpinned app follows rx_work's sync wake-ups to its vCPU (wake_affine;
+                        # a free pool, which does not track CPUs, stands for that).
                         yield env.timeout(end.lock_end - env._now + wake * self.jitter())
                     self.held -= pkt.len
                     deliver(pkt, self)
