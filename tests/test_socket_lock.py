@@ -47,16 +47,15 @@ def test_a_charge_holds_the_lock_only_while_it_runs():
     assert end.lock_pool is pool
 
 
-def _waits(monkeypatch, where="_rx_work"):
-    """Count the timeouts ``where`` takes (rx_work's and the vhost TX handler's only timeouts are
-    their lock waits)."""
+def _waits(monkeypatch):
+    """Count the timeouts rx_work takes (its only timeouts are its lock waits)."""
     import sys
 
     count = {"n": 0}
     orig = simpy.Environment.timeout
 
     def timeout(self, delay=0, value=None):
-        if sys._getframe(1).f_code.co_name == where:
+        if sys._getframe(1).f_code.co_name == "_rx_work":
             count["n"] += 1
         return orig(self, delay, value)
 
