@@ -160,9 +160,9 @@ class GuestQueue:
     def _unsuppressed_irq(self, thread) -> float:
         """An interrupt the guest had disabled but the device sends anyway (no EVENT_IDX):
         vring_interrupt runs and queue_work finds the item queued.  Simplification: accounted to
-        ``thread`` without competing for a vCPU (charging it as a run, like tx_work's, took the
-        Firecracker m6i 1 KiB h2g row from +50 % to +92 % held out); returns the backend's
-        signal cost."""
+        ``thread`` without competing for a vCPU (charging it as a run, like tx_work's, made the
+        Firecracker 1 KiB h2g rows worse held out: m6i +92 %); returns the backend's signal
+        cost."""
         self.irqs += 1
         thread._account(self.env.now, self.prof.guest_irq_ns * 1e-9)
         return self.prof.backend_signal_ns * 1e-9
