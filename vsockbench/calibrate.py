@@ -29,8 +29,9 @@ the host-local transports (``unix``/``tcp``, see :data:`LOCAL_BASE`):
   guests with and without the TX fast path, which removes the hop from send_pkt_work), ``sigma`` (``jitter_sigma``; rows with two or more RTT
   statistics), and ``copy_hot`` (``copy_hot_ratio``, the hot/streaming copy rate of
   :mod:`vsockbench.model.copycost`; round trips of >= 4 KiB beside streams >= 16 KiB, which
-  fix the streaming rate, and only where the estimate is below 1; elsewhere it stays at its
-  estimate).
+  fix the streaming rate, and only where the estimate is below 1; rows that cannot see it
+  keep the estimate on the machine it is for (``HOT_RATIO_MACHINES``), else the streaming
+  rate, ratio 1).
 * fixed: every constant from code (ring size, RX buffer size, weights, credit
   thresholds, buffer sizes) and the built-in ratios inside each group.
 """
@@ -81,6 +82,10 @@ SMALL = 16384  # below this a stream is per-send bound, above copy bound
 HOT_PING = 4096  # a round trip of at least a page: its copies are a visible share of the RTT
 # absolute (not log-multiplier) parameters: name in the fit -> (profile field, lower bound, upper bound)
 ABSOLUTE = {"sigma": ("jitter_sigma", 0.02, 2.0), "copy_hot": ("copy_hot_ratio", 0.02, 1.0)}
+# The machines the vhost estimate of copy_hot_ratio is for (profiles.SOURCES: the i7-10700KF's
+# L2/L3 latencies), matched in the setup name; rows of other machines that cannot see the cache
+# effect are fitted with the streaming rate (calibrate_setup).
+HOT_RATIO_MACHINES = ("i7-10700kf",)
 
 # A host-local AF_UNIX/TCP connection as the model sees it: the client process is the "guest"
 # (one CPU: a Python process's threads share the GIL), the server process the "host" (one CPU),
@@ -315,6 +320,13 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
     free = free_groups(fit, lambda r: bases[r.setup].max_pkt_bytes, lambda r: bases[r.setup].guest_tx_fast_path)
     if base.copy_hot_ratio >= 1.0 and "copy_hot" in free:
         free.remove("copy_hot")  # the estimate says no cache effect for this backend: nothing to fit
+    elif (base.copy_hot_ratio < 1.0 and "copy_hot" not in free
+          and not any(m in setup.lower() for m in HOT_RATIO_MACHINES)):
+        # only round trips next to streams set the cache effect (free_groups); rows that cannot see
+        # it keep the streaming rate, as Firecracker's and vhost-user's estimates do
+        # (model/copycost.py), unless they come from the machine the estimate is for
+        base = base.replace(copy_hot_ratio=1.0)
+        bases = {s: b.replace(copy_hot_ratio=1.0) for s, b in bases.items()}
     meas = np.log([r.value for r in fit])
     expo = np.array([time_exponent(r) for r in fit], dtype=float)
     n_time = float((expo ** 2).sum())
