@@ -6,17 +6,14 @@ cover, back to 0 after a block longer than the maximum)."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import simpy
 from conftest import make_scenario
 
 from vsockbench.model.cpu import CpuPool, Thread
-from vsockbench.profiles import load_profile
+from vsockbench.profiles import builtin_profile
 from vsockbench.simulate import simulate
-
-PROFILES = Path(__file__).resolve().parents[1] / "vsockbench" / "data" / "profiles"
 
 US = 1e-6
 
@@ -105,7 +102,7 @@ def test_streaming_guest_vcpu_thread_is_busy_all_the_time(direction):
     """Firecracker's CI reads 99-100 % for every 1-vCPU vsock test: the guest's idle gaps while
     it streams are microseconds, all spent polling (its m6i guest 4.14 profile, the CI's guest
     kernel code; the built-in vmm profile has today's guest code, which reads 93 % h2g)."""
-    prof = load_profile(PROFILES / "vmm__firecracker-2023_05__m6i.metal-host6.1-guest4.14.toml")
+    prof = builtin_profile("vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14")
     res = _vmm_stream(1, direction=direction, profile=prof)
     g = res.summary["cpus"]["guest"]
     # whatever the guest's own work (it depends on the calibrated costs), polling fills the rest

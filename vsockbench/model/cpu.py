@@ -272,7 +272,8 @@ class Thread:
                 ev.cpu = pool._take(self)
             return ev
         now = env._now
-        if now > self.last_end:  # woke from sleep: wake-up preemption (see the module doc)
+        woke = now > self.last_end  # it slept since its last charge
+        if woke:  # wake-up preemption (see the module doc)
             holders = pool.holders
             victim = max(holders, key=holders.__getitem__) if holders else None
             if victim is not None and victim is not self and holders[victim] - now > cost:
@@ -284,13 +285,12 @@ class Thread:
                 if lock is not None:
                     lock.lock_start, lock.lock_end, lock.lock_pool = now + gap, now + cost - gap, pool
                 return Timeout(env, cost)  # on the victim's CPU: no slot taken, none released
-            done = env.event()
-            done.lock = (lock, gap) if lock is not None else None
-            pool.waiters.appendleft((self, cost, done))
-            return done
         done = env.event()
-        done.lock = (lock, gap) if lock is not None else None
-        pool.waiters.append((self, cost, done))
+        done.lock = (lock, gap) if lock is not None else None  # held from _start on
+        if woke:
+            pool.waiters.appendleft((self, cost, done))  # head of the queue
+        else:
+            pool.waiters.append((self, cost, done))
         return done
 
     def _start(self, cost: float, done, cpu: int = -1) -> None:
