@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -10,9 +11,11 @@ import sys
 import pandas as pd
 import pytest
 
+from vsockbench.calibrate import expressible
 from vsockbench.errors import InputError
 from vsockbench.measure import RunSpec, measure
 from vsockbench.measure.output import HEADER
+from vsockbench.measured import read_measured
 
 SCHEMA_HEADER = "setup,source_id,backend,variant,workload,direction,msg_bytes,flows,vcpus,metric,stat,value,unit,notes"
 ALLOWED = {
@@ -20,7 +23,7 @@ ALLOWED = {
     "direction": {"g2h", "h2g", "bidir", "local", "h2g2h", "g2h2g", ""},
     "stat": {"mean", "median", "p1", "p50", "p90", "p99", "min", "max", "stddev"},
 }
-UNITS = {"throughput": "Gbps", "rtt": "us"}
+UNITS = {"throughput": "Gbps", "rtt": "us", "cpu_client": "pct", "cpu_server": "pct"}
 
 
 def _check_schema(path):
@@ -45,11 +48,20 @@ def test_cli_contract_exactly_as_written(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     df = _check_schema(tmp_path / "FILE.csv")
-    assert len(df) == 1
+    # the throughput, then both processes' CPU (host-local: both ran here, on vcpus shared CPUs)
+    assert list(df["metric"]) == ["throughput", "cpu_client", "cpu_server"]
     row = df.iloc[0]
     assert (row["backend"], row["workload"], row["msg_bytes"], row["flows"], row["metric"], row["unit"]) == (
         "unix", "stream", 65536, 1, "throughput", "Gbps")
     assert row["source_id"] == "FILE" and row["value"] > 0
+    cpus = len(os.sched_getaffinity(0))
+    assert (df["vcpus"] == cpus).all()
+    # a sender in a tight loop for 2 s: its process is busy, and no process uses more than the machine
+    assert 10 < df.iloc[1]["value"] <= 100 * cpus + 5 and 0 < df.iloc[2]["value"] <= 100 * cpus + 5
+    # the schema reader takes them; calibration lists them as recorded but not modelled
+    rows = read_measured(tmp_path / "FILE.csv")
+    assert [expressible(r) is None for r in rows] == [True, False, False]
+    assert "recorded, not modelled" in expressible(rows[1])
     assert "Gbps" in r.stdout and r.stderr.count("\r") == 0  # no progress bar when not a TTY
     rec = pd.read_parquet(tmp_path / "FILE.messages.parquet")
     assert {"side", "conn", "event", "t_ns", "bytes", "rtt_ns", "in_window"} <= set(rec.columns)

@@ -29,7 +29,7 @@ def test_stream_local(tmp_path, transport, direction):
     spec = RunSpec(workload="stream", direction=direction, msg_bytes=65536, connections=2, **SHORT)
     m, rows = measure(spec, local=True, transport=transport, out=str(out))
     df = _csv(out)
-    assert len(df) == 1 and df.loc[0, "metric"] == "throughput" and df.loc[0, "unit"] == "Gbps"
+    assert list(df["metric"]) == ["throughput", "cpu_client", "cpu_server"] and df.loc[0, "unit"] == "Gbps"
     assert df.loc[0, "backend"] == transport and df.loc[0, "direction"] == "local"
     assert df.loc[0, "flows"] == 2 and df.loc[0, "msg_bytes"] == 65536
     assert df.loc[0, "setup"].startswith(f"{transport}/local/")
@@ -52,9 +52,10 @@ def test_pingpong_local_every_sample(tmp_path, transport):
     m, rows = measure(spec, local=True, transport=transport, out=str(out))
     df = _csv(out)
     assert set(df["stat"]) == {"mean", "p1", "p50", "p90", "p99", "min", "max", "stddev"}
-    assert (df["metric"] == "rtt").all() and (df["unit"] == "us").all()
+    rtt = df[df["metric"] == "rtt"]
+    assert (rtt["unit"] == "us").all() and set(df["metric"]) == {"rtt", "cpu_client", "cpu_server"}
     assert (df["direction"] == "g2h2g").all()
-    v = df.set_index("stat")["value"]
+    v = rtt.set_index("stat")["value"]
     assert v["min"] <= v["p1"] <= v["p50"] <= v["p90"] <= v["p99"] <= v["max"]
     # every round trip in the window is a record and feeds the statistics (no sampling)
     rec = pd.read_parquet(tmp_path / "pp.messages.parquet")

@@ -74,6 +74,8 @@ def measure(
             raise MeasureError("measure: an endpoint is required unless local=True")
         m = run_client(endpoint, spec, timeout=timeout, progress=progress)
     be = backend or default_backend(m.endpoint.transport, m.local)
+    if m.local and vcpus is None:  # both processes run here: the CPUs they share
+        vcpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if source_id is None:
         stem = os.path.splitext(os.path.basename(out))[0] if out else "vsockbench_measure"
         source_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)

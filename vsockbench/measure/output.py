@@ -1,9 +1,12 @@
 """Turn a Measurement into measured-run rows, per-message Parquet and host metadata.
 
 Rows follow ``results/measured/README.md`` (header order is a contract).
-Process CPU time has no honest schema metric (``cpu_guest`` is vCPU time,
-``cpu_backend`` the vhost/VMM thread), so it goes to the JSON sidecar and the
-``notes`` column, not to rows.
+A process's CPU time goes to the JSON sidecar and the ``notes`` column; for a
+host-local run (``--local``: both processes on this machine) it is also two rows,
+``cpu_client`` and ``cpu_server`` (percent of one core, user + system), and
+``vcpus`` is the number of CPUs the two processes share.  A remote run's guest
+process is not vCPU time (``cpu_guest``) nor the backend (``cpu_backend``), so it
+stays out of the rows.
 """
 
 from __future__ import annotations
@@ -159,12 +162,33 @@ def role_is_client_active(m: Measurement) -> bool:
     return m.spec.workload == "trace" or m.spec.direction == "g2h"
 
 
+def _cpu_pct(m: Measurement, side: str) -> float | None:
+    """Percent of one core the ``side`` process used over the window (user + system)."""
+    c = m.cpu.get(side)
+    if c and c["window_s"] > 0:
+        return 100 * (c["user_s"] + c["sys_s"]) / c["window_s"]
+    return None
+
+
+def _cpu_rows(m: Measurement, base: dict, notes: str) -> list[dict]:
+    """A host-local stream or ping-pong's two processes: cpu_client, cpu_server (none for a remote
+    run or a trace replay)."""
+    if not m.local or m.spec.workload not in ("stream", "pingpong"):
+        return []
+    out = []
+    for side in ("client", "server"):
+        pct = _cpu_pct(m, side)
+        if pct is not None:
+            out.append({**base, "metric": f"cpu_{side}", "stat": "mean", "value": round(pct, 3), "unit": "pct",
+                        "notes": f"{side} process, user + system time over the window; {notes}"})
+    return out
+
+
 def _cpu_note(m: Measurement) -> str:
     parts = []
     for side in ("client", "server"):
-        c = m.cpu.get(side)
-        if c and c["window_s"] > 0:
-            pct = 100 * (c["user_s"] + c["sys_s"]) / c["window_s"]
+        pct = _cpu_pct(m, side)
+        if pct is not None:
             parts.append(f"{side} cpu {pct:.1f}% of one core")
     return "; ".join(parts)
 
@@ -190,7 +214,7 @@ def measurement_rows(
         "direction": direction,
         "msg_bytes": "" if spec.workload == "trace" else int(spec.msg_bytes),
         "flows": spec.n_conns,
-        "vcpus": "" if vcpus is None else int(vcpus),
+        "vcpus": "" if vcpus is None else int(vcpus),  # host-local: the CPUs both processes share
     }
     cores = host.get("cores")
     common = (
@@ -207,6 +231,7 @@ def measurement_rows(
             value, how = tp
             notes = "; ".join(x for x in (how, common, cpu) if x)
             rows.append({**base, "metric": "throughput", "stat": "mean", "value": round(value, 6), "unit": "Gbps", "notes": notes})
+            rows += _cpu_rows(m, base, common)
         return rows
     samples, note = _latency_samples(m)
     if not len(samples):
@@ -226,7 +251,7 @@ def measurement_rows(
     notes = "; ".join(x for x in (extra, common, cpu) if x)
     for stat in RTT_STATS:
         rows.append({**base, "metric": "rtt", "stat": stat, "value": round(float(values[stat]), 3), "unit": "us", "notes": notes})
-    return rows
+    return rows + _cpu_rows(m, base, common)
 
 
 def records_frame(m: Measurement, run_id: int | None = None) -> pd.DataFrame:
