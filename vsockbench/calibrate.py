@@ -151,8 +151,8 @@ def expressible(row: MeasuredRow) -> str | None:
     if row.metric in ("cpu_client", "cpu_server"):
         # recorded by `vsockbench measure --local`; the model's local transports give each process a
         # core of its own (LOCAL_BASE), while the two measured processes share the machine's cores,
-        # and one connection's CPU per byte is about twice a saturated machine's: a sleep/wake cost
-        # the model does not charge (README, local loop)
+        # and one connection costs about twice the CPU per byte of a saturated machine, which the
+        # model does not reproduce (fitting them was tried: README, local loop)
         return f"metric {row.metric} (a measuring process's CPU) is recorded, not modelled"
     if row.metric in ("cpu_backend", "cpu_guest") and row.workload != "stream":
         return "CPU rows are fitted for stream workloads only"
