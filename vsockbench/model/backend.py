@@ -221,31 +221,30 @@ class UserspaceBackend(_Worker):
         """EPOLLOUT: the host app read, the LocalTxBuf can drain."""
         self._queue(("out", conn))
 
-    def handle(self, item):
-        """The handler generator for a work item; an RX pass (the commonest item) is returned
-        as is, not wrapped (one generator level less, as VhostBackend.handle)."""
-        kind, obj = item
-        if kind == "other":
-            return self._other(obj)
-        # one epoll_wait round, charged with the next packet's work (no extra event)
-        self.thread.debt += self.loop_s
-        if kind == "rx":
-            return self._process_rx(obj)
-        return self._out_or_tx(kind, obj)
-
-    def _other(self, busy: float):
-        """The VMM thread's net/block work (``_other_devices``)."""
-        yield self.thread.run(busy)
-
-    def _out_or_tx(self, kind: str, obj):
-        """EPOLLOUT (flush a connection's LocalTxBuf) or a TX kick, then an RX pass on the queue."""
-        if kind == "out":
-            yield self.thread.run(self.syscall_s)
-            self.model.backend_flush(obj)
-            obj = obj.q
-        else:
-            yield from self._process_tx(obj)
-        yield from self._process_rx(obj)
+    def _loop(self):
+        """The event loop: each work item is one epoll round.  The handlers are dispatched here
+        rather than through a handler generator (``_Worker._loop``): one generator level less on
+        every resume of the commonest items (same events, same order)."""
+        env, thread = self.env, self.thread
+        work, queued = self.work, self.queued
+        while True:
+            if not work:
+                self._wake = env.event()
+                yield self._wake
+            kind, obj = item = work.popleft()
+            queued.discard(item)
+            if kind == "other":  # the VMM thread's net/block work (_other_devices)
+                yield thread.run(obj)
+                continue
+            # one epoll_wait round, charged with the next packet's work (no extra event)
+            thread.debt += self.loop_s
+            if kind == "out":  # EPOLLOUT: flush a connection's LocalTxBuf, then an RX pass
+                yield thread.run(self.syscall_s)
+                self.model.backend_flush(obj)
+                obj = obj.q
+            elif kind == "tx":  # a TX kick, then an RX pass on the queue
+                yield from self._process_tx(obj)
+            yield from self._process_rx(obj)
 
     def _process_tx(self, q):
         """Firecracker process_tx / vhost-device-vsock process_tx: one write() per packet."""
