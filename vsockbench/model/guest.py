@@ -71,6 +71,7 @@ class GuestQueue:
         self.fast_path = prof.guest_tx_fast_path
         self.kick_s = prof.guest_kick_ns * 1e-9
         self.signal_s = prof.backend_signal_ns * 1e-9
+        self.irq_s = prof.guest_irq_ns * 1e-9  # an interrupt and the kworker run it queues
         self.wq_s = prof.guest_wq_latency_ns * 1e-9
         # one send_pkt_work run queued by a sender: kworker wake-up + switches (rx_work and
         # tx_work runs, queued by the interrupt, are in guest_irq_ns with the interrupt itself)
@@ -164,8 +165,8 @@ class GuestQueue:
         Firecracker 1 KiB h2g rows worse held out: m6i +92 %); returns the backend's signal
         cost."""
         self.irqs += 1
-        thread._account(self.env.now, self.prof.guest_irq_ns * 1e-9)
-        return self.prof.backend_signal_ns * 1e-9
+        thread._account(self.env.now, self.irq_s)
+        return self.signal_s
 
     def _wq_delay(self) -> float:
         """queue_work() -> the work item runs: the workqueue hop (Leonardi 2024: ~0.4 us mean)."""
@@ -230,7 +231,7 @@ class GuestQueue:
         workqueue: the interrupt, then virtqueue_get_buf + consume_skb_sent for every used
         buffer, on that vCPU (it competes with whatever runs there), then requeue
         send_pkt_work (``_tx_reclaim``, a callback on the charge: no process of its own)."""
-        ev = self.t_tx.run(self.prof.guest_irq_ns * 1e-9 + len(self.tx_used) * self.txq_s)
+        ev = self.t_tx.run(self.irq_s + len(self.tx_used) * self.txq_s)
         ev.callbacks.append(self._tx_reclaim)
 
     def _tx_reclaim(self, _event) -> None:
@@ -286,7 +287,7 @@ class GuestQueue:
                 self._rx_ev = env.event()
                 yield self._rx_ev
             self._rx_queued = False
-            cost = prof.guest_irq_ns * 1e-9  # the interrupt and the kworker run it queues
+            cost = self.irq_s  # the interrupt and the kworker run it queues
             while True:
                 if not rx_used:
                     break
@@ -324,7 +325,7 @@ class GuestQueue:
                 if self.rx_kick_enabled or not self.suppress:  # virtio_vsock_rx_fill -> virtqueue_kick
                     self.rx_kick_enabled = False
                     self.kicks += 1
-                    kick = prof.guest_kick_ns * 1e-9
+                    kick = self.kick_s
                     self.backend.notify_rx(self)
                 yield self.t_rx.run(refill * refill_ns + kick)
             self.rx_cb_enabled = True
