@@ -25,7 +25,7 @@ from vsockbench.simulate import simulate
      {"max_pkt_bytes": 4096, "credit_update_every_read": True}),
     ("vmm/firecracker-2023_05/m6i.metal-host6.1-guest5.10", "", "vmm", {}),
     ("vmm/firecracker-2020_12/m5d.metal-8259cl-guest4.14", "baselines@3bae29093; guest vmlinux-4.14.bin", "vmm",
-     {"max_pkt_bytes": 4096, "credit_update_every_read": True}),
+     {"max_pkt_bytes": 4096, "credit_update_every_read": True, "host_credit_threshold_bytes": 49152}),
     ("vhost/leonardi2024/i7-10700kf-fastpath", "Linux 6.9.8 + fast path (skip intermediate queue)", "vhost", {}),
     ("vhost/leonardi2024/i7-10700kf-linux-6.9.8", "", "vhost", {}),
     ("unix/bpkroth2019/e5-2673v4-linux-4.18", "", "unix", {}),  # not a virtio-vsock path
@@ -134,6 +134,27 @@ def test_device_without_event_idx_takes_every_kick_and_interrupt(tmp_path, direc
         assert i_off >= i_on  # extra interrupts only when a batch lands while rx_work runs
     # (a g2h sender kicks about once per packet either way: the VMM re-arms after each short pass)
     assert k_off > 0 and i_off > 0
+
+
+def test_old_firecracker_sends_a_credit_update_per_16k_forwarded():
+    """Firecracker's 2020-22 threshold (CONN_TX_BUF_SIZE - 16 KiB) updates the guest's credit
+    four times as often as today's 4 KiB one: per 16 KiB forwarded, not per 60 KiB."""
+    flows = [{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 4096}]
+    per_update = {}
+    for setup in ("vmm/firecracker-2020_12/m5d.metal-8259cl-guest4.14", "vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14"):
+        prof = base_profile("vmm", setup)
+        sc = make_scenario([{"cid": 3, "backend": "vmm"}], flows, duration=0.003, packets="none")
+        sc = dataclasses.replace(sc, devices=tuple(dataclasses.replace(d, resolved=prof) for d in sc.devices))
+        res = simulate(sc, keep_model=True)
+        (conn,) = res.model.conns
+        assert res.checks["conserved"]
+        assert conn.g.max_in_flight <= conn.g.peer_buf_alloc == 65536  # the window holds
+        per_update[setup[:21]] = conn.h.fwd_cnt / conn.h.credit_updates
+    # an update once more than 16 KiB (old) / 60 KiB (today) were forwarded since the last one: the
+    # first 4 KiB packet past it (peer_needs_credit_update is a strict <), plus the bytes forwarded
+    # after the last update of the run
+    assert 16384 < per_update["vmm/firecracker-2020_"] <= 20480 * 1.05
+    assert 61440 < per_update["vmm/firecracker-2023_"] <= 65536 * 1.05
 
 
 def test_fields_cover_every_override():

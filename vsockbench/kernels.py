@@ -25,7 +25,17 @@ fields that differ from today's kernel, each with the commit that changed it:
 The VMM's code matters the same way: Firecracker's vsock device offered no
 ``VIRTIO_RING_F_EVENT_IDX`` before PR #5872 (May 2026), so every Firecracker
 setup measured before then has ``device_event_idx = false`` (a kick per add,
-an interrupt per used batch; see :mod:`vsockbench.model.guest`).
+an interrupt per used batch; see :mod:`vsockbench.model.guest`).  Its proactive
+credit update (``peer_needs_credit_update``, csm/connection.rs: the guest's view
+of free space below ``CONN_CREDIT_UPDATE_THRESHOLD``) had the threshold
+``CONN_TX_BUF_SIZE - 4 * 4 * 1024`` = 48 KiB in the code of 2020-22 (both stored
+versions of ``src/devices/src/virtio/vsock/csm/mod.rs``, and the diff quoted in
+Firecracker issue #1751 during PR #1910, May 2020): an update per 16 KiB
+forwarded; today's code has 4 KiB (an update per 60 KiB).
+When it changed was not found: the stored versions typed ``u32`` all have 4 KiB,
+those typed ``usize`` 48 KiB.  Setups dated before 2023 get 48 KiB; the May 2023
+campaign keeps today's value (its code could have either; held out, neither fits
+it better - README) -> ``host_credit_threshold_bytes``.
 
 Simplifications: one ``max_pkt_bytes`` and one credit rule serve both Linux
 ends (the shipped vhost setups run the same kernel in host and guest; for a
@@ -42,7 +52,7 @@ __all__ = ["FIELDS", "KernelConstants", "linux_versions", "firecracker_date", "c
 
 # Every Profile field :func:`code_constants` may set: what moving a profile to another kernel resets.
 FIELDS = ("max_pkt_bytes", "credit_update_every_read", "guest_credit_on_drain", "host_credit_on_drain",
-          "guest_tx_fast_path", "device_event_idx")
+          "guest_tx_fast_path", "device_event_idx", "host_credit_threshold_bytes")
 
 SERIES_54 = (5, 4)  # Garzarella v4 series: 64 KiB packets + the 64 KiB credit rule
 DRAIN_RULE = (6, 7)  # 93b80887668: also update when the reader drains its queue
@@ -95,6 +105,10 @@ def linux_versions(setup: str, variant: str = "") -> tuple[tuple[int, int] | Non
 
 
 FC_EVENT_IDX = (2026, 5)  # firecracker PR #5872: vsock offers VIRTIO_RING_F_EVENT_IDX
+# Firecracker csm/mod.rs CONN_CREDIT_UPDATE_THRESHOLD = CONN_TX_BUF_SIZE - 16 KiB in the 2020-22 code
+# (module doc): setups dated before this get it; later ones keep today's 4 KiB
+FC_CREDIT_4K = (2023, 1)
+FC_OLD_CREDIT_THRESHOLD = 65536 - 4 * 4 * 1024
 
 
 def firecracker_date(setup: str) -> tuple[int, int] | None:
@@ -120,6 +134,10 @@ def code_constants(setup: str, variant: str = "", backend: str = "vhost") -> Ker
     if fc is not None and fc < FC_EVENT_IDX:
         out["device_event_idx"] = False
         out.notes.append("device_event_idx = false: Firecracker's vsock offered no EVENT_IDX before PR #5872 (2026)")
+    if fc is not None and fc < FC_CREDIT_4K:
+        out["host_credit_threshold_bytes"] = FC_OLD_CREDIT_THRESHOLD
+        out.notes.append("host_credit_threshold_bytes = 49152: Firecracker's 2020-22 CONN_CREDIT_UPDATE_THRESHOLD "
+                         "(CONN_TX_BUF_SIZE - 16 KiB, csm/mod.rs): a credit update per 16 KiB forwarded")
     guest, host = linux_versions(setup, variant)
     # the Linux ends whose rules apply: the guest always, the host only when vhost (a Linux socket)
     ends = [v for v in (guest, host if backend == "vhost" else None) if v is not None]
