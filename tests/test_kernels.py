@@ -16,16 +16,19 @@ from vsockbench.simulate import simulate
 
 
 @pytest.mark.parametrize("setup,variant,backend,expected", [
+    # guest_rx_sgs = 2: every guest older than 6.3 posts an RX buffer as header + buffer
     ("vhost/garzarella2019/linux-5.2", "", "vhost",
-     {"max_pkt_bytes": 4096, "credit_update_every_read": True}),
-    ("vhost/garzarella2019/p1", "", "vhost", {"max_pkt_bytes": 4096, "credit_update_every_read": True}),
-    ("vhost/garzarella2019/p1-3", "", "vhost", {"max_pkt_bytes": 4096}),  # fewer credit updates, 4 KiB packets
-    ("vhost/garzarella2019/linux-5.4", "", "vhost", {}),
+     {"max_pkt_bytes": 4096, "credit_update_every_read": True, "guest_rx_sgs": 2}),
+    ("vhost/garzarella2019/p1", "", "vhost",
+     {"max_pkt_bytes": 4096, "credit_update_every_read": True, "guest_rx_sgs": 2}),
+    ("vhost/garzarella2019/p1-3", "", "vhost", {"max_pkt_bytes": 4096, "guest_rx_sgs": 2}),  # fewer updates
+    ("vhost/garzarella2019/linux-5.4", "", "vhost", {"guest_rx_sgs": 2}),
     ("vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14", "guest vmlinux-4.14.bin", "vmm",
-     {"max_pkt_bytes": 4096, "credit_update_every_read": True}),
-    ("vmm/firecracker-2023_05/m6i.metal-host6.1-guest5.10", "", "vmm", {}),
+     {"max_pkt_bytes": 4096, "credit_update_every_read": True, "guest_rx_sgs": 2}),
+    ("vmm/firecracker-2023_05/m6i.metal-host6.1-guest5.10", "", "vmm", {"guest_rx_sgs": 2}),
     ("vmm/firecracker-2020_12/m5d.metal-8259cl-guest4.14", "baselines@3bae29093; guest vmlinux-4.14.bin", "vmm",
-     {"max_pkt_bytes": 4096, "credit_update_every_read": True, "host_credit_threshold_bytes": 49152}),
+     {"max_pkt_bytes": 4096, "credit_update_every_read": True, "host_credit_threshold_bytes": 49152,
+      "guest_rx_sgs": 2}),
     ("vhost/leonardi2024/i7-10700kf-fastpath", "Linux 6.9.8 + fast path (skip intermediate queue)", "vhost", {}),
     ("vhost/leonardi2024/i7-10700kf-linux-6.9.8", "", "vhost", {}),
     ("unix/bpkroth2019/e5-2673v4-linux-4.18", "", "unix", {}),  # not a virtio-vsock path
@@ -155,6 +158,26 @@ def test_old_firecracker_sends_a_credit_update_per_16k_forwarded():
     # after the last update of the run
     assert 16384 < per_update["vmm/firecracker-2020_"] <= 20480 * 1.05
     assert 61440 < per_update["vmm/firecracker-2023_"] <= 65536 * 1.05
+
+
+def test_older_guest_posts_half_the_rx_buffers_on_a_device_without_indirect_descriptors():
+    """Before 6.3 an RX buffer is header + buffer: two slots of Firecracker's 256-entry ring (no
+    INDIRECT_DESC), so 128 buffers are posted and refilled below 64; vhost (indirect) keeps 128
+    of its 128; a 6.3+ guest fills Firecracker's ring with 256 linear skbs."""
+    old = base_profile("vmm", "vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14")
+    new = base_profile("vmm", "vmm/firecracker-2099_01/m6i.metal-host6.6-guest6.6")
+    assert (old.guest_rx_sgs, old.rx_buffers) == (2, 128)
+    assert (new.guest_rx_sgs, new.rx_buffers) == (1, 256)
+    assert base_profile("vhost", "vhost/garzarella2019/linux-5.4").rx_buffers == 128  # ring 128, indirect
+    flows = [{"name": "f", "kind": "stream", "direction": "h2g", "msg_bytes": 65536}]
+    for prof, posted in ((old, 128), (new, 256)):
+        sc = make_scenario([{"cid": 3, "backend": "vmm"}], flows, duration=0.002, packets="none")
+        sc = dataclasses.replace(sc, devices=tuple(dataclasses.replace(d, resolved=prof) for d in sc.devices))
+        res = simulate(sc, keep_model=True)
+        (q,) = res.model.queues[3]
+        assert res.checks["conserved"]
+        assert q.packets > posted  # the ring was refilled, and never held more than it can
+        assert q.rx_avail + len(q.rx_used) <= posted
 
 
 def test_fields_cover_every_override():

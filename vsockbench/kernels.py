@@ -20,7 +20,12 @@ fields that differ from today's kernel, each with the commit that changed it:
   (the Leonardi 2024 ``fastpath`` setup is 6.9.8 with the patch applied);
 * before 93b80887668 ("virtio/vsock: fix logic which reduces credit update
   messages", net, Dec 2023; first release 6.7) a reader that drained its queue
-  sent no update -> ``guest_credit_on_drain`` / ``host_credit_on_drain``.
+  sent no update -> ``guest_credit_on_drain`` / ``host_credit_on_drain``;
+* before 71dc9ec9ac7d ("virtio/vsock: replace virtio_vsock_pkt with sk_buff",
+  Jan 2023, 6.3) ``virtio_vsock_rx_fill()`` posted each RX buffer as two sgs
+  (header, then a 4 KiB kmalloc buffer), after it one linear skb: on a device
+  without INDIRECT_DESC (Firecracker, vhost-device-vsock) an older guest keeps
+  half as many RX buffers posted -> ``guest_rx_sgs``.
 
 The VMM's code matters the same way: Firecracker's vsock device offered no
 ``VIRTIO_RING_F_EVENT_IDX`` before PR #5872 (May 2026), so every Firecracker
@@ -52,11 +57,12 @@ __all__ = ["FIELDS", "KernelConstants", "linux_versions", "firecracker_date", "c
 
 # Every Profile field :func:`code_constants` may set: what moving a profile to another kernel resets.
 FIELDS = ("max_pkt_bytes", "credit_update_every_read", "guest_credit_on_drain", "host_credit_on_drain",
-          "guest_tx_fast_path", "device_event_idx", "host_credit_threshold_bytes")
+          "guest_tx_fast_path", "device_event_idx", "host_credit_threshold_bytes", "guest_rx_sgs")
 
 SERIES_54 = (5, 4)  # Garzarella v4 series: 64 KiB packets + the 64 KiB credit rule
 DRAIN_RULE = (6, 7)  # 93b80887668: also update when the reader drains its queue
 FAST_PATH = (6, 12)  # efcd71af38be: TX in the sender's context when send_pkt_work is idle
+SKB_RX = (6, 3)  # 71dc9ec9ac7d: an RX buffer is one linear skb (one sg) instead of header + buffer
 
 # Patch stages of the 2019 series measured on the 5.2 tree (lkml_garzarella2019_v4): which of the
 # two count-changing patches each stage carries.
@@ -158,6 +164,10 @@ def code_constants(setup: str, variant: str = "", backend: str = "vhost") -> Ker
     if guest is not None and guest < FAST_PATH and "fastpath" not in setup:
         out["guest_tx_fast_path"] = False
         out.notes.append("guest_tx_fast_path = false: the guest kernel predates efcd71af38be (6.12)")
+    if guest is not None and guest < SKB_RX:
+        out["guest_rx_sgs"] = 2
+        out.notes.append("guest_rx_sgs = 2: the guest kernel predates 71dc9ec9ac7d (6.3): an RX buffer is "
+                         "header + buffer, two ring slots without INDIRECT_DESC")
     if guest is not None and guest < DRAIN_RULE:
         out["guest_credit_on_drain"] = False
         out.notes.append("guest_credit_on_drain = false: the guest kernel predates 93b80887668 (6.7)")

@@ -35,6 +35,9 @@ SOURCES: dict[str, str] = {
     "indirect_desc": "code: vhost offers RING_F_INDIRECT_DESC (drivers/vhost/vhost.h VHOST_FEATURES); "
     "Firecracker AVAIL_FEATURES and vhost-device-vsock do not -> header+data = 2 slots",
     "rx_buf_payload_bytes": "code: VIRTIO_VSOCK_DEFAULT_RX_BUF_SIZE=4096 (include/linux/virtio_vsock.h)",
+    "guest_rx_sgs": "code: virtio_vsock_rx_fill() posts an RX buffer as one linear skb since 71dc9ec9ac7d "
+    "('replace virtio_vsock_pkt with sk_buff', 6.3), as header + buffer (two sgs) before; without INDIRECT_DESC "
+    "each sg is a ring slot, so a 256-entry ring holds 128 buffers for older guests (vsockbench.kernels)",
     "max_pkt_bytes": "code: VIRTIO_VSOCK_MAX_PKT_BUF_SIZE=64 KiB (virtio_transport_send_pkt_info)",
     "seqpacket": "code: vhost VHOST_VSOCK_FEATURES has F_SEQPACKET; vhost-device-vsock and Firecracker offer STREAM only",
     "weight_pkts": "code: VHOST_VSOCK_PKT_WEIGHT=256 (drivers/vhost/vsock.c); userspace backends drain (0 = no weight)",
@@ -115,6 +118,7 @@ class Profile:
     ring_size: int = 128
     indirect_desc: bool = True
     rx_buf_payload_bytes: int = 4096
+    guest_rx_sgs: int = 1  # scatterlist entries per posted RX buffer (2 before Linux 6.3)
     max_pkt_bytes: int = 65536
     seqpacket: bool = True
     weight_pkts: int = 256
@@ -175,9 +179,10 @@ class Profile:
             v = getattr(self, f.name)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
                 raise InputError(f"{f.name} = {v} is negative; expected >= 0", where=f"profile {self.name!r}")
-        if self.ring_size < 2 or self.rx_buf_payload_bytes < 64 or self.max_pkt_bytes < 1:
-            raise InputError("ring_size >= 2, rx_buf_payload_bytes >= 64 and max_pkt_bytes >= 1 are required",
-                             where=f"profile {self.name!r}")
+        if self.ring_size < 2 or self.rx_buf_payload_bytes < 64 or self.max_pkt_bytes < 1 or \
+                self.guest_rx_sgs not in (1, 2):
+            raise InputError("ring_size >= 2, rx_buf_payload_bytes >= 64, max_pkt_bytes >= 1 and guest_rx_sgs "
+                             "1 or 2 are required", where=f"profile {self.name!r}")
         if not 0 < self.copy_hot_ratio <= 1 or self.copy_cache_bytes < 1:
             raise InputError(f"copy_hot_ratio = {self.copy_hot_ratio}, copy_cache_bytes = {self.copy_cache_bytes}; "
                              "expected 0 < ratio <= 1 and a cache of >= 1 byte", where=f"profile {self.name!r}")
@@ -189,6 +194,12 @@ class Profile:
     def slots_per_pkt(self) -> int:
         """Ring slots a packet with payload takes: 1 with indirect descriptors, else header + data."""
         return 1 if self.indirect_desc else 2
+
+    @property
+    def rx_buffers(self) -> int:
+        """RX buffers the guest keeps posted (virtio_vsock_rx_fill fills the ring): one slot each
+        with indirect descriptors or a linear skb, else one per sg (header + buffer)."""
+        return self.ring_size // (1 if self.indirect_desc else self.guest_rx_sgs)
 
     def replace(self, **changes) -> Profile:
         return dataclasses.replace(self, **changes)

@@ -66,6 +66,7 @@ class GuestQueue:
         env = self.env = model.env
         self.slots = prof.slots_per_pkt
         self.ring = prof.ring_size
+        self.rx_ring = prof.rx_buffers  # RX buffers a full ring holds (Profile.rx_buffers)
         self.suppress = prof.device_event_idx  # False: every kick and interrupt goes through
         # per-operation costs in seconds, constant for the run (the profile is frozen)
         self.fast_path = prof.guest_tx_fast_path
@@ -89,7 +90,7 @@ class GuestQueue:
         self.tx_cb_enabled = True  # the driver wants the TX interrupt
         self.send_work_running = False
         # RX side: the driver posts the whole ring at probe (virtio_vsock_rx_fill)
-        self.rx_avail = prof.ring_size
+        self.rx_avail = self.rx_ring
         self.rx_used: deque = deque()
         self.rx_cb_enabled = True
         self.rx_kick_enabled = False  # the device asks for a kick only when it ran out of buffers
@@ -280,7 +281,7 @@ class GuestQueue:
         wake = prof.guest_wakeup_latency_ns * 1e-9
         t_rx = self.t_rx
         deliver = self.model.guest_recv_pkt
-        half = self.ring // 2
+        half = self.rx_ring // 2
         rx_used = self.rx_used
         while True:
             if not self._rx_queued:
@@ -319,7 +320,7 @@ class GuestQueue:
             # out: refill only below half (virtio_transport_rx_work -> virtio_vsock_rx_fill)
             posted = self.rx_avail + len(rx_used)
             if posted < half:
-                refill = self.ring - posted
+                refill = self.rx_ring - posted
                 kick = 0.0
                 self.rx_avail += refill
                 if self.rx_kick_enabled or not self.suppress:  # virtio_vsock_rx_fill -> virtqueue_kick
