@@ -21,6 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vsockbench.accuracy import merge_accuracy, summaries_from_cv  # noqa: E402
 from vsockbench.calibrate import Predictor, calibrate_setup, expressible, with_code_constants  # noqa: E402
 from vsockbench.measured import group_by_setup, profile_path, read_measured_files  # noqa: E402
 from vsockbench.profiles import save_profile  # noqa: E402
@@ -233,6 +234,8 @@ def main() -> int:
             print(f"transfer {setup} -> {target}: {fmt_summary(t['summary'])}", flush=True)
     md.append("")
     (out / "cv.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    # the summaries a comparison quotes next to its numbers (vsockbench.accuracy), beside the profiles
+    merge_accuracy(Path(args.profiles).parent / "accuracy.json", summaries_from_cv(report))
     (out / "report.md").write_text("\n".join(md) + "\n")
     return 0
 

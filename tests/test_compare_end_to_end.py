@@ -67,6 +67,21 @@ def test_cli_writes_complete_results_set(cli_run):
     assert (out / "traces" / "logs.csv").is_file()
 
 
+
+def test_results_set_says_how_accurate_its_profiles_are(cli_run):
+    """The report and metadata quote the held-out error of every profile the designs used (the
+    cross-validation's, vsockbench.accuracy), and say so where a profile was never validated."""
+    _, _, out = cli_run
+    meta = json.loads((out / "metadata.json").read_text())["accuracy"]
+    assert set(meta) == {"vhost", "vhost-user"}
+    assert meta["vhost"]["held_out"]["rtt"]["n"] > 0  # the built-in vhost profile was cross-validated
+    assert meta["vhost-user"]["held_out"] is None  # its backend costs are estimates
+    report = (out / "report.md").read_text()
+    assert "were not fitted on" in report
+    assert f"`vhost` (fitted on {meta['vhost']['setup']}" in report and "held out rtt" in report
+    assert "`vhost-user` (" in report and "not cross-validated" in report
+
+
 def test_multi_device_isolates_the_victim_better_than_single(cli_run):
     _, _, out = cli_run
     rec = pd.read_parquet(out / "records.parquet")

@@ -9,6 +9,7 @@ The pipeline, one module per stage::
 
     scenario/profiles/trace -> simulate (model/) -> metrics -> isolation/compare -> report/store
     measure -> measured runs -> calibrate -> profiles;  validate: predicted vs measured
+    accuracy: the held-out errors of the shipped profiles, quoted by compare's report
     sweep/plan: many simulations on processes or Dask
 
 The names below load on first use (PEP 562), so ``import vsockbench`` stays

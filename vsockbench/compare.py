@@ -216,6 +216,21 @@ class CompareResult:
                 f"replications={self.meta.get('replications')})")
 
 
+def _accuracy_meta(scenarios) -> dict:
+    """Per profile the designs used: the setup it was fitted on and its held-out errors from the
+    cross-validation (vsockbench.accuracy), None where it was never cross-validated."""
+    from .accuracy import accuracy_of, load_accuracy
+
+    table = load_accuracy()
+    out = {}
+    for sc in scenarios:
+        for dev in sc.devices:
+            entry = accuracy_of(dev.prof, table)
+            out[dev.prof.name] = {"setup": dev.prof.setup, "split": entry and entry["split"],
+                                  "held_out": entry and entry["held_out"]}
+    return out
+
+
 def _progress(progress, total: int):
     if progress is True:
         from tqdm.auto import tqdm
@@ -283,6 +298,7 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
             "labels": {d: design_label(d, aggressor_backend) for d in designs},
             "aggressor_backend": aggressor_backend, "seed": sc.run.seed, "replications": n,
             "duration": sc.run.duration, "warmup": sc.run.warmup, "wall_s": round(wall, 3),
-            "roles": {f.name: f.role for f in sc.flows}}
+            "roles": {f.name: f.role for f in sc.flows},
+            "accuracy": _accuracy_meta(scenarios.values())}
     messages = pd.concat(msgs, ignore_index=True) if msgs else pd.DataFrame()
     return CompareResult(sc, designs, records, pd.concat(threads, ignore_index=True), messages, scenarios, meta)

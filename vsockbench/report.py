@@ -214,6 +214,7 @@ def _md_table(result) -> str:
 def write_report(result, out_dir) -> Path:
     """Write ``figures/*.png|svg`` and ``report.md`` for ``result`` under ``out_dir``; return the report path."""
     from . import __version__
+    from .accuracy import accuracy_lines
 
     out = Path(out_dir)
     figdir = out / "figures"
@@ -225,6 +226,8 @@ def write_report(result, out_dir) -> Path:
     m = result.meta
     verdicts = "\n".join(f"- {v['line']}" for v in result.verdicts.values()) or "- (one design: nothing to compare)"
     roles = ", ".join(f"`{k}` ({v})" for k, v in m.get("roles", {}).items())
+    profiles = [dev.prof for sc in result.scenarios.values() for dev in sc.devices]
+    accuracy = "\n".join(f"- {line}" for line in accuracy_lines(profiles))
     text = f"""# vsockbench compare: {m.get('workload', '')}
 
 Flows: {roles}. {m.get('replications')} replications x {m.get('duration')} s simulated
@@ -243,6 +246,11 @@ Verdicts (victim p99 slowdown against `{result.baseline}`; "not significant" whe
 intervals overlap):
 
 {verdicts}
+
+How far the profiles behind these numbers were off on measured runs they were not fitted on
+(|relative error|, median / max; `python bench/cross_validate.py`, `results/validation/report.md`):
+
+{accuracy}
 
 ![victim latency CDF](figures/latency_cdf.png)
 
