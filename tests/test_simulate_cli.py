@@ -28,7 +28,10 @@ def test_json_contract_and_parquet_records(tmp_path, capsys):
     assert (msgs["kind"] == "rtt").sum() >= f["messages"]
     meta = pq.read_schema(out / "packets.parquet").metadata
     assert meta[b"vsockbench.seed"] == b"1"
-    assert "pingpong" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "pingpong" in text
+    # the built-in vhost profile's cross-validation figures follow the results
+    assert "held-out |relative error|" in text and "vhost (fitted on vhost/" in text and "held out rtt" in text
 
 
 def test_zerocopy_eligibility_depends_on_the_ring():

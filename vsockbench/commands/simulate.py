@@ -38,11 +38,22 @@ def run(args) -> int:
     if args.json:
         result.to_json(args.json)
     print(format_summary(result.summary))
+    print(format_accuracy(result.scenario))
     checks = result.checks
     if not checks["conserved"] or checks["drops"] or not checks["credit_respected"]:
         print("warning: model invariant violated: " + json.dumps(checks), file=sys.stderr)
         return 1
     return 0
+
+
+def format_accuracy(scenario) -> str:
+    """How far the scenario's profiles were off on measured runs they were not fitted on
+    (vsockbench.accuracy), one line per profile."""
+    from ..accuracy import accuracy_lines
+
+    lines = accuracy_lines([d.prof for d in scenario.devices])
+    return "\nprofiles, held-out |relative error| (median / max):\n" + "\n".join(
+        "  " + line.replace("`", "") for line in lines)
 
 
 def format_summary(summary: dict) -> str:
