@@ -227,7 +227,10 @@ def write_report(result, out_dir) -> Path:
     verdicts = "\n".join(f"- {v['line']}" for v in result.verdicts.values()) or "- (one design: nothing to compare)"
     roles = ", ".join(f"`{k}` ({v})" for k, v in m.get("roles", {}).items())
     profiles = [dev.prof for sc in result.scenarios.values() for dev in sc.devices]
-    accuracy = "\n".join(f"- {line}" for line in accuracy_lines(profiles))
+    # the figures the run recorded (metadata), so a report rebuilt later quotes what the run used
+    snap = m.get("accuracy")
+    table = None if snap is None else {v["setup"]: v for v in snap.values() if v.get("held_out")}
+    accuracy = "\n".join(f"- {line}" for line in accuracy_lines(profiles, table))
     text = f"""# vsockbench compare: {m.get('workload', '')}
 
 Flows: {roles}. {m.get('replications')} replications x {m.get('duration')} s simulated
