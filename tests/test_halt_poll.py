@@ -81,7 +81,7 @@ def _vmm_stream(vcpus, halt_poll_ns=None, direction="g2h", profile=None):
                        [{"name": "f", "kind": "stream", "direction": direction, "msg_bytes": 65536,
                          "connections": vcpus}], duration=0.004, packets="none", vcpus=vcpus)
     if profile is not None:
-        sc = dataclasses.replace(sc, devices=tuple(dataclasses.replace(d, resolved=profile) for d in sc.devices))
+        sc = sc.with_profile(profile)
     if halt_poll_ns is not None:
         sc = dataclasses.replace(sc, devices=tuple(
             dataclasses.replace(d, resolved=d.resolved.replace(halt_poll_ns=halt_poll_ns)) for d in sc.devices))

@@ -147,7 +147,7 @@ def test_old_firecracker_sends_a_credit_update_per_16k_forwarded():
     for setup in ("vmm/firecracker-2020_12/m5d.metal-8259cl-guest4.14", "vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14"):
         prof = base_profile("vmm", setup)
         sc = make_scenario([{"cid": 3, "backend": "vmm"}], flows, duration=0.003, packets="none")
-        sc = dataclasses.replace(sc, devices=tuple(dataclasses.replace(d, resolved=prof) for d in sc.devices))
+        sc = sc.with_profile(prof)
         res = simulate(sc, keep_model=True)
         (conn,) = res.model.conns
         assert res.checks["conserved"]
@@ -172,7 +172,7 @@ def test_older_guest_posts_half_the_rx_buffers_on_a_device_without_indirect_desc
     flows = [{"name": "f", "kind": "stream", "direction": "h2g", "msg_bytes": 65536}]
     for prof, posted in ((old, 128), (new, 256)):
         sc = make_scenario([{"cid": 3, "backend": "vmm"}], flows, duration=0.002, packets="none")
-        sc = dataclasses.replace(sc, devices=tuple(dataclasses.replace(d, resolved=prof) for d in sc.devices))
+        sc = sc.with_profile(prof)
         res = simulate(sc, keep_model=True)
         (q,) = res.model.queues[3]
         assert res.checks["conserved"]

@@ -75,7 +75,7 @@ def row_scenario(key: tuple, profile: Profile, *, seed: int = 1, fidelity: float
     from .scenario import scenario_from_dict
 
     sc = scenario_from_dict(row_scenario_dict(key, backend=profile.backend, seed=seed, fidelity=fidelity))
-    return dataclasses.replace(sc, devices=tuple(dataclasses.replace(d, resolved=profile) for d in sc.devices))
+    return sc.with_profile(profile)
 
 
 def simulate_key(key: tuple, profile: Profile, seed: int = 1, fidelity: float = 1.0) -> dict:

@@ -134,6 +134,11 @@ class Scenario:
     def with_run(self, **changes) -> Scenario:
         return dataclasses.replace(self, run=dataclasses.replace(self.run, **changes))
 
+    def with_profile(self, profile) -> Scenario:
+        """Every device resolved to ``profile`` (a Profile object, not a file): a fit's or a
+        test's parameters swapped in without touching disk."""
+        return dataclasses.replace(self, devices=tuple(dataclasses.replace(d, resolved=profile) for d in self.devices))
+
 
 # ---------------------------------------------------------------------------- loading
 

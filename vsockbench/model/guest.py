@@ -65,7 +65,7 @@ class GuestQueue:
         prof = self.prof = dev.resolved
         env = self.env = model.env
         self.slots = prof.slots_per_pkt
-        self.ring = prof.ring_size
+        self.ring = prof.ring_size  # TX ring slots (the zerocopy check in model/apps.py)
         self.rx_ring = prof.rx_buffers  # RX buffers a full ring holds (Profile.rx_buffers)
         self.suppress = prof.device_event_idx  # False: every kick and interrupt goes through
         # per-operation costs in seconds, constant for the run (the profile is frozen)
