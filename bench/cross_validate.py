@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vsockbench.accuracy import merge_accuracy, summaries_from_cv  # noqa: E402
+from vsockbench.accuracy import fitted_domain, merge_accuracy, summaries_from_cv  # noqa: E402
 from vsockbench.calibrate import Predictor, calibrate_setup, expressible, with_code_constants  # noqa: E402
 from vsockbench.measured import group_by_setup, profile_path, read_measured_files  # noqa: E402
 from vsockbench.profiles import save_profile  # noqa: E402
@@ -206,7 +206,7 @@ def main() -> int:
         png = plot(setup, rec_test, rec_train, out)
         report[setup] = {"split": desc, "free": cv.free, "cv_params": cv.params, "full_params": full.params,
                          "held_out": rec_test, "summary_held_out": s_test, "summary_in_sample": s_full,
-                         "wall_s": round(time.time() - t0, 1)}
+                         "fitted_on": fitted_domain(full.rows), "wall_s": round(time.time() - t0, 1)}
         md += [f"## {setup}", "", f"Split: {desc}. Free: scale (closed form), {', '.join(cv.free)}. "
                f"Wall time (CV fit + full fit, 2 workers): {time.time() - t0:.0f} s.", "",
                f"- held out: {fmt_summary(s_test)}", f"- in-sample (shipped profile): {fmt_summary(s_full)}", "",

@@ -9,11 +9,16 @@ from vsockbench.accuracy import (
     ACCURACY_FILE,
     accuracy_lines,
     accuracy_of,
+    extrapolations,
+    fitted_domain,
     load_accuracy,
     merge_accuracy,
     summaries_from_cv,
 )
+from vsockbench.calibrate import fitted_rows
+from vsockbench.measured import MeasuredRow, group_by_setup, read_measured_files
 from vsockbench.profiles import BUILTIN_PROFILES, Profile
+from vsockbench.scenario import scenario_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +32,72 @@ def test_shipped_table_is_the_shipped_cross_validation():
     for prof in BUILTIN_PROFILES.values():
         if prof.setup in cv:
             assert accuracy_of(prof)["split"] == cv[prof.setup]["split"]
+
+
+def test_shipped_domains_are_the_rows_each_profile_was_fitted_on():
+    """fitted_on of every cross-validated setup is the domain of its fitted rows (with its joint
+    partner's), recomputed here from results/measured: a measured file changed without a rerun
+    of bench/cross_validate.py fails."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from cross_validate import JOINT
+
+    groups = group_by_setup(read_measured_files(sorted((ROOT / "results" / "measured").glob("*.csv"))))
+    table = load_accuracy()
+    for setup, entry in table.items():
+        rows = [r for s in (setup, *JOINT.get(setup, ())) for r in groups[s]]
+        assert entry["fitted_on"] == fitted_domain(fitted_rows(rows)), setup
+    fc = table["vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14"]["fitted_on"]
+    assert fc == {"workloads": {"stream": {"directions": ["g2h", "h2g"], "msg_bytes": [1024, 1048576],
+                                           "metrics": ["cpu_backend", "throughput"]}},
+                  "connections": [1, 2], "vcpus": [1, 2]}
+
+
+def _row(workload, direction, msg, metric="throughput", flows=None, vcpus=None, value=1.0):
+    return MeasuredRow(setup="s", source_id="x", backend="vhost", variant="", workload=workload,
+                       direction=direction, msg_bytes=msg, flows=flows, vcpus=vcpus, metric=metric,
+                       stat="mean", value=value, unit="Gbps" if metric == "throughput" else "us", notes="")
+
+
+def test_domain_spans_the_rows_and_leaves_unstated_vcpus_open():
+    dom = fitted_domain([_row("stream", "g2h", 4096), _row("stream", "h2g", 65536, flows=2),
+                         _row("pingpong", "h2g2h", 64, metric="rtt")])
+    assert dom == {"workloads": {"pingpong": {"directions": ["h2g2h"], "msg_bytes": [64, 64], "metrics": ["rtt"]},
+                                 "stream": {"directions": ["g2h", "h2g"], "msg_bytes": [4096, 65536],
+                                            "metrics": ["throughput"]}},
+                   "connections": [1, 2], "vcpus": None}
+    assert fitted_domain([_row("stream", "g2h", 1024, vcpus=2), _row("stream", "g2h", 1024, vcpus=1)])["vcpus"] == [1, 2]
+
+
+def _scenario(vcpus, flows, backend="vmm"):
+    return scenario_from_dict({"guest": {"vcpus": vcpus}, "device": [{"cid": 3, "backend": backend}],
+                               "flow": flows})
+
+
+FC_TABLE = {BUILTIN_PROFILES["vmm"].setup: {
+    "split": "fit on 1 vCPU", "held_out": {}, "in_sample": {},
+    "fitted_on": {"workloads": {"stream": {"directions": ["g2h", "h2g"], "msg_bytes": [1024, 1048576],
+                                           "metrics": ["throughput"]}}, "connections": [1, 2], "vcpus": [1, 2]}}}
+
+
+def test_a_scenario_inside_the_fitted_rows_raises_nothing():
+    sc = _scenario(2, [{"name": "a", "kind": "stream", "direction": "h2g", "msg_bytes": 65536, "connections": 2}])
+    assert extrapolations(sc, FC_TABLE) == []
+
+
+def test_each_departure_from_the_fitted_rows_is_named():
+    sc = _scenario(4, [{"name": "bulk", "kind": "stream", "direction": "g2h", "msg_bytes": 512, "connections": 3},
+                       {"name": "ping", "kind": "pingpong", "direction": "h2g2h", "msg_bytes": 64}])
+    lines = extrapolations(sc, FC_TABLE)
+    who = f"`vmm` (fitted on {BUILTIN_PROFILES['vmm'].setup})"
+    assert lines == [f"{who}: flow `bulk` (stream g2h 512 B): 512 B outside the fitted 1024-1048576 B",
+                     f"{who}: flow `ping` (pingpong h2g2h 64 B): fitted on no round trip (streams only): "
+                     "its latency is unvalidated",
+                     f"{who}: 4 connections on one device, fitted on 1-2",
+                     f"{who}: a 4-vCPU guest, fitted on 1-2 vCPUs"]
+    # a profile with no recorded domain (first estimates, a user's own fit) is not checked
+    assert extrapolations(sc, {}) == []
 
 
 def test_lines_quote_each_profile_once_and_say_when_there_is_no_figure():

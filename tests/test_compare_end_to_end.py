@@ -80,6 +80,11 @@ def test_results_set_says_how_accurate_its_profiles_are(cli_run):
     assert "were not fitted on" in report
     assert f"`vhost` (fitted on {meta['vhost']['setup']}" in report and "held out rtt" in report
     assert "`vhost-user` (" in report and "not cross-validated" in report
+    # where the designs go beyond the built-in vhost profile's rows (one connection, 4 KiB-128 KiB
+    # streams), the report and metadata say so
+    beyond = json.loads((out / "metadata.json").read_text())["extrapolations"]
+    assert beyond and all(line in report for line in beyond)
+    assert any("connections on one device, fitted on 1" in line for line in beyond)
 
 
 def test_multi_device_isolates_the_victim_better_than_single(cli_run):

@@ -6,6 +6,12 @@ the profiles it ships.  A comparison can then say, next to its numbers, how far 
 profiles behind them were off on held-out measured runs - or that a profile was
 never cross-validated (first estimates, a setup without enough rows).  The figures
 are the report's (``results/validation/report.md``); nothing is recomputed here.
+
+Each entry also records what the shipped profile was fitted on (``fitted_on``: the
+workloads, directions, write sizes, connection and vCPU counts of its rows), so a run
+can say where it asks a profile for more than it was fitted on (:func:`extrapolations`):
+a Firecracker profile fitted on streams has never seen a round trip, and one fitted on
+1-2 vCPUs says nothing measured about 8.
 """
 
 from __future__ import annotations
@@ -14,15 +20,17 @@ import json
 from pathlib import Path
 
 __all__ = ["ACCURACY_FILE", "summaries_from_cv", "merge_accuracy", "load_accuracy", "accuracy_of",
-           "accuracy_lines"]
+           "accuracy_lines", "fitted_domain", "extrapolations"]
 
 ACCURACY_FILE = Path(__file__).parent / "data" / "accuracy.json"
 
 
 def summaries_from_cv(cv: dict) -> dict:
     """The accuracy table of a ``cv.json`` (bench/cross_validate.py): per setup, its split and the
-    held-out and in-sample summaries (``validate.summarize``: n, median/p90/max |rel. error|)."""
-    return {setup: {"split": e["split"], "held_out": e["summary_held_out"], "in_sample": e["summary_in_sample"]}
+    held-out and in-sample summaries (``validate.summarize``: n, median/p90/max |rel. error|), and
+    the domain of the shipped profile's rows (``fitted_on``, when the cv.json has it)."""
+    return {setup: {"split": e["split"], "held_out": e["summary_held_out"], "in_sample": e["summary_in_sample"],
+                    **({"fitted_on": e["fitted_on"]} if "fitted_on" in e else {})}
             for setup, e in sorted(cv.items())}
 
 
@@ -71,3 +79,80 @@ def accuracy_lines(profiles, table: dict | None = None) -> list[str]:
                             f"(n={s['n']})" for metric, s in sorted(entry["held_out"].items()))
         out.append(f"`{prof.name}` (fitted on {prof.setup}; {entry['split']}): held out {figures}")
     return out
+
+
+# scenario flow kinds -> the measured workload that validates them (trace replays are not checked:
+# their message sizes come from the trace)
+_WORKLOAD_OF_KIND = {"stream": "stream", "pingpong": "pingpong", "rpc": "pingpong"}
+
+
+def fitted_domain(rows) -> dict:
+    """What a fit's ``rows`` (calibrate.fitted_rows) span: per workload its directions, write-size
+    range and metrics; the connection counts (unstated = 1, as the fit simulates them) and the
+    stated vCPU counts (None when no row states one: the fit assumed predict.DEFAULT_VCPUS)."""
+    from .predict import DEFAULT_FLOWS
+
+    work: dict = {}
+    for r in rows:
+        w = work.setdefault(r.workload, {"directions": set(), "msg_bytes": set(), "metrics": set()})
+        w["directions"].add(r.direction)
+        w["msg_bytes"].add(int(r.msg_bytes))
+        w["metrics"].add(r.metric)
+    conns = {r.flows or DEFAULT_FLOWS for r in rows}
+    vcpus = {r.vcpus for r in rows if r.vcpus}
+    return {"workloads": {k: {"directions": sorted(w["directions"]),
+                              "msg_bytes": [min(w["msg_bytes"]), max(w["msg_bytes"])],
+                              "metrics": sorted(w["metrics"])} for k, w in sorted(work.items())},
+            "connections": [min(conns), max(conns)] if conns else None,
+            "vcpus": [min(vcpus), max(vcpus)] if vcpus else None}
+
+
+def _span(lo_hi) -> str:
+    lo, hi = lo_hi
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def _flow_gaps(flow, dom: dict) -> list[str]:
+    """Why ``flow`` lies outside ``dom`` (empty when it does not)."""
+    workload = _WORKLOAD_OF_KIND.get(flow.kind)
+    if workload is None:
+        return []
+    w = dom["workloads"].get(workload)
+    if w is None:
+        if workload == "stream":
+            return ["fitted on no stream (round trips only): its throughput is unvalidated"]
+        return ["fitted on no round trip (streams only): its latency is unvalidated"]
+    gaps = []
+    if workload == "stream" and flow.direction not in w["directions"]:
+        gaps.append(f"direction {flow.direction} not fitted ({', '.join(w['directions'])})")
+    sizes = (flow.msg_bytes,) if workload == "stream" else (flow.msg_bytes, flow.reply)
+    lo, hi = w["msg_bytes"]
+    if any(n < lo or n > hi for n in sizes):
+        gaps.append(f"{'/'.join(str(n) for n in sizes)} B outside the fitted {_span(w['msg_bytes'])} B")
+    return gaps
+
+
+def extrapolations(scenario, table: dict | None = None) -> list[str]:
+    """Where ``scenario`` asks a profile for more than its fitted rows cover: one line per flow and
+    profile (kind, direction, message size), per device (connections) and per guest (vCPUs).
+    Profiles without a recorded domain (first estimates, a user's own calibration) are not
+    checked: :func:`accuracy_lines` already says they were never cross-validated."""
+    table = load_accuracy() if table is None else table
+    out: list[str] = []
+    for dev in scenario.devices:
+        entry = accuracy_of(dev.prof, table)
+        dom = entry and entry.get("fitted_on")
+        if not dom:
+            continue
+        who = f"`{dev.prof.name}` (fitted on {dev.prof.setup})"
+        flows = [f for f in scenario.flows if scenario.device_for(f) is dev]
+        for f in flows:
+            out += [f"{who}: flow `{f.name}` ({f.kind} {f.direction} {f.msg_bytes} B): {gap}"
+                    for gap in _flow_gaps(f, dom)]
+        conns = sum(f.connections for f in flows)
+        if flows and dom["connections"] and conns > dom["connections"][1]:
+            out.append(f"{who}: {conns} connections on one device, fitted on {_span(dom['connections'])}")
+        vc = dom["vcpus"]
+        if flows and vc and not vc[0] <= scenario.guest.vcpus <= vc[1]:
+            out.append(f"{who}: a {scenario.guest.vcpus}-vCPU guest, fitted on {_span(vc)} vCPUs")
+    return list(dict.fromkeys(out))

@@ -56,7 +56,8 @@ from .profiles import ESTIMATES, Profile
 
 # row_key, row_scenario and Predictor live in .predict (shared with validate); re-exported here
 __all__ = ["GROUPS", "LOCAL_BASE", "CalibrationResult", "base_profile", "with_code_constants", "expressible", "row_key",
-           "row_scenario", "apply_params", "Predictor", "free_groups", "polish", "calibrate_setup", "calibrate"]
+           "row_scenario", "apply_params", "Predictor", "free_groups", "fitted_rows", "polish", "calibrate_setup",
+           "calibrate"]
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "copy": ("guest_copy_ns_per_kib", "backend_copy_ns_per_kib", "host_copy_ns_per_kib"),
@@ -283,6 +284,11 @@ def polish(cost, x, lo, hi, steps=POLISH_STEPS, max_rounds: int = 6) -> np.ndarr
     return x
 
 
+def fitted_rows(rows) -> list:
+    """The rows a fit uses: expressible, a positive value (a log error needs one), a fitted metric."""
+    return [r for r in rows if expressible(r) is None and r.value > 0 and r.metric in FIT_METRICS]
+
+
 def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | None = None,
                     max_nfev: int = 15, progress: bool = False) -> CalibrationResult:
     """Fit one setup's rows; returns the profile and per-row residuals.
@@ -297,7 +303,7 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
     setup = setup or rows[0].setup
     skipped = [(r, why) for r in rows if (why := expressible(r)) is not None]
     ok = [r for r in rows if expressible(r) is None]
-    fit = [r for r in ok if r.value > 0 and r.metric in FIT_METRICS]
+    fit = fitted_rows(ok)
     skipped += [(r, "value is 0; a log error is undefined") for r in ok if r.value <= 0]
     skipped += [(r, NOT_FITTED[r.metric]) for r in ok if r.value > 0 and r.metric not in FIT_METRICS]
     if not fit:  # nothing the model can express: no profile (validate skips these rows too)

@@ -231,6 +231,14 @@ def _accuracy_meta(scenarios) -> dict:
     return out
 
 
+def _extrapolations(scenarios) -> list[str]:
+    """Every design's departures from what its profiles were fitted on (vsockbench.accuracy)."""
+    from .accuracy import extrapolations, load_accuracy
+
+    table = load_accuracy()
+    return list(dict.fromkeys(line for sc in scenarios for line in extrapolations(sc, table)))
+
+
 def _progress(progress, total: int):
     if progress is True:
         from tqdm.auto import tqdm
@@ -299,6 +307,7 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
             "aggressor_backend": aggressor_backend, "seed": sc.run.seed, "replications": n,
             "duration": sc.run.duration, "warmup": sc.run.warmup, "wall_s": round(wall, 3),
             "roles": {f.name: f.role for f in sc.flows},
-            "accuracy": _accuracy_meta(scenarios.values())}
+            "accuracy": _accuracy_meta(scenarios.values()),
+            "extrapolations": _extrapolations(scenarios.values())}
     messages = pd.concat(msgs, ignore_index=True) if msgs else pd.DataFrame()
     return CompareResult(sc, designs, records, pd.concat(threads, ignore_index=True), messages, scenarios, meta)

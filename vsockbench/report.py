@@ -231,6 +231,12 @@ def write_report(result, out_dir) -> Path:
     snap = m.get("accuracy")
     table = None if snap is None else {v["setup"]: v for v in snap.values() if v.get("held_out")}
     accuracy = "\n".join(f"- {line}" for line in accuracy_lines(profiles, table))
+    beyond = m.get("extrapolations")
+    if beyond is None:  # a run stored before the metadata recorded them
+        from .accuracy import extrapolations
+
+        beyond = list(dict.fromkeys(x for sc in result.scenarios.values() for x in extrapolations(sc)))
+    beyond = "\n".join(f"- {line}" for line in beyond) or "- none: every flow is within the rows its profile was fitted on"
     text = f"""# vsockbench compare: {m.get('workload', '')}
 
 Flows: {roles}. {m.get('replications')} replications x {m.get('duration')} s simulated
@@ -254,6 +260,12 @@ How far the profiles behind these numbers were off on measured runs they were no
 (|relative error|, median / max; `python bench/cross_validate.py`, `results/validation/report.md`):
 
 {accuracy}
+
+Where the designs ask a profile for more than the measured rows it was fitted on covered
+(kinds of flow, directions and write sizes, connections per device, vCPUs): predictions there
+rest on the modelled mechanisms alone.
+
+{beyond}
 
 ![victim latency CDF](figures/latency_cdf.png)
 

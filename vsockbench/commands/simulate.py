@@ -48,12 +48,17 @@ def run(args) -> int:
 
 def format_accuracy(scenario) -> str:
     """How far the scenario's profiles were off on measured runs they were not fitted on
-    (vsockbench.accuracy), one line per profile."""
-    from ..accuracy import accuracy_lines
+    (vsockbench.accuracy), one line per profile, and where the scenario goes beyond the rows
+    they were fitted on."""
+    from ..accuracy import accuracy_lines, extrapolations
 
     lines = accuracy_lines([d.prof for d in scenario.devices])
-    return "\nprofiles, held-out |relative error| (median / max):\n" + "\n".join(
+    text = "\nprofiles, held-out |relative error| (median / max):\n" + "\n".join(
         "  " + line.replace("`", "") for line in lines)
+    beyond = extrapolations(scenario)
+    if beyond:
+        text += "\nbeyond what the profiles were fitted on:\n" + "\n".join("  " + line.replace("`", "") for line in beyond)
+    return text
 
 
 def format_summary(summary: dict) -> str:
