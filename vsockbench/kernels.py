@@ -13,7 +13,8 @@ fields that differ from today's kernel, each with the commit that changed it:
   ``VIRTIO_VSOCK_MAX_PKT_BUF_SIZE`` (64 KiB) -> ``max_pkt_bytes``;
 * before b89d882dc9fc ("vsock/virtio: reduce credit update messages", 5.4)
   ``virtio_transport_stream_do_dequeue()`` sent a CREDIT_UPDATE after every
-  read that freed bytes -> ``credit_update_every_read``;
+  dequeue, unconditionally ("Send a credit pkt to peer"; a 1 KiB read of a
+  4 KiB skb sends one that carries no new credit) -> ``credit_update_every_read``;
 * before efcd71af38be ("vsock/virtio: avoid queuing packets when intermediate
   queue is empty", Pinna/Leonardi, merged Sep 2024 for 6.12) every guest TX
   packet went through the one send_pkt_work item -> ``guest_tx_fast_path``
@@ -159,8 +160,8 @@ def code_constants(setup: str, variant: str = "", backend: str = "vhost") -> Ker
                          "VIRTIO_VSOCK_DEFAULT_RX_BUF_SIZE")
     if not credit_rule:
         out["credit_update_every_read"] = True
-        out.notes.append("credit_update_every_read: before b89d882dc9fc (5.4) every read that freed bytes sent "
-                         "a CREDIT_UPDATE")
+        out.notes.append("credit_update_every_read: before b89d882dc9fc (5.4) every read sent a CREDIT_UPDATE, "
+                         "unconditionally")
     if guest is not None and guest < FAST_PATH and "fastpath" not in setup:
         out["guest_tx_fast_path"] = False
         out.notes.append("guest_tx_fast_path = false: the guest kernel predates efcd71af38be (6.12)")

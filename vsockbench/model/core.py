@@ -27,6 +27,7 @@ from .guest import GuestQueue
 from .socket import (
     CREDIT_REQUEST,
     CREDIT_UPDATE,
+    EVERY_READ,
     HOST_CID,
     REQUEST,
     RESPONSE,
@@ -41,9 +42,6 @@ from .socket import (
 __all__ = ["Model"]
 
 LINUX_CREDIT_THRESHOLD = 65536  # VIRTIO_VSOCK_MAX_PKT_BUF_SIZE in virtio_transport_stream_do_dequeue
-# Before b89d882dc9fc (5.4) every read that freed bytes sent an update: a threshold no free space
-# reaches makes End.wants_credit_update() true whenever fwd_cnt moved.
-EVERY_READ = 1 << 62
 NOISE_BLOCK = 4096
 CONTROL_ON_QUEUE0 = (REQUEST, RESPONSE, RST)  # multi-queue sketch: connection ops on pair 0
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["Pkt", "End", "Conn", "REQUEST", "RESPONSE", "RST", "SHUTDOWN", "RW", "CREDIT_UPDATE",
+__all__ = ["Pkt", "End", "Conn", "EVERY_READ", "REQUEST", "RESPONSE", "RST", "SHUTDOWN", "RW", "CREDIT_UPDATE",
            "CREDIT_REQUEST", "OP_NAMES", "HDR_BYTES", "SEQ_EOM"]
 
 # include/uapi/linux/virtio_vsock.h: enum virtio_vsock_op
@@ -39,6 +39,11 @@ class Pkt:
     def __init__(self, conn, g2h, op, length, flags, buf_alloc, fwd_cnt, reply=False):
         self.conn, self.g2h, self.op, self.len, self.flags = conn, g2h, op, length, flags
         self.buf_alloc, self.fwd_cnt, self.reply = buf_alloc, fwd_cnt, reply
+
+
+# Before b89d882dc9fc (5.4) every dequeue sent a CREDIT_UPDATE: a threshold above any free space
+# (End.wants_credit_update).
+EVERY_READ = 1 << 62
 
 
 class End:
@@ -156,9 +161,14 @@ class End:
         return got
 
     def wants_credit_update(self) -> bool:
-        """virtio_transport_stream_do_dequeue(): update when the peer's stale view of our free
-        space drops below the threshold, or (Linux >= 93b80887668) when the reader drained the
-        queue.  SEQPACKET updates after every message (virtio_transport_seqpacket_do_dequeue)."""
+        """virtio_transport_stream_do_dequeue(), called after a dequeue: update when the peer's
+        stale view of our free space drops below the threshold, or (Linux >= 93b80887668) when
+        the reader drained the queue.  SEQPACKET updates after every message
+        (virtio_transport_seqpacket_do_dequeue).  Before b89d882dc9fc (5.4) the update was
+        unconditional ("Send a credit pkt to peer"): one per dequeue, even one that consumed no
+        whole skb and so left fwd_cnt where the last update put it (threshold EVERY_READ)."""
+        if self.threshold >= EVERY_READ:
+            return True
         delta = self.fwd_cnt - self.last_fwd_cnt
         if delta == 0:
             return False
