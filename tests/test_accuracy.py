@@ -117,3 +117,15 @@ def test_merge_keeps_the_setups_a_rerun_did_not_touch(tmp_path):
     merged = merge_accuracy(path, {"b": {"split": "2"}})
     assert merged == load_accuracy(path) == {"a": {"split": "1"}, "b": {"split": "2"}}
     assert load_accuracy(tmp_path / "missing.json") == {}
+
+
+def test_a_round_trip_the_other_way_round_is_named():
+    table = {BUILTIN_PROFILES["vhost"].setup: {"split": "", "held_out": {}, "in_sample": {}, "fitted_on": {
+        "workloads": {"pingpong": {"directions": ["h2g2h"], "msg_bytes": [64, 4096], "metrics": ["rtt"]}},
+        "connections": [1, 1], "vcpus": None}}}
+    ok = _scenario(2, [{"name": "p", "kind": "pingpong", "direction": "h2g2h", "msg_bytes": 512}], backend="vhost")
+    other = _scenario(2, [{"name": "p", "kind": "pingpong", "direction": "g2h2g", "msg_bytes": 512}], backend="vhost")
+    assert extrapolations(ok, table) == []
+    assert extrapolations(other, table) == [
+        f"`vhost` (fitted on {BUILTIN_PROFILES['vhost'].setup}): flow `p` (pingpong g2h2g 512 B): "
+        "direction g2h2g not fitted (h2g2h)"]

@@ -123,7 +123,7 @@ def _flow_gaps(flow, dom: dict) -> list[str]:
             return ["fitted on no stream (round trips only): its throughput is unvalidated"]
         return ["fitted on no round trip (streams only): its latency is unvalidated"]
     gaps = []
-    if workload == "stream" and flow.direction not in w["directions"]:
+    if flow.direction not in w["directions"]:
         gaps.append(f"direction {flow.direction} not fitted ({', '.join(w['directions'])})")
     sizes = (flow.msg_bytes,) if workload == "stream" else (flow.msg_bytes, flow.reply)
     lo, hi = w["msg_bytes"]
