@@ -48,7 +48,7 @@ SOURCES: dict[str, str] = {
     "(virtio_transport_stream_do_dequeue); Firecracker CONN_CREDIT_UPDATE_THRESHOLD=4 KiB (48 KiB in its 2020-22 "
     "code: vsockbench.kernels); vhost-device-vsock tx_buffer_size/4",
     "host_credit_on_drain": "code: Linux 93b80887668 (Dec 2023) also updates when the reader drains its queue; userspace backends do not",
-    "host_sends_credit_request": "code: Firecracker connection.rs and vhost-device-vsock vsock_conn.rs send CREDIT_REQUEST at 0 peer credit; Linux never does",
+    "host_sends_credit_request": "code: Firecracker connection.rs and vhost-device-vsock vsock_conn.rs send CREDIT_REQUEST at 0 peer credit; Linux never does. Firecracker stops polling a connection without credit (get_polled_evset), so in a stream it never asks (model/backend.py)",
     "guest_credit_on_drain": "code: Linux 93b80887668 (net, Dec 2023: 6.7 and stable); false for older guests (vsockbench.kernels)",
     "credit_update_every_read": "code: before b89d882dc9fc (Linux 5.4) virtio_transport_stream_do_dequeue() sent a "
     "CREDIT_UPDATE after every read; applies to the Linux ends (guest; host with vhost) - see vsockbench.kernels",

@@ -269,10 +269,12 @@ class Model:
             if w:
                 self._wake_host_reader(conn)
             self._backend_credit_check(conn)
+            if conn.uds_h2g and not conn.in_rxq and getattr(backend, "credit_gated", False):
+                backend.host_data(conn)  # the RW's fwd_cnt may bring credit: EPOLLIN re-armed
         elif op == CREDIT_UPDATE:
             conn.credit_requested = False
             if conn.uds_h2g:
-                backend.host_data(conn)
+                backend.host_data(conn)  # Firecracker: EPOLLIN re-armed once there is credit
         elif op == CREDIT_REQUEST:
             backend.host_send(end.stamp(Pkt(conn, False, CREDIT_UPDATE, 0, 0, 0, 0)), conn.q)
         elif op == REQUEST:  # connected to <uds_path>_<port>: answer RESPONSE
