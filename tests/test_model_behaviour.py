@@ -110,7 +110,8 @@ def test_firecracker_stops_reading_without_credit_instead_of_asking_for_it(backe
     """Firecracker polls a connection's host socket only while the guest has credit
     (get_polled_evset) and resumes on the guest's CREDIT_UPDATE, so a host-to-guest stream that
     keeps filling a small guest buffer never makes it send a CREDIT_REQUEST; vhost-device-vsock
-    is modelled as asking at zero credit.  Either way the window holds and nothing is lost."""
+    asks once per stall (its readable socket leaves epoll until the guest's CREDIT_UPDATE).
+    Either way the window holds and nothing is lost."""
     from vsockbench.model.socket import CREDIT_REQUEST
 
     sc = make_scenario([{"cid": 3, "backend": backend}],

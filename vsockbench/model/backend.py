@@ -192,8 +192,10 @@ class UserspaceBackend(_Worker):
         # (VsockConnection::get_polled_evset skips IN when need_credit_update_from_peer(); the
         # muxer's apply_conn_mutation re-arms it after every guest packet), and recv_pkt turns a
         # pending Rw into a CREDIT_REQUEST only if credit ran out after the EPOLLIN: one Rw
-        # yields one packet, so in a stream that never happens.  Simplification: vhost-device-vsock
-        # keeps polling and asks for credit (not checked against its epoll code).
+        # yields one packet, so in a stream that never happens.  vhost-device-vsock asks: its
+        # handle_event unregisters a readable socket and queues an Rw, recv_pkt answers a
+        # credit-less Rw with a CREDIT_REQUEST, and only a guest CREDIT_UPDATE re-registers the
+        # socket (vhu_vsock_thread.rs, vsock_conn.rs) - one request per stall, as modelled.
         self.credit_gated = prof.backend == "vmm"
         if prof.backend_other_util > 0:
             model.env.process(self._other_devices())
