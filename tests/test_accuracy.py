@@ -129,3 +129,15 @@ def test_a_round_trip_the_other_way_round_is_named():
     assert extrapolations(other, table) == [
         f"`vhost` (fitted on {BUILTIN_PROFILES['vhost'].setup}): flow `p` (pingpong g2h2g 512 B): "
         "direction g2h2g not fitted (h2g2h)"]
+
+
+def test_a_run_lists_its_extrapolations():
+    """From Python the same lines hang off the result (the shipped table: the built-in Firecracker
+    profile was fitted on 1-2 vCPUs and streams only)."""
+    from vsockbench.simulate import simulate
+
+    sc = scenario_from_dict({"run": {"duration": 0.001, "warmup": 0.0005}, "guest": {"vcpus": 4},
+                             "device": [{"cid": 3, "backend": "vmm"}],
+                             "flow": [{"name": "p", "kind": "pingpong", "direction": "h2g2h", "msg_bytes": 64}]})
+    lines = simulate(sc).extrapolations
+    assert any("a 4-vCPU guest" in x for x in lines) and any("no round trip" in x for x in lines)

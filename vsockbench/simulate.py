@@ -53,6 +53,14 @@ class SimResult:
         return pd.DataFrame(rows)
 
     @property
+    def extrapolations(self) -> list[str]:
+        """Where this run asks a profile for more than the measured rows it was fitted on: flow
+        kinds, directions and sizes, connections per device, vCPUs (vsockbench.accuracy)."""
+        from .accuracy import extrapolations
+
+        return extrapolations(self.scenario)
+
+    @property
     def cpus(self) -> pd.DataFrame:
         """One row per CPU pool (guest, host): work time and, for the guest, vCPU thread time
         including KVM halt polling (``summary["cpus"]``), in CPUs."""
