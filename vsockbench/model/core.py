@@ -269,7 +269,7 @@ class Model:
             if w:
                 self._wake_host_reader(conn)
             self._backend_credit_check(conn)
-            if conn.uds_h2g and not conn.in_rxq and getattr(backend, "credit_gated", False):
+            if conn.uds_h2g and not conn.in_rxq and backend.credit_gated:
                 backend.host_data(conn)  # the RW's fwd_cnt may bring credit: EPOLLIN re-armed
         elif op == CREDIT_UPDATE:
             conn.credit_requested = False
