@@ -97,25 +97,32 @@ def plot(setup, recs_test, recs_train, out: Path):
 
     fig = Figure(figsize=(11, 3.6))
     axes = fig.subplots(1, 3)
-    ax = axes[0]
-    for d, c in (("g2h", "tab:blue"), ("h2g", "tab:orange")):
-        for recs, mk, lab in ((recs_train, "o", "fit"), (recs_test, "s", "held out")):
-            pts = sorted((r["msg_bytes"], r["value"], r["predicted"]) for r in recs
-                         if r["metric"] == "throughput" and r["direction"] == d and (r["vcpus"] or 1) == 1 or
-                         (r["metric"] == "throughput" and r["direction"] == d and r["vcpus"] is None))
-            if pts:
-                x, m, p = zip(*pts)
-                ax.plot(x, m, mk, color=c, mfc="none" if lab == "held out" else c, label=f"{d} measured ({lab})")
-                ax.plot(x, p, "-" if lab == "fit" else ":", color=c, alpha=0.7, label=f"{d} predicted ({lab})")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("write size (bytes)")
-    ax.set_ylabel("Gbps")
-    ax.set_title("throughput vs write size", fontsize=9)
-    ax.legend(fontsize=6)
+    def by_size(ax, vcpus_ok, title):
+        for d, c in (("g2h", "tab:blue"), ("h2g", "tab:orange")):
+            for recs, mk, lab in ((recs_train, "o", "fit"), (recs_test, "s", "held out")):
+                pts = sorted((r["msg_bytes"], r["value"], r["predicted"]) for r in recs
+                             if r["metric"] == "throughput" and r["direction"] == d and vcpus_ok(r["vcpus"]))
+                if pts:
+                    x, m, p = zip(*pts)
+                    ax.plot(x, m, mk, color=c, mfc="none" if lab == "held out" else c, label=f"{d} measured ({lab})")
+                    ax.plot(x, p, "-" if lab == "fit" else ":", color=c, alpha=0.7, label=f"{d} predicted ({lab})")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("write size (bytes)")
+        ax.set_ylabel("Gbps")
+        ax.set_title(title, fontsize=9)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+
+    by_size(axes[0], lambda v: (v or 1) == 1, "throughput vs write size" + (" (1 vCPU)" if any(
+        (r["vcpus"] or 1) > 1 for r in recs_train + recs_test) else ""))
     ax = axes[1]
     rtt = [r for r in recs_train + recs_test if r["metric"] == "rtt"]
-    if rtt:
+    multi = [r for r in recs_train + recs_test if r["metric"] == "throughput" and (r["vcpus"] or 1) > 1]
+    if not rtt and multi:  # no round trips measured: the multi-vCPU streams get the middle panel
+        n = max(r["vcpus"] for r in multi)
+        by_size(ax, lambda v: (v or 1) > 1, f"throughput vs write size ({n} vCPUs, {len(multi)} rows)")
+    elif rtt:
         labels = [f"{r['msg_bytes']}B {r['stat']}" + ("*" if r in recs_test else "") for r in rtt]
         x = np.arange(len(rtt))
         ax.bar(x - 0.2, [r["value"] for r in rtt], 0.4, label="measured")
@@ -123,7 +130,10 @@ def plot(setup, recs_test, recs_train, out: Path):
         ax.set_xticks(x, labels, rotation=60, fontsize=6)
         ax.set_ylabel("RTT (us)")
         ax.legend(fontsize=7)
-    ax.set_title("RTT percentiles (* = held out)", fontsize=9)
+        ax.set_title("RTT percentiles (* = held out)", fontsize=9)
+    else:
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no round trips measured", ha="center", va="center", fontsize=9)
     ax = axes[2]
     allr = recs_train + recs_test
     for metric, mk in (("throughput", "o"), ("cpu_backend", "^"), ("cpu_guest", "v"), ("rtt", "s")):
