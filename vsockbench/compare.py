@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .accuracy import accuracy_of, extrapolations, load_accuracy
 from .designs import DESIGNS, apply_design, design_label
 from .errors import InputError
 from .isolation import isolation_runs, significance, summarize
@@ -216,12 +217,9 @@ class CompareResult:
                 f"replications={self.meta.get('replications')})")
 
 
-def _accuracy_meta(scenarios) -> dict:
+def _accuracy_meta(scenarios, table: dict) -> dict:
     """Per profile the designs used: the setup it was fitted on and its held-out errors from the
-    cross-validation (vsockbench.accuracy), None where it was never cross-validated."""
-    from .accuracy import accuracy_of, load_accuracy
-
-    table = load_accuracy()
+    cross-validation (vsockbench.accuracy ``table``), None where it was never cross-validated."""
     out = {}
     for sc in scenarios:
         for dev in sc.devices:
@@ -231,11 +229,8 @@ def _accuracy_meta(scenarios) -> dict:
     return out
 
 
-def _extrapolations(scenarios) -> list[str]:
+def _extrapolations(scenarios, table: dict) -> list[str]:
     """Every design's departures from what its profiles were fitted on (vsockbench.accuracy)."""
-    from .accuracy import extrapolations, load_accuracy
-
-    table = load_accuracy()
     return list(dict.fromkeys(line for sc in scenarios for line in extrapolations(sc, table)))
 
 
@@ -302,12 +297,13 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
     wall = time.perf_counter() - wall0
     records = pd.concat(recs, ignore_index=True)
     records.insert(1, "label", [design_label(d, aggressor_backend) for d in records["design"]])
+    accuracy = load_accuracy()  # the cross-validation table, read once for both entries below
     meta = {"workload": workload_name(sc), "workload_path": sc.path, "designs": list(designs),
             "labels": {d: design_label(d, aggressor_backend) for d in designs},
             "aggressor_backend": aggressor_backend, "seed": sc.run.seed, "replications": n,
             "duration": sc.run.duration, "warmup": sc.run.warmup, "wall_s": round(wall, 3),
             "roles": {f.name: f.role for f in sc.flows},
-            "accuracy": _accuracy_meta(scenarios.values()),
-            "extrapolations": _extrapolations(scenarios.values())}
+            "accuracy": _accuracy_meta(scenarios.values(), accuracy),
+            "extrapolations": _extrapolations(scenarios.values(), accuracy)}
     messages = pd.concat(msgs, ignore_index=True) if msgs else pd.DataFrame()
     return CompareResult(sc, designs, records, pd.concat(threads, ignore_index=True), messages, scenarios, meta)
