@@ -98,7 +98,7 @@ def plot(setup, recs_test, recs_train, out: Path):
     fig = Figure(figsize=(11, 3.6))
     axes = fig.subplots(1, 3)
     def by_size(ax, vcpus_ok, title):
-        for d, c in (("g2h", "tab:blue"), ("h2g", "tab:orange")):
+        for d, c in (("g2h", "tab:blue"), ("h2g", "tab:orange"), ("bidir", "tab:green")):
             for recs, mk, lab in ((recs_train, "o", "fit"), (recs_test, "s", "held out")):
                 pts = sorted((r["msg_bytes"], r["value"], r["predicted"]) for r in recs
                              if r["metric"] == "throughput" and r["direction"] == d and vcpus_ok(r["vcpus"]))

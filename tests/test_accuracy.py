@@ -49,7 +49,7 @@ def test_shipped_domains_are_the_rows_each_profile_was_fitted_on():
         rows = [r for s in (setup, *JOINT.get(setup, ())) for r in groups[s]]
         assert entry["fitted_on"] == fitted_domain(fitted_rows(rows)), setup
     fc = table["vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14"]["fitted_on"]
-    assert fc == {"workloads": {"stream": {"directions": ["g2h", "h2g"], "msg_bytes": [1024, 1048576],
+    assert fc == {"workloads": {"stream": {"directions": ["bidir", "g2h", "h2g"], "msg_bytes": [1024, 1048576],
                                            "metrics": ["cpu_backend", "throughput"]}},
                   "connections": [1, 2], "vcpus": [1, 2]}
 

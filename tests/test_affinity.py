@@ -39,7 +39,8 @@ def test_interrupt_work_on_one_vcpu_limits_a_receiving_guest():
     """h2g: rx_work (every packet of both connections) shares vCPU 0 with reader 0, so the
     pinned guest carries less than one whose scheduler spreads the work, and vCPU 0 is the busy one.
     On vhost, whose calibrated guest is the bottleneck of a bulk h2g stream (the built-in
-    Firecracker profile's fit leaves its guest partly idle there: README, Firecracker 1 -> 2 vCPUs)."""
+    Firecracker profile's shows it too since its fit sees the CI's bidir rows; before, it left its
+    guest partly idle there: README, Firecracker 1 -> 2 vCPUs)."""
     free, pinned = _stream("h2g", "free", backend="vhost"), _stream("h2g", "pinned", backend="vhost")
     assert pinned.summary["flows"]["f"]["throughput_gbps"] < free.summary["flows"]["f"]["throughput_gbps"]
     busy0, busy1 = (p.busy for p in pinned.model.vcpu_pools)
@@ -108,3 +109,39 @@ def test_measured_rows_are_simulated_with_their_sources_placement():
     assert key[-1] == "pinned"
     assert row_scenario_dict(key)["guest"]["affinity"] == "pinned"
     assert row_scenario_dict(key[:6])["guest"]["affinity"] == "free"  # a 6-field key: a free guest
+
+
+def test_first_vcpu_places_a_flow_on_the_next_vcpus():
+    """Two one-connection flows: without first_vcpu both apps share vCPU 0; with it the second
+    flow's app runs on vCPU 1 (Firecracker's CI pins client i to vCPU i % vcpus)."""
+    flows = [{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 65536},
+             {"name": "r", "kind": "stream", "direction": "h2g", "msg_bytes": 65536, "first_vcpu": 1}]
+    sc = make_scenario([{"cid": 3, "backend": "vmm"}], flows, duration=0.003, packets="none", vcpus=2,
+                       affinity="pinned")
+    m = simulate(sc, keep_model=True).model
+    th = {t.name: t for t in m.threads}
+    assert th["g:app-f-0"].pool is m.vcpu_pools[0] and th["g:app-r-0"].pool is m.vcpu_pools[1]
+
+
+def test_bidir_row_is_two_opposite_streams_summed():
+    """A Firecracker CI ``bidir`` row (2 clients, 2 vCPUs): client 0 sends g2h on vCPU 0, client 1
+    receives (-R) on vCPU 1, and the row's throughput is both flows summed."""
+    import importlib
+
+    from vsockbench.measured import MeasuredRow
+    from vsockbench.predict import row_key, row_scenario, simulate_key
+    from vsockbench.profiles import builtin_profile
+
+    calibrate = importlib.import_module("vsockbench.calibrate")
+    row = MeasuredRow(setup="vmm/x", source_id="fc_vsock_baselines_2023_05", backend="vmm", variant="",
+                      workload="stream", direction="bidir", msg_bytes=131072, flows=2, vcpus=2,
+                      metric="throughput", stat="mean", value=7.4, unit="Gbps", notes="")
+    assert calibrate.expressible(row) is None
+    key = row_key(row)
+    prof = builtin_profile("vmm")
+    sc = row_scenario(key, prof)
+    assert [(f.direction, f.connections, f.first_vcpu) for f in sc.flows] == [("g2h", 1, 0), ("h2g", 1, 1)]
+    res = simulate(sc)
+    both = sum(f["throughput_gbps"] for f in res.summary["flows"].values())
+    assert all(f["throughput_gbps"] > 0 for f in res.summary["flows"].values())
+    assert simulate_key(key, prof)["throughput"] == pytest.approx(both)

@@ -67,13 +67,13 @@ def test_cli_calibrate_writes_profile_and_lists_skipped(synthetic, tmp_path, cap
         for r in rows[:2]:
             w.writerow([getattr(r, c) if getattr(r, c) is not None else "" for c in COLUMNS])
         # a row the model cannot express: listed as skipped with its reason
-        w.writerow([SETUP, "synthetic", "vhost", "", "stream", "bidir", 1024, 2, 2, "throughput", "mean", 3.0,
+        w.writerow([SETUP, "synthetic", "vhost", "", "stream", "g2h", 1024, 2, 2, "throughput", "max", 3.0,
                     "Gbps", ""])
     out = tmp_path / "profiles"
     assert main(["calibrate", str(path), "--out-dir", str(out), "--quiet", "--max-evals", "3",
                  "--workers", "1"]) == 0
     text = capsys.readouterr().out
-    assert "skipped m.csv row 3" in text and "bidir" in text
+    assert "skipped m.csv row 3" in text and "stat max" in text
     prof = load_profile(out / "vhost__synthetic__known.toml")
     assert prof.setup == SETUP and prof.name == SETUP and prof.backend == "vhost"
     assert len(read_measured(path)) == 3

@@ -23,6 +23,10 @@ CASES = [
     ("duration-string", '[run]\nduration = "long"\n' + GOOD_DEVICE + GOOD_FLOW, "duration"),
     ("zero-vcpus", RUN + "[guest]\nvcpus = 0\n" + GOOD_DEVICE + GOOD_FLOW, "guest.vcpus"),
     ("bad-affinity", RUN + "[guest]\naffinity = \"sticky\"\n" + GOOD_DEVICE + GOOD_FLOW, "guest.affinity"),
+    ("first-vcpu-out-of-range", RUN + '[guest]\nvcpus = 2\naffinity = "pinned"\n' + GOOD_DEVICE + GOOD_FLOW
+     + "first_vcpu = 2\n", "flow 'f'.first_vcpu"),
+    ("first-vcpu-free-guest", RUN + "[guest]\nvcpus = 2\n" + GOOD_DEVICE + GOOD_FLOW + "first_vcpu = 1\n",
+     "flow 'f'.first_vcpu"),
     ("no-devices", RUN + GOOD_FLOW, "no devices"),
     ("17-devices", RUN + devices(17) + GOOD_FLOW, "at most 16"),
     ("duplicate-cid", RUN + GOOD_DEVICE + '[[device]]\ncid = 3\nbackend = "vmm"\norder = 1\n' + GOOD_FLOW,

@@ -85,7 +85,7 @@ def test_rx_work_waits_for_a_reader_on_another_vcpu(monkeypatch, seed):
     sc = dataclasses.replace(sc, run=dataclasses.replace(sc.run, seed=seed))
     res = simulate(sc)
     assert res.checks["conserved"] and not res.checks["drops"]
-    assert waits["n"] > 10
+    assert waits["n"] > 3  # recurring, not a one-off (how often depends on the calibrated costs)
     n = waits["n"]
     _no_lock(monkeypatch)
     res = simulate(sc)

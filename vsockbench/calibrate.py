@@ -141,8 +141,8 @@ def expressible(row: MeasuredRow) -> str | None:
         return "msg_bytes not stated"
     if row.direction == "":
         return "direction not stated"
-    if row.direction == "bidir":
-        return "direction bidir (two opposite streams summed) is not fitted"
+    if row.direction == "bidir" and row.workload != "stream":
+        return "direction bidir is a pair of opposite streams; workload stream only"
     if row.direction == "local" and row.backend not in LOCAL_BACKENDS:
         return "direction local needs a unix/tcp backend"
     if row.stat in ("min", "max", "stddev"):

@@ -95,6 +95,9 @@ class FlowSpec:
     trace_flow: str | None = None
     replay: str = "open"
     time_scale: float = 1.0
+    # pinned guest: connection i's application on vCPU (first_vcpu + i) % vcpus, so two flows can
+    # sit on different vCPUs (Firecracker's CI bidir test: client 0 g2h on vCPU 0, client 1 h2g on 1)
+    first_vcpu: int = 0
 
     @property
     def reply(self) -> int:
@@ -268,6 +271,11 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", base_dir: Path |
                f"{where}.buffer_bytes")
         _check(fl.role in ("", "victim", "aggressor", "background"),
                f"role = {fl.role!r}; expected victim, aggressor or background", path, f"{where}.role")
+        _check(0 <= fl.first_vcpu < guest.vcpus, f"first_vcpu = {fl.first_vcpu}; expected 0..{guest.vcpus - 1} "
+               "(the guest's vCPUs)", path, f"{where}.first_vcpu")
+        _check(fl.first_vcpu == 0 or guest.affinity == "pinned",
+               'first_vcpu needs guest.affinity = "pinned" (a free guest runs any thread on any idle vCPU)', path,
+               f"{where}.first_vcpu")
         _check(fl.think_time >= 0 and fl.start >= 0, "think_time and start must be >= 0 seconds", path, where)
         _check(fl.bind_cid is None or fl.bind_cid in by_cid,
                f"bind_cid = {fl.bind_cid} is not the CID of any device; expected one of "

@@ -39,7 +39,7 @@ def _make(model, flow, index, i, g_initiates, guest_port=None, host_port=None, s
         gp = guest_port if guest_port is not None else listen
         base = EPHEMERAL_HOST_UDS if dev.backend != "vhost" else EPHEMERAL_GUEST
         hp = host_port if host_port is not None else base + conn_id
-    vcpu = i % sc.guest.vcpus
+    vcpu = (flow.first_vcpu + i) % sc.guest.vcpus  # the pinned vCPU (a free guest ignores it)
     q = model.steer(dev, flow, i, gp, hp, vcpu)
     conn = model.new_conn(flow, dev, q, gp, hp, g_initiates)
     if threads is not None:  # a replayed flow's later connections keep its application threads
