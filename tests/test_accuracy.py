@@ -100,6 +100,19 @@ def test_each_departure_from_the_fitted_rows_is_named():
     assert extrapolations(sc, {}) == []
 
 
+def test_streams_both_ways_on_one_device_need_bidir_rows():
+    """Opposite streams on one device load its worker and the interrupt vCPU together: a profile
+    fitted one direction at a time says so; one whose rows include the CI's bidir runs does not."""
+    sc = _scenario(2, [{"name": "up", "kind": "stream", "direction": "g2h", "msg_bytes": 65536},
+                       {"name": "down", "kind": "stream", "direction": "h2g", "msg_bytes": 65536}])
+    who = f"`vmm` (fitted on {BUILTIN_PROFILES['vmm'].setup})"
+    assert extrapolations(sc, FC_TABLE) == [
+        f"{who}: g2h and h2g streams at once on one device, fitted on one direction at a time"]
+    with_bidir = json.loads(json.dumps(FC_TABLE))
+    next(iter(with_bidir.values()))["fitted_on"]["workloads"]["stream"]["directions"].insert(0, "bidir")
+    assert extrapolations(sc, with_bidir) == []
+
+
 def test_lines_quote_each_profile_once_and_say_when_there_is_no_figure():
     table = {"vhost/x/linux-6.1": {"split": "fit 8 of 15 sizes", "in_sample": {},
                                    "held_out": {"throughput": {"n": 7, "median_abs_rel_error": 0.077,

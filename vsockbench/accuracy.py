@@ -134,7 +134,8 @@ def _flow_gaps(flow, dom: dict) -> list[str]:
 
 def extrapolations(scenario, table: dict | None = None) -> list[str]:
     """Where ``scenario`` asks a profile for more than its fitted rows cover: one line per flow and
-    profile (kind, direction, message size), per device (connections) and per guest (vCPUs).
+    profile (kind, direction, message size), per device (streams both ways at once, connections)
+    and per guest (vCPUs).
     Profiles without a recorded domain (first estimates, a user's own calibration) are not
     checked: :func:`accuracy_lines` already says they were never cross-validated."""
     table = load_accuracy() if table is None else table
@@ -149,6 +150,12 @@ def extrapolations(scenario, table: dict | None = None) -> list[str]:
         for f in flows:
             out += [f"{who}: flow `{f.name}` ({f.kind} {f.direction} {f.msg_bytes} B): {gap}"
                     for gap in _flow_gaps(f, dom)]
+        # streams both ways at once share the device's worker and the guest's interrupt vCPU, which
+        # single-direction rows never load together (Firecracker's CI bidir rows do)
+        stream_dirs = {f.direction for f in flows if f.kind == "stream"}
+        fitted_streams = dom["workloads"].get("stream")
+        if {"g2h", "h2g"} <= stream_dirs and fitted_streams and "bidir" not in fitted_streams["directions"]:
+            out.append(f"{who}: g2h and h2g streams at once on one device, fitted on one direction at a time")
         conns = sum(f.connections for f in flows)
         if flows and dom["connections"] and conns > dom["connections"][1]:
             out.append(f"{who}: {conns} connections on one device, fitted on {_span(dom['connections'])}")
