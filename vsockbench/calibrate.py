@@ -32,6 +32,9 @@ the host-local transports (``unix``/``tcp``, see :data:`LOCAL_BASE`):
   fix the streaming rate, and only where the estimate is below 1; rows that cannot see it
   keep the estimate on the machine it is for (``HOT_RATIO_MACHINES``), else the streaming
   rate, ratio 1).
+* scaled only: ``inject`` (KVM's irqfd injection from a kworker on the VMM's core,
+  ``kvm_irq_inject_ns``): no row can tell it from the backend's own per-interrupt cost, whose
+  CPU the ``cpu_backend`` rows see and its does not, so it keeps its estimate times ``scale``.
 * fixed: every constant from code (ring size, RX buffer size, weights, credit
   thresholds, buffer sizes) and the built-in ratios inside each group.
 """
@@ -69,6 +72,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "rxbuf": ("backend_per_rxbuf_ns", "backend_h2g_per_skb_ns", "guest_recv_per_pkt_ns", "guest_rx_refill_ns"),
     "wake": ("guest_wakeup_latency_ns", "backend_wakeup_latency_ns", "host_wakeup_latency_ns"),
     "hop": ("guest_wq_latency_ns", "guest_wq_run_ns"),
+    "inject": ("kvm_irq_inject_ns",),  # never free (free_groups): its estimate times the time scale
 }
 TIME_FIELDS = tuple(f for g in GROUPS.values() for f in g)
 # A multiplier across the kinds above on every backend_* cost: rows of the backend thread's CPU

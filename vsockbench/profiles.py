@@ -83,6 +83,12 @@ SOURCES: dict[str, str] = {
     "backend_syscall_ns": "est: one read()/write()/epoll_ctl() of a userspace backend; fc_pr2574_measured_2021 h2g 1 KiB",
     "backend_loop_ns": "est: one epoll_wait round of a userspace event loop",
     "backend_other_util": "est: share of the VMM thread taken by the VM's other devices (net, block); 0 = idle",
+    "kvm_irq_inject_ns": "code: an irqfd on a GSI (IRQCHIP) route cannot inject in atomic context "
+    "(kvm_arch_set_irq_inatomic returns -EWOULDBLOCK for non-MSI routes, arch/x86/kvm/irq_comm.c), so irqfd_wakeup "
+    "schedule_work()s irqfd_inject on the signalling CPU (virt/kvm/eventfd.c): a kworker on the VMM's core, outside "
+    "its thread's CPU. Firecracker's virtio-mmio devices signal GSIs (register_irqfd(interrupt_evt, irq)); QEMU's "
+    "virtio-pci (vhost, vhost-user) signals MSI-X, injected inline: 0. est: the kworker's wake-up, two context "
+    "switches and kvm_set_irq (assert, deassert) through the PIC and IOAPIC",
     "host_send_call_ns": "est: host sendmsg() fixed cost",
     "host_copy_ns_per_kib": "est: host user<->kernel copy, ~10 GB/s",
     "host_recv_call_ns": "est: host recvmsg() fixed cost",
@@ -155,6 +161,7 @@ class Profile:
     backend_syscall_ns: float = 0.0
     backend_loop_ns: float = 0.0
     backend_other_util: float = 0.0
+    kvm_irq_inject_ns: float = 0.0  # per interrupt, on the backend's core but not its thread (SOURCES)
     # --- host application costs ----------------------------------------------
     host_send_call_ns: float = 1200.0
     host_copy_ns_per_kib: float = 100.0
@@ -229,7 +236,7 @@ ESTIMATES: dict[str, Profile] = {
         host_credit_on_drain=False, host_sends_credit_request=True, rx_round_robin=False,
         backend_per_pkt_ns=900.0, backend_per_rxbuf_ns=900.0, backend_copy_ns_per_kib=120.0,
         backend_syscall_ns=1300.0, backend_loop_ns=1200.0, backend_signal_ns=1200.0,
-        backend_wakeup_latency_ns=3000.0, guest_credit_on_drain=False,
+        backend_wakeup_latency_ns=3000.0, guest_credit_on_drain=False, kvm_irq_inject_ns=3000.0,
         # no hop CPU: no Firecracker guest has the fast path, so no row can tell it from the per-packet
         # costs, and with the vhost estimate the 1 -> 2 vCPU extrapolation got worse (SOURCES)
         guest_wq_run_ns=0.0,

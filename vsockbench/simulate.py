@@ -144,9 +144,11 @@ def cpu_summary(model: Model, duration: float) -> dict:
         # at most 1 each: tx_work's accounting without a vCPU (model/guest.py) can push a busy one over
         out["guest"]["per_vcpu_util"] = [round(min(1.0, (p.busy + p.poll_time(model.window[1])) / duration), 6)
                                          for p in guest_pools]
-    pool = model.host_pool
-    work = sum(t.busy for t in model.threads if t.pool is pool) / duration
-    out["host"] = {"cpus": pool.size, "work_util": round(work, 6)}
+    # the host pool and any core of its own (a Firecracker VMM's, shared with KVM's irqfd kworker)
+    host = [t for t in model.threads if t.side == "host"]
+    pools = {id(p): p for p in [model.host_pool, *(t.pool for t in host)]}
+    work = sum(t.busy for t in host) / duration
+    out["host"] = {"cpus": sum(p.size for p in pools.values()), "work_util": round(work, 6)}
     return out
 
 
