@@ -39,7 +39,7 @@ def test_interrupt_work_on_one_vcpu_limits_a_receiving_guest():
     """h2g: rx_work (every packet of both connections) shares vCPU 0 with reader 0, so the
     pinned guest carries less than one whose scheduler spreads the work, and vCPU 0 is the busy one.
     On vhost, whose calibrated guest is the bottleneck of a bulk h2g stream (the built-in
-    Firecracker profile's shows it too since its fit sees the CI's bidir rows; before, it left its
+    Firecracker profile shows it too since its fit sees the CI's bidir rows; before, it left its
     guest partly idle there: README, Firecracker 1 -> 2 vCPUs)."""
     free, pinned = _stream("h2g", "free", backend="vhost"), _stream("h2g", "pinned", backend="vhost")
     assert pinned.summary["flows"]["f"]["throughput_gbps"] < free.summary["flows"]["f"]["throughput_gbps"]

@@ -33,8 +33,9 @@ the host-local transports (``unix``/``tcp``, see :data:`LOCAL_BASE`):
   keep the estimate on the machine it is for (``HOT_RATIO_MACHINES``), else the streaming
   rate, ratio 1).
 * scaled only: ``inject`` (KVM's irqfd injection from a kworker on the VMM's core,
-  ``kvm_irq_inject_ns``): no row can tell it from the backend's own per-interrupt cost, whose
-  CPU the ``cpu_backend`` rows see and its does not, so it keeps its estimate times ``scale``.
+  ``kvm_irq_inject_ns``): the ``cpu_backend`` rows see the VMM thread's CPU, not the kworker's,
+  and no row separates the kworker from the VMM's own per-interrupt cost, so it keeps its
+  estimate times ``scale``.
 * fixed: every constant from code (ring size, RX buffer size, weights, credit
   thresholds, buffer sizes) and the built-in ratios inside each group.
 """
