@@ -77,6 +77,22 @@ def test_cli_calibrate_writes_profile_and_lists_skipped(synthetic, tmp_path, cap
     prof = load_profile(out / "vhost__synthetic__known.toml")
     assert prof.setup == SETUP and prof.name == SETUP and prof.backend == "vhost"
     assert len(read_measured(path)) == 3
+    # beside the profile, what it was fitted on: a scenario that uses it says where it goes beyond
+    from vsockbench.accuracy import accuracy_lines, extrapolations, load_accuracy
+    from vsockbench.scenario import load_scenario
+
+    entry = load_accuracy(out / "accuracy.json")[SETUP]
+    assert entry["held_out"] == {} and entry["in_sample"]["throughput"]["n"] == 1
+    assert entry["fitted_on"]["workloads"]["stream"]["directions"] == ["g2h"]
+    sc_path = tmp_path / "mine.toml"
+    sc_path.write_text('[[device]]\ncid = 3\nbackend = "vhost"\nprofile = "profiles/vhost__synthetic__known.toml"\n'
+                       '[[flow]]\nname = "up"\nkind = "stream"\ndirection = "h2g"\nmsg_bytes = 1024\nconnections = 3\n')
+    sc = load_scenario(sc_path)
+    assert extrapolations(sc) == [f"`{SETUP}` (fitted on {SETUP}): flow `up` (stream h2g 1024 B): direction h2g not "
+                                  "fitted (g2h)", f"`{SETUP}` (fitted on {SETUP}): 3 connections on one device, "
+                                  "fitted on 1"]
+    (line,) = accuracy_lines([sc.devices[0].prof], load_accuracy(out / "accuracy.json"))
+    assert "in-sample only, not cross-validated" in line
 
 
 def test_cli_calibrate_unknown_setup_is_exit_2(tmp_path, capsys):

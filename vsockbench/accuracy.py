@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 __all__ = ["ACCURACY_FILE", "summaries_from_cv", "merge_accuracy", "load_accuracy", "accuracy_of",
-           "accuracy_lines", "fitted_domain", "extrapolations"]
+           "accuracy_lines", "fitted_domain", "extrapolations", "user_fit_entry", "table_for"]
 
 ACCURACY_FILE = Path(__file__).parent / "data" / "accuracy.json"
 
@@ -42,6 +42,38 @@ def merge_accuracy(path: Path, table: dict) -> dict:
     merged = {**load_accuracy(path), **table}
     write_text_atomic(path, json.dumps(dict(sorted(merged.items())), indent=1, sort_keys=True) + "\n")
     return merged
+
+
+def user_fit_entry(result) -> dict:
+    """The accuracy entry ``vsockbench calibrate`` writes beside a profile it fitted (a
+    ``calibrate.CalibrationResult``): no held-out error (nothing was held out), the in-sample one,
+    and the domain of its rows."""
+    import numpy as np
+
+    from .validate import summarize
+
+    recs = [{"metric": r.metric, "rel_error": p / r.value - 1, "log_error": abs(float(np.log(p / r.value)))}
+            for r, p in zip(result.rows, result.predicted)]
+    return {"split": "none: fitted on all its rows (vsockbench calibrate)", "held_out": {},
+            "in_sample": summarize(recs), "fitted_on": fitted_domain(result.rows)}
+
+
+def table_for(scenario, table: dict | None = None) -> dict:
+    """The shipped table (or ``table``) with, over it, the ``accuracy.json`` beside each profile
+    file a device of ``scenario`` names (where ``vsockbench calibrate`` writes one)."""
+    from .profiles import BUILTIN_PROFILES, DATA_DIR
+
+    out = dict(load_accuracy() if table is None else table)
+    base = Path(scenario.path).parent if getattr(scenario, "path", "") else None
+    for dev in scenario.devices:
+        spec = dev.profile
+        if not spec or spec in BUILTIN_PROFILES or (DATA_DIR / f"{spec.replace('/', '__')}.toml").exists():
+            continue
+        p = Path(spec)
+        if not p.is_absolute() and base is not None and not p.exists():
+            p = base / p
+        out.update(load_accuracy(p.parent / "accuracy.json"))
+    return out
 
 
 def load_accuracy(path: Path = ACCURACY_FILE) -> dict:
@@ -75,9 +107,12 @@ def accuracy_lines(profiles, table: dict | None = None) -> list[str]:
             out.append(f"`{prof.name}` ({prof.setup or 'first estimates'}): not cross-validated - no held-out "
                        "error to show")
             continue
+        held = entry.get("held_out") or {}
+        which, summary = ("held out", held) if held else ("in-sample only, not cross-validated",
+                                                          entry.get("in_sample") or {})
         figures = "; ".join(f"{metric} {_pct(s['median_abs_rel_error'])} / {_pct(s['max_abs_rel_error'])} "
-                            f"(n={s['n']})" for metric, s in sorted(entry["held_out"].items()))
-        out.append(f"`{prof.name}` (fitted on {prof.setup}; {entry['split']}): held out {figures}")
+                            f"(n={s['n']})" for metric, s in sorted(summary.items()))
+        out.append(f"`{prof.name}` (fitted on {prof.setup}; {entry['split']}): {which} {figures}".rstrip())
     return out
 
 
@@ -136,9 +171,11 @@ def extrapolations(scenario, table: dict | None = None) -> list[str]:
     """Where ``scenario`` asks a profile for more than its fitted rows cover: one line per flow and
     profile (kind, direction, message size), per device (streams both ways at once, connections)
     and per guest (vCPUs).
-    Profiles without a recorded domain (first estimates, a user's own calibration) are not
-    checked: :func:`accuracy_lines` already says they were never cross-validated."""
-    table = load_accuracy() if table is None else table
+    Profiles without a recorded domain (first estimates, a profile file with no ``accuracy.json``
+    beside it) are not checked: :func:`accuracy_lines` already says they were never
+    cross-validated.  Without ``table``, the shipped one and those beside the scenario's profile
+    files (:func:`table_for`)."""
+    table = table_for(scenario) if table is None else table
     out: list[str] = []
     for dev in scenario.devices:
         entry = accuracy_of(dev.prof, table)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .accuracy import accuracy_of, extrapolations, load_accuracy
+from .accuracy import accuracy_of, extrapolations, table_for
 from .designs import DESIGNS, apply_design, design_label
 from .errors import InputError
 from .isolation import isolation_runs, significance, summarize
@@ -297,7 +297,7 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
     wall = time.perf_counter() - wall0
     records = pd.concat(recs, ignore_index=True)
     records.insert(1, "label", [design_label(d, aggressor_backend) for d in records["design"]])
-    accuracy = load_accuracy()  # the cross-validation table, read once for both entries below
+    accuracy = table_for(sc)  # the cross-validation table (and a user fit's), read once for both below
     meta = {"workload": workload_name(sc), "workload_path": sc.path, "designs": list(designs),
             "labels": {d: design_label(d, aggressor_backend) for d in designs},
             "aggressor_backend": aggressor_backend, "seed": sc.run.seed, "replications": n,

@@ -19,6 +19,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..accuracy import merge_accuracy, user_fit_entry
     from ..calibrate import calibrate
     from ..errors import InputError
     from ..measured import profile_path, read_measured_files
@@ -54,5 +55,7 @@ def run(args) -> int:
                    + "".join(f"code constant {n}\n" for n in res.notes) +
                    f"mean |ln(fitted/measured)| over the fitted rows: {float(abs(res.residuals).mean()):.3f}")
         path = save_profile(res.profile, profile_path(out, res.setup), comment=comment)
+        # what it was fitted on, beside the profile, so a run that uses it says where it extrapolates
+        merge_accuracy(out / "accuracy.json", {res.setup: user_fit_entry(res)})
         print(f"  wrote {path}")
     return 0

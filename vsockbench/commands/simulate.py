@@ -50,9 +50,9 @@ def format_accuracy(scenario) -> str:
     """How far the scenario's profiles were off on measured runs they were not fitted on
     (vsockbench.accuracy), one line per profile, and where the scenario goes beyond the rows
     they were fitted on."""
-    from ..accuracy import accuracy_lines, extrapolations
+    from ..accuracy import accuracy_lines, extrapolations, table_for
 
-    lines = accuracy_lines([d.prof for d in scenario.devices])
+    lines = accuracy_lines([d.prof for d in scenario.devices], table_for(scenario))
     text = "\nprofiles, held-out |relative error| (median / max):\n" + "\n".join(
         "  " + line.replace("`", "") for line in lines)
     beyond = extrapolations(scenario)
