@@ -61,18 +61,14 @@ def user_fit_entry(result) -> dict:
 def table_for(scenario, table: dict | None = None) -> dict:
     """The shipped table (or ``table``) with, over it, the ``accuracy.json`` beside each profile
     file a device of ``scenario`` names (where ``vsockbench calibrate`` writes one)."""
-    from .profiles import BUILTIN_PROFILES, DATA_DIR
+    from .profiles import profile_file
 
     out = dict(load_accuracy() if table is None else table)
     base = Path(scenario.path).parent if getattr(scenario, "path", "") else None
     for dev in scenario.devices:
-        spec = dev.profile
-        if not spec or spec in BUILTIN_PROFILES or (DATA_DIR / f"{spec.replace('/', '__')}.toml").exists():
-            continue
-        p = Path(spec)
-        if not p.is_absolute() and base is not None and not p.exists():
-            p = base / p
-        out.update(load_accuracy(p.parent / "accuracy.json"))
+        path = profile_file(dev.profile, base_dir=base)
+        if path is not None:
+            out.update(load_accuracy(path.parent / "accuracy.json"))
     return out
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from .atomic import write_text_atomic
 from .errors import InputError
 
-__all__ = ["Profile", "BUILTIN_PROFILES", "builtin_profile", "load_profile", "save_profile", "resolve_profile"]
+__all__ = ["Profile", "BUILTIN_PROFILES", "builtin_profile", "load_profile", "save_profile", "resolve_profile",
+           "profile_file"]
 
 BACKENDS = ("vhost", "vhost-user", "vmm")
 
@@ -322,17 +323,23 @@ def save_profile(profile: Profile, path: str | os.PathLike, *, comment: str = ""
     return write_text_atomic(p, "\n".join(lines) + "\n")
 
 
+def profile_file(spec: str | None, *, base_dir: Path | None = None) -> Path | None:
+    """The file a device's ``profile`` field names (relative to the scenario), or None for a
+    built-in name (or no field)."""
+    if spec is None or spec in BUILTIN_PROFILES or ("/" in spec and (DATA_DIR / f"{spec.replace('/', '__')}.toml").exists()):
+        return None
+    p = Path(spec)
+    if not p.is_absolute() and base_dir is not None and not p.exists():
+        p = base_dir / p
+    return p
+
+
 def resolve_profile(spec: str | None, backend: str, *, base_dir: Path | None = None) -> Profile:
     """A device's ``profile`` field: a built-in name, a path (relative to the scenario), or None."""
     if spec is None:
         return builtin_profile(backend)
-    if spec in BUILTIN_PROFILES or ("/" in spec and (DATA_DIR / f"{spec.replace('/', '__')}.toml").exists()):
-        prof = builtin_profile(spec)
-    else:
-        p = Path(spec)
-        if not p.is_absolute() and base_dir is not None and not p.exists():
-            p = base_dir / p
-        prof = load_profile(p)
+    path = profile_file(spec, base_dir=base_dir)
+    prof = builtin_profile(spec) if path is None else load_profile(path)
     if prof.backend != backend:
         raise InputError(f"profile {spec!r} is for backend {prof.backend!r} but the device's backend is {backend!r}")
     return prof
