@@ -233,9 +233,11 @@ def write_report(result, out_dir) -> Path:
     accuracy = "\n".join(f"- {line}" for line in accuracy_lines(profiles, table))
     beyond = m.get("extrapolations")
     if beyond is None:  # a run stored before the metadata recorded them
-        from .accuracy import extrapolations
+        from .accuracy import extrapolations, load_accuracy, table_for
 
-        beyond = list(dict.fromkeys(x for sc in result.scenarios.values() for x in extrapolations(sc)))
+        shipped = load_accuracy()  # read once, not per design
+        beyond = list(dict.fromkeys(x for sc in result.scenarios.values()
+                                    for x in extrapolations(sc, table_for(sc, shipped))))
     beyond = "\n".join(f"- {line}" for line in beyond) or "- none: every flow is within the rows its profile was fitted on"
     text = f"""# vsockbench compare: {m.get('workload', '')}
 

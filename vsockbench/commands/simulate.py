@@ -52,10 +52,11 @@ def format_accuracy(scenario) -> str:
     they were fitted on."""
     from ..accuracy import accuracy_lines, extrapolations, table_for
 
-    lines = accuracy_lines([d.prof for d in scenario.devices], table_for(scenario))
+    table = table_for(scenario)  # read once for both lists
+    lines = accuracy_lines([d.prof for d in scenario.devices], table)
     text = "\nprofiles, held-out |relative error| (median / max):\n" + "\n".join(
         "  " + line.replace("`", "") for line in lines)
-    beyond = extrapolations(scenario)
+    beyond = extrapolations(scenario, table)
     if beyond:
         text += "\nbeyond what the profiles were fitted on:\n" + "\n".join("  " + line.replace("`", "") for line in beyond)
     return text
