@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .accuracy import accuracy_of, extrapolations, table_for
-from .designs import DESIGNS, apply_design, design_label
+from .accuracy import accuracy_of, extrapolations, load_accuracy, table_for
+from .designs import DESIGNS, apply_design, design_label, design_profile
 from .errors import InputError
 from .isolation import isolation_runs, significance, summarize
 from .scenario import Scenario, load_scenario, scenario_from_dict
@@ -163,7 +163,8 @@ class CompareResult:
         return summarize(self.records)
 
     def label(self, design: str) -> str:
-        return design_label(design, self.meta.get("aggressor_backend", "vhost-user"))
+        return self.meta.get("labels", {}).get(design) or design_label(
+            design, self.meta.get("aggressor_backend", "vhost-user"), self.meta.get("victim_backend", "vhost"))
 
     @property
     def verdicts(self) -> dict[str, dict]:
@@ -218,14 +219,16 @@ class CompareResult:
 
 
 def _accuracy_meta(scenarios, table: dict) -> dict:
-    """Per profile the designs used: the setup it was fitted on and its held-out errors from the
-    cross-validation (vsockbench.accuracy ``table``), None where it was never cross-validated."""
+    """Per profile the designs used: the setup it was fitted on and its held-out and in-sample
+    errors (vsockbench.accuracy ``table``: the cross-validation's, or for a profile of one's own
+    ``vsockbench calibrate``'s in-sample ones), None where there are none."""
     out = {}
     for sc in scenarios:
         for dev in sc.devices:
             entry = accuracy_of(dev.prof, table)
             out[dev.prof.name] = {"setup": dev.prof.setup, "split": entry and entry["split"],
-                                  "held_out": entry and entry["held_out"]}
+                                  "held_out": entry and entry["held_out"],
+                                  "in_sample": entry and entry.get("in_sample")}
     return out
 
 
@@ -245,12 +248,18 @@ def _progress(progress, total: int):
 
 
 def compare(workload=None, designs=None, *, duration: float | None = None, seed: int | None = None,
-            replications: int | None = None, aggressor_backend: str = "vhost-user",
+            replications: int | None = None, aggressor_backend: str | None = None,
+            victim_profile: str | None = None, aggressor_profile: str | None = None,
             progress=True) -> CompareResult:
     """Run ``workload`` on each of ``designs`` (default: all four) and collect the isolation figures.
 
     ``duration`` (simulated seconds), ``seed`` and ``replications`` override the
     workload's ``[run]`` table; replication *r* uses seed ``seed + r`` on every design.
+    ``victim_profile`` / ``aggressor_profile``: the profile of the victim's device and of the
+    aggressors' own device (multi-device), a built-in name, a shipped setup or a profile TOML
+    such as ``vsockbench calibrate`` writes (vsockbench.designs); a device's backend is its
+    profile's.  Without them the devices take the built-in profiles of vhost and
+    ``aggressor_backend`` (default vhost-user).
     ``progress``: True for a tqdm bar, False/None for none, or a tqdm-like object.
     """
     sc = resolve_workload(workload)
@@ -273,7 +282,13 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
     # Packet records are not used by the comparison; skipping them saves memory, not results.
     sc = sc.with_run(**changes)
     n = sc.run.replications
-    scenarios = {d: apply_design(sc, d, aggressor_backend=aggressor_backend).with_run(packets="none")
+    victim_profile, victim_backend = design_profile(victim_profile, None, "victim")
+    aggressor_profile, aggressor_backend = design_profile(aggressor_profile, aggressor_backend, "aggressor")
+    victim_backend = victim_backend or "vhost"
+    aggressor_backend = aggressor_backend or "vhost-user"
+    scenarios = {d: apply_design(sc, d, aggressor_backend=aggressor_backend, victim_backend=victim_backend,
+                                 victim_profile=victim_profile, aggressor_profile=aggressor_profile
+                                 ).with_run(packets="none")
                  for d in designs}
     bar, own = _progress(progress, n * len(designs))
     wall0 = time.perf_counter()
@@ -296,11 +311,17 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
             bar.close()
     wall = time.perf_counter() - wall0
     records = pd.concat(recs, ignore_index=True)
-    records.insert(1, "label", [design_label(d, aggressor_backend) for d in records["design"]])
-    accuracy = table_for(sc)  # the cross-validation table (and a user fit's), read once for both below
+    labels = {d: design_label(d, aggressor_backend, victim_backend) for d in designs}
+    records.insert(1, "label", [labels[d] for d in records["design"]])
+    # the cross-validation table, with a user fit's beside any profile file a design names (read
+    # once for both below)
+    accuracy = load_accuracy()
+    for design_sc in scenarios.values():
+        accuracy = table_for(design_sc, accuracy)
     meta = {"workload": workload_name(sc), "workload_path": sc.path, "designs": list(designs),
-            "labels": {d: design_label(d, aggressor_backend) for d in designs},
-            "aggressor_backend": aggressor_backend, "seed": sc.run.seed, "replications": n,
+            "labels": labels, "victim_backend": victim_backend, "aggressor_backend": aggressor_backend,
+            "victim_profile": victim_profile, "aggressor_profile": aggressor_profile,
+            "seed": sc.run.seed, "replications": n,
             "duration": sc.run.duration, "warmup": sc.run.warmup, "wall_s": round(wall, 3),
             "roles": {f.name: f.role for f in sc.flows},
             "accuracy": _accuracy_meta(scenarios.values(), accuracy),

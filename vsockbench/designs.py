@@ -18,6 +18,12 @@ bindings for one design:
     worker for the device (vhost today has one worker per device).
 ``multi-queue-worker``
     the same with one backend worker per queue pair.
+
+Each device takes its backend's built-in profile unless a profile is given:
+``victim_profile`` for the victim's device (the one device of ``single`` and the
+multi-queue designs, the default device of ``multi-device``), ``aggressor_profile``
+for the aggressors' device of ``multi-device`` - a built-in name, a shipped setup or
+a profile TOML (``vsockbench calibrate``); the device's backend is the profile's.
 """
 
 from __future__ import annotations
@@ -25,27 +31,46 @@ from __future__ import annotations
 import dataclasses
 
 from .errors import InputError
-from .profiles import resolve_profile
+from .profiles import BUILTIN_PROFILES, builtin_profile, load_profile, profile_file, resolve_profile
 from .scenario import DeviceSpec, Scenario
 
-__all__ = ["DESIGNS", "DEFAULT_DESIGNS", "apply_design", "design_label"]
+__all__ = ["DESIGNS", "DEFAULT_DESIGNS", "apply_design", "design_label", "design_profile"]
 
 DESIGNS = ("single", "multi-device", "multi-queue", "multi-queue-worker")
 DEFAULT_DESIGNS = DESIGNS
 LABELS = {
-    "single": "single vhost device",
-    "multi-device": "2 devices (vhost + {aggr})",
+    "single": "single {victim} device",
+    "multi-device": "2 devices ({victim} + {aggr})",
     "multi-queue": "1 device, 2 queues, shared worker",
     "multi-queue-worker": "1 device, 2 queues, worker per queue",
 }
 
 
-def design_label(design: str, aggressor_backend: str = "vhost-user") -> str:
-    return LABELS[design].format(aggr=aggressor_backend)
+def design_label(design: str, aggressor_backend: str = "vhost-user", victim_backend: str = "vhost") -> str:
+    return LABELS[design].format(aggr=aggressor_backend, victim=victim_backend)
 
 
-def _device(cid: int, backend: str, order: int, **kw) -> DeviceSpec:
-    return DeviceSpec(cid=cid, backend=backend, order=order, resolved=resolve_profile(None, backend), **kw)
+def design_profile(spec: str | None, backend: str | None, role: str) -> tuple[str | None, str]:
+    """A design's device profile: ``spec`` (a built-in name, a shipped setup or a profile TOML;
+    None = the built-in profile of ``backend``) as the DeviceSpec ``profile`` field (a file as an
+    absolute path, so the run's metadata and accuracy lookups do not depend on the working
+    directory) and the backend it is for.  ``backend`` given with ``spec`` must agree with it."""
+    if spec is None:
+        return None, backend
+    path = profile_file(spec)
+    if path is not None and not path.is_file():
+        raise InputError(f"--{role}-profile {spec!r}: no such profile file, built-in profile "
+                         f"({', '.join(BUILTIN_PROFILES)}) or shipped setup")
+    prof = load_profile(path) if path is not None else builtin_profile(spec)
+    if backend is not None and backend != prof.backend:
+        raise InputError(f"--{role}-profile {spec!r} is for backend {prof.backend!r}, but --{role}-backend "
+                         f"is {backend!r}")
+    return (str(path.resolve()) if path is not None else spec), prof.backend
+
+
+def _device(cid: int, backend: str, order: int, profile: str | None = None, **kw) -> DeviceSpec:
+    return DeviceSpec(cid=cid, backend=backend, order=order, profile=profile,
+                      resolved=resolve_profile(profile, backend), **kw)
 
 
 def _roles(workload: Scenario):
@@ -57,8 +82,10 @@ def _roles(workload: Scenario):
 
 
 def apply_design(workload: Scenario, design: str, *, aggressor_backend: str = "vhost-user",
-                 victim_backend: str = "vhost") -> Scenario:
-    """The workload's flows on ``design``'s devices (see the module docstring)."""
+                 victim_backend: str = "vhost", victim_profile: str | None = None,
+                 aggressor_profile: str | None = None) -> Scenario:
+    """The workload's flows on ``design``'s devices (see the module docstring).  The profiles are
+    DeviceSpec ``profile`` fields (``design_profile``), for the backends given beside them."""
     if design not in DESIGNS:
         raise InputError(f"unknown design {design!r}; expected one of {', '.join(DESIGNS)}")
     _roles(workload)
@@ -68,14 +95,14 @@ def apply_design(workload: Scenario, design: str, *, aggressor_backend: str = "v
         return dataclasses.replace(flow, **{"bind_cid": None, "queue": None, **kw})
 
     if design == "single":
-        devices = (_device(3, victim_backend, 0),)
+        devices = (_device(3, victim_backend, 0, victim_profile),)
         flows = tuple(rebind(f) for f in workload.flows)
     elif design == "multi-device":
-        devices = (_device(3, victim_backend, 0), _device(4, aggressor_backend, 1))
+        devices = (_device(3, victim_backend, 0, victim_profile), _device(4, aggressor_backend, 1, aggressor_profile))
         flows = tuple(rebind(f, bind_cid=4 if f.name in aggressive else None) for f in workload.flows)
     else:
         worker = "queue" if design == "multi-queue-worker" else "device"
-        devices = (_device(3, victim_backend, 0, queues=2, steering="class", worker=worker),)
+        devices = (_device(3, victim_backend, 0, victim_profile, queues=2, steering="class", worker=worker),)
         flows = tuple(rebind(f, queue=1 if f.name in aggressive else 0) for f in workload.flows)
     flows = tuple(_check_socket(f, devices) for f in flows)
     return dataclasses.replace(workload, devices=devices, flows=flows)

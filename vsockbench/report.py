@@ -229,7 +229,7 @@ def write_report(result, out_dir) -> Path:
     profiles = [dev.prof for sc in result.scenarios.values() for dev in sc.devices]
     # the figures the run recorded (metadata), so a report rebuilt later quotes what the run used
     snap = m.get("accuracy")
-    table = None if snap is None else {v["setup"]: v for v in snap.values() if v.get("held_out")}
+    table = None if snap is None else {v["setup"]: v for v in snap.values() if v.get("held_out") or v.get("in_sample")}
     accuracy = "\n".join(f"- {line}" for line in accuracy_lines(profiles, table))
     beyond = m.get("extrapolations")
     if beyond is None:  # a run stored before the metadata recorded them

@@ -27,8 +27,15 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, metavar="N", help="first seed (replication r uses N + r)")
     p.add_argument("--replications", type=int, metavar="N", help="replications per design")
     p.add_argument("--out", metavar="DIR", help=f"results folder (default: {RUNS_DIR}/<timestamp>-<workload>)")
-    p.add_argument("--aggressor-backend", default="vhost-user", choices=BACKENDS,
-                   help="backend of the aggressors' device in the multi-device design (default: %(default)s)")
+    p.add_argument("--aggressor-backend", default=None, choices=BACKENDS,
+                   help="backend of the aggressors' device in the multi-device design (default: the "
+                   "--aggressor-profile's, else vhost-user)")
+    p.add_argument("--victim-profile", metavar="NAME|PATH", default=None,
+                   help="profile of the victim's device (every design's first device): a built-in name, a "
+                   "shipped setup (vsockbench/data/profiles) or a profile TOML, e.g. one `vsockbench calibrate` "
+                   "fitted on your own machine; the device's backend is the profile's (default: vhost)")
+    p.add_argument("--aggressor-profile", metavar="NAME|PATH", default=None,
+                   help="profile of the aggressors' own device in the multi-device design (as --victim-profile)")
     p.add_argument("--no-report", action="store_true", help="store the results without plots and report.md")
     p.set_defaults(func=run)
 
@@ -45,7 +52,8 @@ def parse_designs(text: str | None):
 def run(args) -> int:
     t0 = time.perf_counter()
     result = compare(args.workload, parse_designs(args.designs), duration=args.duration, seed=args.seed,
-                     replications=args.replications, aggressor_backend=args.aggressor_backend, progress=True)
+                     replications=args.replications, aggressor_backend=args.aggressor_backend,
+                     victim_profile=args.victim_profile, aggressor_profile=args.aggressor_profile, progress=True)
     print(result.table())
     path = save_run(result, args.out, report=not args.no_report)
     print(f"\nresults: {path}" + ("" if args.no_report else f"  (report: {path / 'report.md'})"))
