@@ -114,3 +114,16 @@ def test_hot_ratio_is_free_only_where_page_round_trips_meet_copy_bound_streams()
     assert "copy_hot" not in free_groups(streams + [ping64])  # the CV split of leonardi2024
     assert "copy_hot" not in free_groups(streams)
     assert "copy_hot" not in free_groups([_row("stream", "g2h", 4096), ping4k])  # no streaming rate
+
+
+def test_the_estimated_hot_ratio_stays_only_on_its_own_machine():
+    """calibrate keeps the i7-10700KF's estimated ratio for that machine's setups alone
+    (HOT_RATIO_MACHINES): matched on the machine part of the setup, not anywhere in it."""
+    from vsockbench.calibrate import HOT_RATIO_MACHINES, on_machine
+
+    assert on_machine("vhost/leonardi2024/i7-10700kf-fastpath", HOT_RATIO_MACHINES)
+    assert on_machine("vhost/leonardi2024/i7-10700KF-linux-6.9.8", HOT_RATIO_MACHINES)
+    assert on_machine("vhost/mine/i7-10700kf", HOT_RATIO_MACHINES)
+    assert not on_machine("vhost/i7-10700kf-study/epyc-7763", HOT_RATIO_MACHINES)  # the source, not the machine
+    assert not on_machine("vhost/x/i7-10700kf2-linux-6.1", HOT_RATIO_MACHINES)  # another model number
+    assert not on_machine("vhost/garzarella2019/linux-5.4", HOT_RATIO_MACHINES)

@@ -93,6 +93,15 @@ ABSOLUTE = {"sigma": ("jitter_sigma", 0.02, 2.0), "copy_hot": ("copy_hot_ratio",
 # effect are fitted with the streaming rate (calibrate_setup).
 HOT_RATIO_MACHINES = ("i7-10700kf",)
 
+def on_machine(setup: str, machines) -> bool:
+    """Whether ``setup`` (``backend/source/machine[-kernel...]``) was measured on one of
+    ``machines``: its machine part is one of them or starts with one and a dash (the setups of
+    one machine differ in their kernel suffix: ``i7-10700kf-linux-6.9.8``, ``i7-10700kf-fastpath``).
+    A machine name elsewhere in the setup (its source, a longer model number) does not count."""
+    tail = setup.lower().split("/")[-1]
+    return any(tail == m or tail.startswith(m + "-") for m in machines)
+
+
 # A host-local AF_UNIX/TCP connection as the model sees it: the client process is the "guest"
 # (one CPU: a Python process's threads share the GIL), the server process the "host" (one CPU),
 # and the "device" costs nothing: unix_stream_sendmsg() queues the skb straight onto the peer's
@@ -338,7 +347,7 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
     if base.copy_hot_ratio >= 1.0 and "copy_hot" in free:
         free.remove("copy_hot")  # the estimate says no cache effect for this backend: nothing to fit
     elif (base.copy_hot_ratio < 1.0 and "copy_hot" not in free
-          and not any(m in setup.lower() for m in HOT_RATIO_MACHINES)):
+          and not on_machine(setup, HOT_RATIO_MACHINES)):
         # only round trips next to streams set the cache effect (free_groups); rows that cannot see
         # it keep the streaming rate, as Firecracker's and vhost-user's estimates do
         # (model/copycost.py), unless they come from the machine the estimate is for

@@ -279,7 +279,7 @@ def plot_plan(result: PlanResult, out_dir) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .atomic import atomic_path
+    from .report import save_figure
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -315,13 +315,7 @@ def plot_plan(result: PlanResult, out_dir) -> list[Path]:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     fig.tight_layout()
-    paths = []
-    for ext in ("png", "svg"):
-        target = out / f"plan.{ext}"
-        with atomic_path(target) as tmp:
-            # no date, fixed SVG ids: the same plan gives the same files byte for byte
-            with matplotlib.rc_context({"svg.hashsalt": "vsockbench"}):
-                fig.savefig(tmp, format=ext, metadata={"Date": None} if ext == "svg" else None)
-        paths.append(target)
+    # no date, fixed SVG ids: the same plan gives the same files byte for byte
+    paths = [save_figure(fig, out / f"plan.{ext}", dpi=None) for ext in ("png", "svg")]
     plt.close(fig)
     return paths

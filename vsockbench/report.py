@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from .atomic import atomic_path, write_text_atomic
 from .metrics import latency_mask
 
-__all__ = ["write_report", "plot_latency_cdf", "plot_throughput", "plot_cpu_threads", "plot_slowdown",
+__all__ = ["write_report", "save_figure", "plot_latency_cdf", "plot_throughput", "plot_cpu_threads", "plot_slowdown",
            "FIGURES"]
 
 FIGURES = ("latency_cdf", "throughput", "cpu_threads", "slowdown")
@@ -189,11 +189,14 @@ PLOTTERS = {"latency_cdf": plot_latency_cdf, "throughput": plot_throughput, "cpu
             "slowdown": plot_slowdown}
 
 
-def _save(fig, path: Path) -> None:
-    # Atomic per file: a reader never sees half a PNG.
-    # No date and a fixed id salt: the same run gives byte-identical SVGs (clean diffs, reproducible).
+def save_figure(fig, path, dpi: float | None = 110) -> Path:
+    """Save ``fig`` to ``path`` (its suffix is the format), atomically: a reader never sees half a
+    PNG.  No date and a fixed id salt: the same figure gives a byte-identical SVG (clean diffs,
+    reproducible results).  ``dpi`` None: matplotlib's default."""
+    path = Path(path)
     with atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": "vsockbench"}):
-        fig.savefig(tmp, format=path.suffix[1:], dpi=110, metadata={"Date": None} if path.suffix == ".svg" else None)
+        fig.savefig(tmp, format=path.suffix[1:], dpi=dpi, metadata={"Date": None} if path.suffix == ".svg" else None)
+    return path
 
 
 def _md_table(result) -> str:
@@ -222,7 +225,7 @@ def write_report(result, out_dir) -> Path:
     for name, plot in PLOTTERS.items():
         fig = plot(result)
         for ext in ("png", "svg"):
-            _save(fig, figdir / f"{name}.{ext}")
+            save_figure(fig, figdir / f"{name}.{ext}")
     m = result.meta
     verdicts = "\n".join(f"- {v['line']}" for v in result.verdicts.values()) or "- (one design: nothing to compare)"
     roles = ", ".join(f"`{k}` ({v})" for k, v in m.get("roles", {}).items())
