@@ -66,7 +66,7 @@ def test_an_aggressor_profile_sets_its_devices_backend_and_label():
 
 
 @pytest.mark.parametrize("args, expect", [
-    (["--victim-profile", "no/such/profile.toml"], "--victim-profile 'no/such/profile.toml': no such profile"),
+    (["--victim-profile", "no/such/profile.toml"], "victim profile 'no/such/profile.toml': no such profile"),
     (["--aggressor-profile", "vmm", "--aggressor-backend", "vhost"],
      "--aggressor-profile 'vmm' is for backend 'vmm', but --aggressor-backend is 'vhost'"),
 ])

@@ -74,6 +74,20 @@ def test_plan_on_a_real_workload(tmp_path):
     assert "single" in res.table() and "multi-device" in res.table()
 
 
+def test_plan_takes_the_designs_profiles(tmp_path):
+    """--victim-profile: the victim's device runs on that profile (as compare's), in every design."""
+    prof = tmp_path / "slow.toml"
+    prof.write_text('[profile]\nname = "slow"\nbackend = "vhost"\nbase = "vhost"\nbackend_per_pkt_ns = 20000.0\n')
+    kw = dict(knob="flow.tsi.connections", slo_us=100, designs=("multi-device",), replications=2, duration=0.003,
+              warmup=0.0005, start=1, max_load=2, executor="serial", progress=False)
+    base = plan_capacity(NN, **kw)
+    slow = plan_capacity(NN, victim_profile=str(prof), aggressor_profile="vmm", **kw)
+    at = {name: r.loads.set_index(["design", "load"]).loc[("multi-device", 1), "q_mean"]
+          for name, r in (("base", base), ("slow", slow))}
+    assert at["slow"] > 1.5 * at["base"], at  # a 10x dearer worker on the agent's device
+    assert slow.capacity["label"].tolist() == ["2 devices (vhost + vmm)"]
+
+
 def test_a_straddling_interval_counts_as_a_breach():
     from vsockbench.plan import _ci
 
@@ -102,6 +116,7 @@ def test_plan_cli_writes_tables_and_plots(tmp_path, capsys):
     (["--slo-us", "0"], "expected > 0"),
     (["--max-load", "5000"], "connections = 5000"),
     (["--duration", "0"], "expected > 0 seconds"),
+    (["--victim-profile", "no-such.toml"], "victim profile 'no-such.toml': no such profile file"),
 ])
 def test_plan_bad_input_exits_2(capsys, args, words):
     argv = ["plan", str(NN), "--slo-us", "100", "--no-progress", "--executor", "serial", *args]

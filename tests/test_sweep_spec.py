@@ -97,6 +97,11 @@ BAD = [
     ('mode = "points"\n', "point", "at least one"),
     ('[[point]]\n"guest.vcpus" = 1\n', "point", 'mode = "points"'),
     ("replications = 0\n", "replications", ">= 1"),
+    ('[factors]\nvictim_profile = ["vmm"]\n', "factors.victim_profile", "vary design too"),
+    ('[factors]\ndesign = ["single"]\nvictim_profile = ["nope.toml"]\n', "factors.victim_profile",
+     "no such profile file"),
+    ('[factors]\ndesign = ["multi-device"]\naggressor_profile = [3]\n', "factors.aggressor_profile",
+     "expected a profile name"),
     ('mode = "grid"\n', "mode", "factorial or points"),
     ("bogus = 1\n", "bogus", "unknown key"),
 ]
@@ -127,3 +132,29 @@ def test_task_from_a_bad_dict_is_recorded_not_raised():
     t = Task("t", 0, 0, 1, {"device": [], "flow": []})
     row = run_task(t)
     assert row["status"] == "error" and "InputError" in row["error"] and "no devices" in row["error"]
+
+
+def test_design_profiles_are_factors_resolved_beside_the_base(tmp_path):
+    """victim_profile / aggressor_profile vary the profiles of a design's devices (designs.apply_design):
+    a file relative to the base scenario, as a device's profile field is; a workers' task carries
+    its absolute path, and its task id follows the file's content."""
+    base_dir = tmp_path / "w"
+    base_dir.mkdir()
+    (base_dir / "base.toml").write_text(BASE.read_text())
+    prof = base_dir / "slow.toml"
+    prof.write_text('[profile]\nname = "slow"\nbackend = "vhost"\nbase = "vhost"\nbackend_per_pkt_ns = 20000.0\n')
+    p = tmp_path / "s.toml"
+    p.write_text('base = "w/base.toml"\nreplications = 1\n[factors]\ndesign = ["single", "multi-device"]\n'
+                 'victim_profile = ["vhost", "slow.toml"]\naggressor_profile = ["vmm"]\n')
+    tasks = sweep_tasks(load_sweep(p))
+    assert len(tasks) == 4
+    slow = [t for t in tasks if dict(t.factors)["victim_profile"] == "slow.toml"]
+    assert all(dict(t.profiles) == {"victim_profile": str(prof.resolve()), "aggressor_profile": "vmm"} for t in slow)
+    rows = {(dict(t.factors)["design"], dict(t.factors)["victim_profile"]): run_task(t) for t in tasks}
+    assert all(r["status"] == "ok" for r in rows.values()), rows
+    # the slow victim device is really simulated: the victim waits longer on it, in both designs
+    for design in ("single", "multi-device"):
+        assert rows[(design, "slow.toml")]["victim_p50_us"] > 1.5 * rows[(design, "vhost")]["victim_p50_us"]
+    before = {t.task_id for t in slow}
+    prof.write_text(prof.read_text().replace("20000.0", "30000.0"))
+    assert before.isdisjoint(t.task_id for t in sweep_tasks(load_sweep(p)))  # an edited profile: new tasks

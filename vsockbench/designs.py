@@ -29,6 +29,7 @@ a profile TOML (``vsockbench calibrate``); the device's backend is the profile's
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from .errors import InputError
 from .profiles import BUILTIN_PROFILES, builtin_profile, load_profile, profile_file, resolve_profile
@@ -50,16 +51,20 @@ def design_label(design: str, aggressor_backend: str = "vhost-user", victim_back
     return LABELS[design].format(aggr=aggressor_backend, victim=victim_backend)
 
 
-def design_profile(spec: str | None, backend: str | None, role: str) -> tuple[str | None, str]:
-    """A design's device profile: ``spec`` (a built-in name, a shipped setup or a profile TOML;
-    None = the built-in profile of ``backend``) as the DeviceSpec ``profile`` field (a file as an
-    absolute path, so the run's metadata and accuracy lookups do not depend on the working
-    directory) and the backend it is for.  ``backend`` given with ``spec`` must agree with it."""
+def design_profile(spec: str | None, backend: str | None, role: str,
+                   base_dir: Path | None = None) -> tuple[str | None, str | None]:
+    """A design's device profile: ``spec`` (a built-in name, a shipped setup or a profile TOML,
+    relative to ``base_dir`` or the working directory; None = the built-in profile of
+    ``backend``) as the DeviceSpec ``profile`` field (a file as an absolute path, so the run's
+    metadata, accuracy lookups and sweep workers do not depend on the working directory) and
+    the backend it is for.  ``backend`` given with ``spec`` must agree with it."""
     if spec is None:
         return None, backend
-    path = profile_file(spec)
+    if not isinstance(spec, str):
+        raise InputError(f"{role}_profile = {spec!r}: expected a profile name or a path to a profile TOML")
+    path = profile_file(spec, base_dir=base_dir)
     if path is not None and not path.is_file():
-        raise InputError(f"--{role}-profile {spec!r}: no such profile file, built-in profile "
+        raise InputError(f"{role} profile {spec!r}: no such profile file, built-in profile "
                          f"({', '.join(BUILTIN_PROFILES)}) or shipped setup")
     prof = load_profile(path) if path is not None else builtin_profile(spec)
     if backend is not None and backend != prof.backend:
@@ -83,11 +88,16 @@ def _roles(workload: Scenario):
 
 def apply_design(workload: Scenario, design: str, *, aggressor_backend: str = "vhost-user",
                  victim_backend: str = "vhost", victim_profile: str | None = None,
-                 aggressor_profile: str | None = None) -> Scenario:
-    """The workload's flows on ``design``'s devices (see the module docstring).  The profiles are
-    DeviceSpec ``profile`` fields (``design_profile``), for the backends given beside them."""
+                 aggressor_profile: str | None = None, base_dir: Path | None = None) -> Scenario:
+    """The workload's flows on ``design``'s devices (see the module docstring).  A device given a
+    profile (``design_profile``; paths relative to ``base_dir``) takes the profile's backend,
+    the others ``victim_backend`` / ``aggressor_backend`` and their built-in profiles."""
     if design not in DESIGNS:
         raise InputError(f"unknown design {design!r}; expected one of {', '.join(DESIGNS)}")
+    victim_profile, backend = design_profile(victim_profile, None, "victim", base_dir)
+    victim_backend = backend or victim_backend
+    aggressor_profile, backend = design_profile(aggressor_profile, None, "aggressor", base_dir)
+    aggressor_backend = backend or aggressor_backend
     _roles(workload)
     aggressive = {f.name for f in workload.flows if f.role == "aggressor"}
 

@@ -32,10 +32,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .designs import DEFAULT_DESIGNS, DESIGNS, design_label
+from .designs import DEFAULT_DESIGNS, DESIGNS, design_label, design_profile
 from .errors import InputError
 from .executors import open_pool
 from .sweep import Task, _build_point, get_path, run_task, set_path
+from .sweepspec import design_profiles
 
 __all__ = ["PlanResult", "plan_capacity", "plot_plan", "QUANTILES"]
 
@@ -150,12 +151,15 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
                   replications: int = 5, seed: int | None = None, start=None, max_load=None,
                   min_load=None, rel_tol: float = 0.05, duration: float | None = None,
                   warmup: float | None = None, executor: str = "process", workers: int | None = None,
-                  scheduler: str | None = None, progress: bool = True) -> PlanResult:
+                  scheduler: str | None = None, victim_profile: str | None = None,
+                  aggressor_profile: str | None = None, progress: bool = True) -> PlanResult:
     """Per design, the largest ``knob`` value at which the victim flows' ``quantile`` (µs) meets ``slo_us``.
 
     ``workload`` is a scenario TOML path (flows with roles, as for ``compare``).  ``start``
     defaults to the workload's own value of the knob (1 if unset or 0); ``max_load`` to
     64 x start; ``min_load`` to 1 for integer knobs and start / 1024 otherwise.
+    ``victim_profile`` / ``aggressor_profile``: the designs' device profiles, as for ``compare``
+    (a built-in name, a shipped setup or a profile TOML, relative to the working directory).
     """
     from tqdm.auto import tqdm
 
@@ -195,11 +199,15 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
         raise InputError(f"expected 0 < min load ({lowest}) <= start ({start}) <= max load ({max_load})",
                          path=str(path), where=knob)
     seed = seed if seed is not None else int(base.get("run", {}).get("seed", 1))
+    asked = {"victim_profile": victim_profile, "aggressor_profile": aggressor_profile}
+    profiles = design_profiles(asked, Path.cwd())  # absolute paths: what the workers read
+    labels = {d: design_label(d, design_profile(aggressor_profile, None, "aggressor")[1] or "vhost-user",
+                              design_profile(victim_profile, None, "victim")[1] or "vhost") for d in designs}
     # fail before any run: the workload with each design at the extreme loads must be valid
     for d in designs:
         for load in (lowest, max_load):
             try:
-                _, sc = _build_point(base, {knob: load, "design": d}, base_dir, "")
+                _, sc = _build_point(base, {knob: load, "design": d, **profiles}, base_dir, "")
             except (InputError, KeyError) as exc:
                 raise InputError(f"{knob} = {load} with design {d}: {exc}", path=str(path)) from None
     if not any(f.role == "victim" for f in sc.flows):
@@ -224,7 +232,7 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
                     continue
                 data = set_path(base, knob, load)
                 tasks += [Task(f"{d}-{load}-r{r}", 0, r, seed + r, data, d, (("design", d), (knob, load)),
-                               str(base_dir), str(path)) for r in range(replications)]
+                               str(base_dir), str(path), tuple(profiles.items())) for r in range(replications)]
                 cache[(d, load)] = []
             bar.total = (bar.total or 0) + len(tasks)
             bar.set_postfix_str(", ".join(f"{d}: {_fmt(x)}" for d, x in pending.items()), refresh=False)
@@ -241,10 +249,10 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
                     found[d] = stop.value
                     del pending[d]
     victims = tuple(f.name for f in sc.flows if f.role == "victim")
-    return _result(cache, found, designs, knob, slo_us, quantile, str(path), col, victims)
+    return _result(cache, found, designs, knob, slo_us, quantile, str(path), col, victims, labels)
 
 
-def _result(cache, found, designs, knob, slo_us, quantile, path, col, victims) -> PlanResult:
+def _result(cache, found, designs, knob, slo_us, quantile, path, col, victims, labels) -> PlanResult:
     evals, loads, caps = [], [], []
     for (d, load), rows in cache.items():
         x = np.array([r.get(col) if r.get(col) is not None else math.inf for r in rows], dtype=float)
@@ -262,7 +270,7 @@ def _result(cache, found, designs, knob, slo_us, quantile, path, col, victims) -
     for d in designs:
         good, bad = found[d]
         at = loads_df[(loads_df["design"] == d) & (loads_df["load"] == good)] if good is not None else None
-        caps.append({"design": d, "label": design_label(d), "capacity": good, "first_breach": bad,
+        caps.append({"design": d, "label": labels[d], "capacity": good, "first_breach": bad,
                      "censored": bad is None,
                      "q_mean": float(at["q_mean"].iloc[0]) if at is not None else math.nan,
                      "q_ci_low": float(at["q_ci_low"].iloc[0]) if at is not None else math.nan,

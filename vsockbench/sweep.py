@@ -50,7 +50,7 @@ def run_task(task: Task) -> dict:
     try:
         sc = scenario_from_dict(task.scenario, path=task.label or "<task>", base_dir=Path(task.base_dir))
         if task.design is not None:
-            sc = apply_design(sc, task.design)
+            sc = apply_design(sc, task.design, **dict(task.profiles))
         res = simulate(sc, seed=task.seed)
         row.update(result_row(res, victim_latency, jain_index))
         row["status"], row["error"] = "ok", ""

@@ -7,6 +7,8 @@ A sweep file (TOML) names a base scenario and the factors to vary::
     replications = 3                   # seeds run.seed, run.seed + 1, ... (same seeds at every point)
     [factors]
     design = ["single", "multi-device"]          # special: designs.apply_design
+    victim_profile = ["vhost", "profiles/mine.toml"]   # special, with design: the victim's device
+                                                 # profile (aggressor_profile: the aggressors' own)
     "guest.vcpus" = [1, 2]
     "flow.tsi.connections" = [1, 2, 4]           # a flow addressed by name
     "device.0.backend" = ["vhost", "vmm"]        # a device addressed by index
@@ -31,9 +33,12 @@ from pathlib import Path
 from .errors import InputError
 
 __all__ = ["SweepSpec", "Task", "load_sweep", "sweep_from_dict", "sweep_tasks", "set_path", "get_path",
-           "point_data"]
+           "point_data", "design_profiles"]
 
 TABLES = ("run", "guest", "host", "device", "flow")
+# factors a design applies rather than paths into the scenario (designs.apply_design); profile
+# paths are relative to the base scenario, as a device's profile field is
+DESIGN_KEYS = ("design", "victim_profile", "aggressor_profile")
 MODES = ("factorial", "points")
 SWEEP_KEYS = ("base", "mode", "factors", "point", "replications", "seed", "description")
 
@@ -128,6 +133,8 @@ class Task:
     factors: tuple = ()  # ((name, value), ...) for the result row
     base_dir: str = "."
     label: str = ""
+    # the design's device profiles, ((key, built-in name or absolute path), ...) (DESIGN_KEYS)
+    profiles: tuple = ()
 
 
 def _scalar(v):
@@ -139,7 +146,7 @@ def point_data(base: dict, point: dict) -> dict:
     """The base scenario dict with the point's factors set (``design`` is applied later, on the Scenario)."""
     data = base
     # whole lists first so that device.0.x / flow.x.y apply to the chosen list
-    for name in sorted((k for k in point if k != "design"), key=lambda k: k not in ("device", "flow")):
+    for name in sorted((k for k in point if k not in DESIGN_KEYS), key=lambda k: k not in ("device", "flow")):
         data = set_path(data, name, point[name])
     return data
 
@@ -151,9 +158,22 @@ def _build_point(base: dict, point: dict, base_dir: Path, label: str):
 
     data = point_data(base, point)
     sc = scenario_from_dict(data, path=label, base_dir=base_dir)
+    profiles = design_profiles(point, base_dir)
     if point.get("design") is not None:
-        sc = apply_design(sc, point["design"])
+        sc = apply_design(sc, point["design"], **profiles)
+    elif profiles:
+        raise InputError(f"{next(iter(profiles))} sets a device of a design; vary design too (or set the "
+                         "devices' profile fields)")
     return data, sc
+
+
+def design_profiles(point: dict, base_dir) -> dict:
+    """The point's design profiles as apply_design keywords, each a built-in name or an absolute
+    path (designs.design_profile), so a worker anywhere reads the same file."""
+    from .designs import design_profile
+
+    return {k: design_profile(point[k], None, k.split("_")[0], Path(base_dir))[0]
+            for k in DESIGN_KEYS[1:] if point.get(k) is not None}
 
 
 def _err(exc: Exception) -> str:
@@ -227,8 +247,11 @@ def sweep_from_dict(raw: dict, *, path: str = "<sweep>", base_dir: Path | None =
         except (InputError, KeyError) as exc:
             # name the factor that fails on its own; else the combination is at fault
             for name in point:
+                solo = {name: point[name]}
+                if name in DESIGN_KEYS[1:] and "design" in point:  # a profile only applies with its design
+                    solo["design"] = point["design"]
                 try:
-                    _build_point(base, {name: point[name]}, scen_dir, "")
+                    _build_point(base, solo, scen_dir, "")
                 except (InputError, KeyError) as one:
                     raise InputError(_why(point[name], one), path=path, where=where_of(name)) from None
             desc = ", ".join(f"{k} = {_scalar(v)}" for k, v in point.items())
@@ -272,8 +295,12 @@ def load_sweep(path) -> SweepSpec:
 
 # ---------------------------------------------------------------------------- tasks
 
-def _task_id(point: int, rep: int, scenario: dict, design, seed: int) -> str:
-    blob = json.dumps({"scenario": scenario, "design": design, "seed": seed}, sort_keys=True, default=str)
+def _task_id(point: int, rep: int, scenario: dict, design, seed: int, profiles: tuple = ()) -> str:
+    inputs = {"scenario": scenario, "design": design, "seed": seed}
+    if profiles:  # a profile file's content is an input: an edited profile makes new tasks
+        inputs["profiles"] = [(k, v, hashlib.sha1(Path(v).read_bytes()).hexdigest() if Path(v).is_file() else "")
+                              for k, v in profiles]
+    blob = json.dumps(inputs, sort_keys=True, default=str)
     return f"p{point:04d}-r{rep:03d}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
 
 
@@ -283,8 +310,9 @@ def sweep_tasks(spec: SweepSpec) -> list[Task]:
     for i, point in enumerate(spec.points):
         data = point_data(spec.base, point)  # validated at load; a worker re-validates (files may vanish)
         cols = tuple((n, _scalar(point[n]) if n in point else _scalar(get_path(spec.base, n))) for n in spec.columns)
+        profiles = tuple(design_profiles(point, spec.base_dir).items())
         for r in range(spec.replications):
             seed = spec.seed + r
-            tasks.append(Task(_task_id(i, r, data, point.get("design"), seed), i, r, seed, data,
-                              point.get("design"), cols, spec.base_dir, spec.path))
+            tasks.append(Task(_task_id(i, r, data, point.get("design"), seed, profiles), i, r, seed, data,
+                              point.get("design"), cols, spec.base_dir, spec.path, profiles))
     return tasks

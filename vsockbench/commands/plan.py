@@ -39,6 +39,11 @@ def register(sub) -> None:
     p.add_argument("--executor", choices=EXECUTORS, default="process", help="where runs execute (see sweep)")
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (default: the number of CPUs)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address; implies --executor dask")
+    p.add_argument("--victim-profile", metavar="NAME|PATH",
+                   help="profile of the victim's device in every design (as for compare: a built-in name, a "
+                   "shipped setup or a profile TOML, e.g. from `vsockbench calibrate`)")
+    p.add_argument("--aggressor-profile", metavar="NAME|PATH",
+                   help="profile of the aggressors' own device in the multi-device design")
     p.add_argument("--out", metavar="DIR", help="write plan.png/.svg and Parquet tables here (default: results/plan)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -53,9 +58,11 @@ def run(args) -> int:
                         quantile=args.quantile, replications=args.replications, seed=args.seed, start=args.start,
                         max_load=args.max_load, min_load=args.min_load, rel_tol=args.rel_tol, duration=args.duration,
                         executor=args.executor, workers=args.workers, scheduler=args.scheduler,
+                        victim_profile=args.victim_profile, aggressor_profile=args.aggressor_profile,
                         progress=not args.no_progress)
     out = Path(args.out or "results/plan")
-    meta = {"workload": args.workload, "knob": args.knob, "slo_us": args.slo_us, "quantile": args.quantile}
+    meta = {"workload": args.workload, "knob": args.knob, "slo_us": args.slo_us, "quantile": args.quantile,
+            "victim_profile": args.victim_profile, "aggressor_profile": args.aggressor_profile}
     for name in ("capacity", "loads", "evaluations"):
         write_parquet_atomic(getattr(res, name), out / f"{name}.parquet", meta)
     paths = plot_plan(res, out)
