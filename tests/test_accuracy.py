@@ -17,17 +17,27 @@ from vsockbench.accuracy import (
 )
 from vsockbench.calibrate import fitted_rows
 from vsockbench.measured import MeasuredRow, group_by_setup, read_measured_files
-from vsockbench.profiles import BUILTIN_PROFILES, Profile
+from vsockbench.profiles import BUILTIN_PROFILES, DATA_DIR, Profile
 from vsockbench.scenario import scenario_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_table_is_the_shipped_cross_validation():
-    """data/accuracy.json is what bench/cross_validate.py wrote with results/validation/cv.json:
-    a rerun that forgot one of them fails here."""
+    """data/accuracy.json is what bench/cross_validate.py wrote with results/validation/cv.json
+    (a rerun that forgot one of them fails here), and for every other shipped profile the
+    in-sample entry bench/calibrate_shipped.py wrote beside it: never a held-out figure."""
     cv = json.loads((ROOT / "results" / "validation" / "cv.json").read_text())
-    assert load_accuracy(ACCURACY_FILE) == json.loads(json.dumps(summaries_from_cv(cv)))
+    table = load_accuracy(ACCURACY_FILE)
+    cross_validated = json.loads(json.dumps(summaries_from_cv(cv)))
+    assert {s: table.get(s) for s in cross_validated} == cross_validated
+    shipped = {p.stem.replace("__", "/") for p in (DATA_DIR).glob("*.toml")}
+    assert set(table) == shipped  # one entry per shipped profile, none without one
+    for setup in shipped - set(cross_validated):
+        entry = table[setup]
+        assert entry["held_out"] == {} and entry["in_sample"], setup
+        assert all(m["n"] > 0 for m in entry["in_sample"].values()), setup
+        assert entry["split"].startswith("none: fitted on all its rows"), setup
     # every calibrated built-in of a cross-validated setup finds its entry
     for prof in BUILTIN_PROFILES.values():
         if prof.setup in cv:

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "vsockbench.commands.measure",
     "vsockbench.commands.calibrate",
     "vsockbench.commands.validate",
+    "vsockbench.commands.profiles",
     "vsockbench.commands.sweep",
     "vsockbench.commands.plan",
     "vsockbench.commands.compare",

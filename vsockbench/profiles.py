@@ -23,8 +23,8 @@ from pathlib import Path
 from .atomic import write_text_atomic
 from .errors import InputError
 
-__all__ = ["Profile", "BUILTIN_PROFILES", "builtin_profile", "load_profile", "save_profile", "resolve_profile",
-           "profile_file"]
+__all__ = ["Profile", "BUILTIN_PROFILES", "builtin_profile", "load_profile", "save_profile", "profile_toml",
+           "shipped_profiles", "resolve_profile", "profile_file"]
 
 BACKENDS = ("vhost", "vhost-user", "vmm")
 
@@ -310,7 +310,11 @@ def _toml_value(v) -> str:
 
 def save_profile(profile: Profile, path: str | os.PathLike, *, comment: str = "") -> Path:
     """Write ``profile`` as TOML, atomically, with each parameter's source as a comment."""
-    p = Path(path)
+    return write_text_atomic(Path(path), profile_toml(profile, comment=comment))
+
+
+def profile_toml(profile: Profile, *, comment: str = "") -> str:
+    """``profile`` as the TOML :func:`load_profile` reads, each parameter's source as a comment."""
     lines = [f"# vsockbench profile {profile.name!r} ({profile.backend})"]
     if comment:
         lines += [f"# {line}" for line in comment.splitlines()]
@@ -320,7 +324,13 @@ def save_profile(profile: Profile, path: str | os.PathLike, *, comment: str = ""
         if src:
             lines.append(f"# {src}")
         lines.append(f"{key} = {_toml_value(value)}")
-    return write_text_atomic(p, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def shipped_profiles() -> list[str]:
+    """Every name :func:`builtin_profile` resolves: the built-ins, then the calibrated setups
+    shipped in ``data/profiles`` (sorted)."""
+    return [*BUILTIN_PROFILES, *sorted(p.stem.replace("__", "/") for p in DATA_DIR.glob("*.toml"))]
 
 
 def profile_file(spec: str | None, *, base_dir: Path | None = None) -> Path | None:
