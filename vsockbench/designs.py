@@ -32,7 +32,7 @@ import dataclasses
 from pathlib import Path
 
 from .errors import InputError
-from .profiles import BUILTIN_PROFILES, builtin_profile, load_profile, profile_file, resolve_profile
+from .profiles import lookup_profile, resolve_profile
 from .scenario import DeviceSpec, Scenario
 
 __all__ = ["DESIGNS", "DEFAULT_DESIGNS", "apply_design", "design_label", "design_profile"]
@@ -62,11 +62,7 @@ def design_profile(spec: str | None, backend: str | None, role: str,
         return None, backend
     if not isinstance(spec, str):
         raise InputError(f"{role}_profile = {spec!r}: expected a profile name or a path to a profile TOML")
-    path = profile_file(spec, base_dir=base_dir)
-    if path is not None and not path.is_file():
-        raise InputError(f"{role} profile {spec!r}: no such profile file, built-in profile "
-                         f"({', '.join(BUILTIN_PROFILES)}) or shipped setup")
-    prof = load_profile(path) if path is not None else builtin_profile(spec)
+    prof, path = lookup_profile(spec, base_dir=base_dir, what=f"{role} profile")
     if backend is not None and backend != prof.backend:
         raise InputError(f"--{role}-profile {spec!r} is for backend {prof.backend!r}, but --{role}-backend "
                          f"is {backend!r}")

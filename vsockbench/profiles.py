@@ -24,7 +24,7 @@ from .atomic import write_text_atomic
 from .errors import InputError
 
 __all__ = ["Profile", "BUILTIN_PROFILES", "builtin_profile", "load_profile", "save_profile", "profile_toml",
-           "shipped_profiles", "resolve_profile", "profile_file"]
+           "shipped_profiles", "lookup_profile", "resolve_profile", "profile_file"]
 
 BACKENDS = ("vhost", "vhost-user", "vmm")
 
@@ -342,6 +342,17 @@ def profile_file(spec: str | None, *, base_dir: Path | None = None) -> Path | No
     if not p.is_absolute() and base_dir is not None and not p.exists():
         p = base_dir / p
     return p
+
+
+def lookup_profile(spec: str, *, base_dir: Path | None = None, what: str = "profile") -> tuple[Profile, Path | None]:
+    """The profile ``spec`` names (a built-in, a shipped setup, or a TOML file relative to
+    ``base_dir`` or the working directory) and its file (None for a built-in or shipped name);
+    an InputError that says what ``spec`` may be when it names nothing."""
+    path = profile_file(spec, base_dir=base_dir)
+    if path is not None and not path.is_file():
+        raise InputError(f"{what} {spec!r}: no such profile file, built-in profile ({', '.join(BUILTIN_PROFILES)}) "
+                         "or shipped setup (`vsockbench profiles` lists them)")
+    return (builtin_profile(spec) if path is None else load_profile(path)), path
 
 
 def resolve_profile(spec: str | None, backend: str, *, base_dir: Path | None = None) -> Profile:

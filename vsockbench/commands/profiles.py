@@ -4,14 +4,7 @@ far each can be trusted."""
 from __future__ import annotations
 
 from ..errors import InputError
-from ..profiles import (
-    BACKENDS,
-    builtin_profile,
-    load_profile,
-    profile_file,
-    profile_toml,
-    shipped_profiles,
-)
+from ..profiles import BACKENDS, builtin_profile, lookup_profile, profile_toml, shipped_profiles
 
 METRICS = ("throughput", "rtt")  # the figures a row of the listing quotes, where the entry has them
 
@@ -45,11 +38,7 @@ def run(args) -> int:
 
     table = load_accuracy()
     if args.show:
-        path = profile_file(args.show)
-        if path is not None and not path.is_file():
-            raise InputError(f"--show {args.show!r}: no such profile file, built-in profile or shipped setup "
-                             "(`vsockbench profiles` lists them)")
-        prof = load_profile(path) if path is not None else builtin_profile(args.show)
+        prof, _ = lookup_profile(args.show, what="--show")
         print(profile_toml(prof, comment="\n".join(accuracy_lines([prof], table))), end="")
         return 0
     names = [n for n in shipped_profiles() if args.pattern.lower() in n.lower()]
