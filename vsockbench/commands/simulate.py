@@ -89,6 +89,6 @@ def format_summary(summary: dict) -> str:
     lines.append("")
     lines.append("devices: " + ", ".join(f"cid {cid} ({d['backend']}): {d['packets']} packets"
                                            for cid, d in summary["devices"].items()))
-    lines.append(f"simulated {sim['simulated_s']} s in {sim['wall_s']} s wall; {sim['events']} events, "
+    lines.append(f"simulated {sim['simulated_s']:.6g} s in {sim['wall_s']} s wall; {sim['events']} events, "
                  f"{sim['packets']} packets, seed {sim['seed']}")
     return "\n".join(lines)
