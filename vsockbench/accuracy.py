@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 __all__ = ["ACCURACY_FILE", "summaries_from_cv", "merge_accuracy", "load_accuracy", "accuracy_of",
-           "accuracy_lines", "fitted_domain", "extrapolations", "user_fit_entry", "table_for"]
+           "accuracy_lines", "shown_summary", "fitted_domain", "extrapolations", "user_fit_entry", "table_for"]
 
 ACCURACY_FILE = Path(__file__).parent / "data" / "accuracy.json"
 
@@ -78,6 +78,13 @@ def load_accuracy(path: Path = ACCURACY_FILE) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def shown_summary(entry: dict) -> tuple[bool, dict]:
+    """The figures to quote for an accuracy entry: (True, held-out summaries) where it was
+    cross-validated, else (False, in-sample summaries)."""
+    held = entry.get("held_out") or {}
+    return (True, held) if held else (False, entry.get("in_sample") or {})
+
+
 def accuracy_of(profile, table: dict | None = None) -> dict | None:
     """The cross-validation entry of the setup ``profile`` was fitted on, or None."""
     table = load_accuracy() if table is None else table
@@ -103,9 +110,8 @@ def accuracy_lines(profiles, table: dict | None = None) -> list[str]:
             out.append(f"`{prof.name}` ({prof.setup or 'first estimates'}): not cross-validated - no held-out "
                        "error to show")
             continue
-        held = entry.get("held_out") or {}
-        which, summary = ("held out", held) if held else ("in-sample only, not cross-validated",
-                                                          entry.get("in_sample") or {})
+        held, summary = shown_summary(entry)
+        which = "held out" if held else "in-sample only, not cross-validated"
         figures = "; ".join(f"{metric} {_pct(s['median_abs_rel_error'])} / {_pct(s['max_abs_rel_error'])} "
                             f"(n={s['n']})" for metric, s in sorted(summary.items()))
         out.append(f"`{prof.name}` (fitted on {prof.setup}; {entry['split']}): {which} {figures}".rstrip())

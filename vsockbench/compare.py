@@ -282,10 +282,10 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
     # Packet records are not used by the comparison; skipping them saves memory, not results.
     sc = sc.with_run(**changes)
     n = sc.run.replications
-    victim_profile, victim_backend = design_profile(victim_profile, None, "victim")
-    aggressor_profile, aggressor_backend = design_profile(aggressor_profile, aggressor_backend, "aggressor")
-    victim_backend = victim_backend or "vhost"
-    aggressor_backend = aggressor_backend or "vhost-user"
+    victim_profile, victim = design_profile(victim_profile, None, "victim")
+    aggressor_profile, aggressor = design_profile(aggressor_profile, aggressor_backend, "aggressor")
+    victim_backend = victim.backend if victim else "vhost"
+    aggressor_backend = aggressor.backend if aggressor else (aggressor_backend or "vhost-user")
     scenarios = {d: apply_design(sc, d, aggressor_backend=aggressor_backend, victim_backend=victim_backend,
                                  victim_profile=victim_profile, aggressor_profile=aggressor_profile
                                  ).with_run(packets="none")

@@ -32,7 +32,7 @@ import dataclasses
 from pathlib import Path
 
 from .errors import InputError
-from .profiles import lookup_profile, resolve_profile
+from .profiles import Profile, lookup_profile, resolve_profile
 from .scenario import DeviceSpec, Scenario
 
 __all__ = ["DESIGNS", "DEFAULT_DESIGNS", "apply_design", "design_label", "design_profile"]
@@ -52,26 +52,30 @@ def design_label(design: str, aggressor_backend: str = "vhost-user", victim_back
 
 
 def design_profile(spec: str | None, backend: str | None, role: str,
-                   base_dir: Path | None = None) -> tuple[str | None, str | None]:
+                   base_dir: Path | None = None) -> tuple[str | None, Profile | None]:
     """A design's device profile: ``spec`` (a built-in name, a shipped setup or a profile TOML,
     relative to ``base_dir`` or the working directory; None = the built-in profile of
     ``backend``) as the DeviceSpec ``profile`` field (a file as an absolute path, so the run's
     metadata, accuracy lookups and sweep workers do not depend on the working directory) and
-    the backend it is for.  ``backend`` given with ``spec`` must agree with it."""
+    the profile itself (None without ``spec``).  ``backend`` given with ``spec`` must agree
+    with the profile's."""
     if spec is None:
-        return None, backend
+        return None, None
     if not isinstance(spec, str):
         raise InputError(f"{role}_profile = {spec!r}: expected a profile name or a path to a profile TOML")
     prof, path = lookup_profile(spec, base_dir=base_dir, what=f"{role} profile")
     if backend is not None and backend != prof.backend:
         raise InputError(f"--{role}-profile {spec!r} is for backend {prof.backend!r}, but --{role}-backend "
                          f"is {backend!r}")
-    return (str(path.resolve()) if path is not None else spec), prof.backend
+    return (str(path.resolve()) if path is not None else spec), prof
 
 
-def _device(cid: int, backend: str, order: int, profile: str | None = None, **kw) -> DeviceSpec:
-    return DeviceSpec(cid=cid, backend=backend, order=order, profile=profile,
-                      resolved=resolve_profile(profile, backend), **kw)
+def _device(cid: int, backend: str, order: int, profile: tuple = (None, None), **kw) -> DeviceSpec:
+    """A design's device; ``profile``: design_profile's (field, Profile), (None, None) for the
+    backend's built-in."""
+    spec, prof = profile
+    return DeviceSpec(cid=cid, backend=prof.backend if prof else backend, order=order, profile=spec,
+                      resolved=prof or resolve_profile(None, backend), **kw)
 
 
 def _roles(workload: Scenario):
@@ -90,10 +94,8 @@ def apply_design(workload: Scenario, design: str, *, aggressor_backend: str = "v
     the others ``victim_backend`` / ``aggressor_backend`` and their built-in profiles."""
     if design not in DESIGNS:
         raise InputError(f"unknown design {design!r}; expected one of {', '.join(DESIGNS)}")
-    victim_profile, backend = design_profile(victim_profile, None, "victim", base_dir)
-    victim_backend = backend or victim_backend
-    aggressor_profile, backend = design_profile(aggressor_profile, None, "aggressor", base_dir)
-    aggressor_backend = backend or aggressor_backend
+    victim_profile = design_profile(victim_profile, None, "victim", base_dir)
+    aggressor_profile = design_profile(aggressor_profile, None, "aggressor", base_dir)
     _roles(workload)
     aggressive = {f.name for f in workload.flows if f.role == "aggressor"}
 

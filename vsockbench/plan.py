@@ -36,7 +36,6 @@ from .designs import DEFAULT_DESIGNS, DESIGNS, design_label, design_profile
 from .errors import InputError
 from .executors import open_pool
 from .sweep import Task, _build_point, get_path, run_task, set_path
-from .sweepspec import design_profiles
 
 __all__ = ["PlanResult", "plan_capacity", "plot_plan", "QUANTILES"]
 
@@ -199,10 +198,13 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
         raise InputError(f"expected 0 < min load ({lowest}) <= start ({start}) <= max load ({max_load})",
                          path=str(path), where=knob)
     seed = seed if seed is not None else int(base.get("run", {}).get("seed", 1))
-    asked = {"victim_profile": victim_profile, "aggressor_profile": aggressor_profile}
-    profiles = design_profiles(asked, Path.cwd())  # absolute paths: what the workers read
-    labels = {d: design_label(d, design_profile(aggressor_profile, None, "aggressor")[1] or "vhost-user",
-                              design_profile(victim_profile, None, "victim")[1] or "vhost") for d in designs}
+    # each profile resolved once: the absolute path the workers read, and its backend for the labels
+    victim_profile, victim = design_profile(victim_profile, None, "victim")
+    aggressor_profile, aggressor = design_profile(aggressor_profile, None, "aggressor")
+    profiles = {k: v for k, v in (("victim_profile", victim_profile), ("aggressor_profile", aggressor_profile))
+                if v is not None}
+    labels = {d: design_label(d, aggressor.backend if aggressor else "vhost-user",
+                              victim.backend if victim else "vhost") for d in designs}
     # fail before any run: the workload with each design at the extreme loads must be valid
     for d in designs:
         for load in (lowest, max_load):

@@ -295,11 +295,17 @@ def load_sweep(path) -> SweepSpec:
 
 # ---------------------------------------------------------------------------- tasks
 
-def _task_id(point: int, rep: int, scenario: dict, design, seed: int, profiles: tuple = ()) -> str:
+def _profile_digests(profiles: tuple) -> list:
+    """A point's design profiles with their files' content hashes (a built-in name: ""), read once
+    per point: a profile file's content is a task input, so an edited profile makes new tasks."""
+    return [(k, v, hashlib.sha1(Path(v).read_bytes()).hexdigest() if Path(v).is_file() else "")
+            for k, v in profiles]
+
+
+def _task_id(point: int, rep: int, scenario: dict, design, seed: int, profiles: list = ()) -> str:
     inputs = {"scenario": scenario, "design": design, "seed": seed}
-    if profiles:  # a profile file's content is an input: an edited profile makes new tasks
-        inputs["profiles"] = [(k, v, hashlib.sha1(Path(v).read_bytes()).hexdigest() if Path(v).is_file() else "")
-                              for k, v in profiles]
+    if profiles:  # _profile_digests
+        inputs["profiles"] = profiles
     blob = json.dumps(inputs, sort_keys=True, default=str)
     return f"p{point:04d}-r{rep:03d}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
 
@@ -311,8 +317,9 @@ def sweep_tasks(spec: SweepSpec) -> list[Task]:
         data = point_data(spec.base, point)  # validated at load; a worker re-validates (files may vanish)
         cols = tuple((n, _scalar(point[n]) if n in point else _scalar(get_path(spec.base, n))) for n in spec.columns)
         profiles = tuple(design_profiles(point, spec.base_dir).items())
+        digests = _profile_digests(profiles)
         for r in range(spec.replications):
             seed = spec.seed + r
-            tasks.append(Task(_task_id(i, r, data, point.get("design"), seed, profiles), i, r, seed, data,
+            tasks.append(Task(_task_id(i, r, data, point.get("design"), seed, digests), i, r, seed, data,
                               point.get("design"), cols, spec.base_dir, spec.path, profiles))
     return tasks
