@@ -1,0 +1,190 @@
+"""Measured effects of a code change, predicted by changing one code constant.
+
+A source that reports what a patch changed ("+118 % h2g throughput with EVENT_IDX on m6i")
+gives no absolute numbers, but it is the sharpest test of a mechanism there is: the model
+must move by the same factor when the same constant changes.  An effects CSV (schema in
+``results/measured/effects/README.md``) holds one such figure per row; :func:`predict_effects`
+simulates every point of the row's grid with a shipped (or given) profile, once as it is and
+once with the change applied, and compares the mean predicted change with the measured one.
+
+Nothing is fitted here: the profiles were calibrated on runs measured without the change.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .kernels import FIELDS
+from .predict import Predictor
+from .profiles import Profile, lookup_profile
+
+__all__ = ["EFFECT_COLUMNS", "Effect", "read_effects", "predict_effect", "predict_effects", "format_effects"]
+
+EFFECT_COLUMNS = ("source_id", "change", "transport", "instance", "setup", "workload", "direction", "msg_bytes",
+                  "metric", "change_pct", "notes")
+DIRECTIONS = {"stream": ("g2h", "h2g"), "pingpong": ("g2h2g", "h2g2h")}
+METRICS = {"stream": "throughput", "pingpong": "rtt"}
+# The grid a row without msg_bytes stands for: Firecracker's CI vsock throughput test (1 KiB, the
+# iperf3 default 128 KiB, 1 MiB writes; 1 and 2 vCPUs, one iperf3 client per vCPU), and a 64-byte
+# ping-pong for latency.  The sources report one figure per instance without saying how they
+# aggregate; the mean predicted change over this grid is what a row is compared with.
+GRID_MSG = {"stream": (1024, 131072, 1048576), "pingpong": (64,)}
+GRID_VCPUS = (1, 2)
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One measured relative change: ``metric`` after ``change`` / before, minus 1, in percent."""
+
+    source_id: str
+    field: str  # the code constant (kernels.FIELDS) the change sets
+    value: bool | int
+    transport: str
+    instance: str
+    setup: str  # the profile it is predicted with; "" = none fits the instance
+    workload: str
+    direction: str
+    msg_bytes: int | None
+    metric: str
+    change_pct: float
+    notes: str
+    file: str
+    row: int  # 1-based data row
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}, row {self.row}"
+
+    def points(self) -> list[tuple]:
+        """Row keys (predict.row_key format) of the grid this figure stands for."""
+        msgs = (self.msg_bytes,) if self.msg_bytes else GRID_MSG[self.workload]
+        if self.workload == "pingpong":
+            return [("pingpong", self.direction, m, 1, v, False, "pinned") for m in msgs for v in GRID_VCPUS]
+        return [("stream", self.direction, m, v, v, False, "pinned") for m in msgs for v in GRID_VCPUS]
+
+
+def _parse_change(text: str, where: str) -> tuple[str, bool | int]:
+    field, sep, raw = text.partition("=")
+    field, raw = field.strip(), raw.strip().lower()
+    if not sep or field not in FIELDS:
+        raise InputError(f"change = {text!r}; expected FIELD=VALUE with FIELD one of {', '.join(FIELDS)}",
+                         where=where)
+    if raw in ("true", "false"):
+        return field, raw == "true"
+    try:
+        return field, int(raw)
+    except ValueError:
+        raise InputError(f"change = {text!r}: value {raw!r} is neither true/false nor an integer",
+                         where=where) from None
+
+
+def read_effects(path: str | os.PathLike) -> list[Effect]:
+    """Read and check one effects CSV; bad input raises :class:`InputError` naming row and column."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}", where=str(path)) from None
+    reader = csv.DictReader(text.splitlines())
+    missing = [c for c in EFFECT_COLUMNS if c not in (reader.fieldnames or ())]
+    if missing:
+        raise InputError(f"missing column(s) {', '.join(missing)}; expected header {','.join(EFFECT_COLUMNS)}",
+                         where=str(path))
+    out = []
+    for i, rec in enumerate(reader, start=1):
+        where = f"{path}, row {i}"
+
+        def col(name: str, rec=rec) -> str:
+            return (rec.get(name) or "").strip()
+
+        workload = col("workload")
+        if workload not in DIRECTIONS:
+            raise InputError(f"workload = {workload!r}; expected one of {', '.join(DIRECTIONS)}",
+                             where=f"{where}, column workload")
+        direction = col("direction")
+        if direction not in DIRECTIONS[workload]:
+            raise InputError(f"direction = {direction!r}; expected one of {', '.join(DIRECTIONS[workload])} "
+                             f"for {workload}", where=f"{where}, column direction")
+        metric = col("metric")
+        if metric != METRICS[workload]:
+            raise InputError(f"metric = {metric!r}; expected {METRICS[workload]} for {workload}",
+                             where=f"{where}, column metric")
+        msg = col("msg_bytes")
+        try:
+            msg_bytes = int(msg) if msg else None
+            change_pct = float(col("change_pct"))
+        except ValueError:
+            raise InputError(f"msg_bytes = {msg!r}, change_pct = {col('change_pct')!r}; expected an integer and a "
+                             "number", where=f"{where}, column msg_bytes/change_pct") from None
+        if (msg_bytes is not None and msg_bytes <= 0) or not math.isfinite(change_pct) or change_pct <= -100:
+            raise InputError(f"msg_bytes = {msg!r}, change_pct = {change_pct}; expected msg_bytes > 0 and a "
+                             "change above -100 %", where=f"{where}, column msg_bytes/change_pct")
+        field, value = _parse_change(col("change"), f"{where}, column change")
+        out.append(Effect(col("source_id"), field, value, col("transport"), col("instance"), col("setup"),
+                          workload, direction, msg_bytes, metric, change_pct, col("notes"), str(path), i))
+    return out
+
+
+def _metric(sim: dict, effect: Effect) -> float:
+    if effect.metric == "rtt":  # p50: the sources do not say which statistic; the median is the robust one
+        return float(np.percentile(sim["rtt"], 50)) if sim["rtt"].size else math.nan
+    return float(sim[effect.metric])
+
+
+def predict_effect(effect: Effect, predictor: Predictor, profile: Profile | None = None) -> dict:
+    """The predicted change at every grid point and their mean; ``profile`` defaults to the row's setup."""
+    if profile is None:
+        profile, _ = lookup_profile(effect.setup, what=f"setup of {effect.where}")
+    if getattr(profile, effect.field) == effect.value:
+        raise InputError(f"profile {profile.name!r} already has {effect.field} = {effect.value}: the change "
+                         "would change nothing", where=effect.where)
+    keys = effect.points()
+    before = predictor.sims(keys, profile)
+    after = predictor.sims(keys, profile.replace(**{effect.field: effect.value}))
+    pts = []
+    for k in keys:
+        b, a = _metric(before[k], effect), _metric(after[k], effect)
+        pts.append({"msg_bytes": k[2], "vcpus": k[4], "before": b, "after": a, "change_pct": 100 * (a / b - 1)})
+    changes = [p["change_pct"] for p in pts]
+    mean = float(np.mean(changes))
+    # error of the predicted after/before ratio, the figure a user would multiply by
+    ratio_error = 100 * ((1 + mean / 100) / (1 + effect.change_pct / 100) - 1)
+    return {"source_id": effect.source_id, "change": f"{effect.field}={str(effect.value).lower()}",
+            "transport": effect.transport, "instance": effect.instance, "setup": effect.setup or profile.name,
+            "workload": effect.workload, "direction": effect.direction, "metric": effect.metric,
+            "measured_pct": effect.change_pct, "predicted_pct": mean, "predicted_min_pct": float(min(changes)),
+            "predicted_max_pct": float(max(changes)), "ratio_error_pct": ratio_error, "points": pts}
+
+
+def predict_effects(effects: list[Effect], *, workers: int = 1, fidelity: float = 1.0) -> dict:
+    """Every row with a setup predicted; rows without one are listed under ``skipped``."""
+    predictor = Predictor(workers=workers, fidelity=fidelity)
+    try:
+        done = [predict_effect(e, predictor) for e in effects if e.setup]
+    finally:
+        predictor.close()
+    skipped = [{"where": e.where, "instance": e.instance, "reason": "no calibrated profile for this instance"}
+               for e in effects if not e.setup]
+    return {"effects": done, "skipped": skipped, "simulations": predictor.runs}
+
+
+def format_effects(result: dict) -> str:
+    """A markdown table: measured vs predicted change per row."""
+    lines = ["| instance | change | metric | measured | predicted (mean; range over the grid) | ratio error |",
+             "|---|---|---|---:|---:|---:|"]
+    for r in result["effects"]:
+        lines.append(f"| {r['instance']} ({r['transport']}) | {r['change']} | {r['metric']} {r['direction']} | "
+                     f"{r['measured_pct']:+.1f} % | {r['predicted_pct']:+.1f} % ({r['predicted_min_pct']:+.1f} .. "
+                     f"{r['predicted_max_pct']:+.1f}) | {r['ratio_error_pct']:+.0f} % |")
+    if result["skipped"]:
+        lines.append("")
+        lines.append("Not predicted (no calibrated profile): " +
+                     ", ".join(sorted({s["instance"] for s in result["skipped"]})) + ".")
+    return "\n".join(lines) + "\n"
