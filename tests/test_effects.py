@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from vsockbench.effects import EFFECT_COLUMNS, predict_effect, read_effects
+from vsockbench.effects import (
+    EFFECT_COLUMNS,
+    effect_checks,
+    effect_lines,
+    predict_effect,
+    read_effects,
+)
 from vsockbench.errors import InputError
 from vsockbench.predict import Predictor, simulate_key
 from vsockbench.profiles import builtin_profile, shipped_profiles
@@ -69,3 +76,35 @@ def test_prediction_is_the_profile_before_and_after_the_one_constant(tmp_path):
     assert predictor.runs == 4  # two grid points, before and after, each simulated once
     with pytest.raises(InputError, match="already has device_event_idx = True"):
         predict_effect(effect, predictor, prof.replace(device_event_idx=True))
+
+
+def _result(pred_h2g: float) -> dict:
+    rows = []
+    for inst, meas in (("a", 118.4), ("b", 56.6)):
+        for direction, m, p in (("h2g", meas, pred_h2g), ("g2h", -5.4, 4.0)):
+            rows.append({"source_id": "src", "change": "device_event_idx=true", "backend": "vmm", "transport": "mmio",
+                         "metric": "throughput", "direction": direction, "measured_pct": m, "predicted_pct": p,
+                         "ratio_error_pct": 100 * ((1 + p / 100) / (1 + m / 100) - 1), "instance": inst})
+    return {"effects": rows, "skipped": [], "simulations": 0}
+
+
+def test_a_check_is_flagged_missed_only_where_the_ratio_is_off_by_more_than_a_quarter():
+    (missed,) = effect_lines(["vmm"], effect_checks(_result(0.7)))
+    assert missed.startswith("`vmm` mechanism check, src: device_event_idx=true (mmio) (n=2 instances")
+    assert "throughput h2g measured +57..+118 %, predicted +1 %" in missed
+    assert missed.endswith("MISSED: throughput h2g")  # g2h: +4 % against -5.4 %, a ratio 10 % off
+    (met,) = effect_lines(["vmm"], effect_checks(_result(80.0)))  # 1.8 against 2.18 and 1.57: 17 %, 15 %
+    assert met.endswith("within 25 % of the measured ratio")
+    assert effect_lines(["vhost", "vhost-user"], effect_checks(_result(0.7))) == []
+
+
+def test_accuracy_lines_quote_the_shipped_check_of_the_profiles_backend():
+    from vsockbench.accuracy import accuracy_lines
+    from vsockbench.effects import EFFECTS_FILE
+
+    shipped = json.loads(EFFECTS_FILE.read_text())
+    report = json.loads((Path(__file__).resolve().parents[1] / "results" / "validation" / "effects.json").read_text())
+    assert shipped == effect_checks(report)  # written together by bench/effects.py
+    lines = accuracy_lines([builtin_profile("vmm/firecracker-2023_05/m6i.metal-host6.1-guest5.10")])
+    assert len(lines) == 2 and lines[1].startswith("`vmm` mechanism check, fc_pr5872_event_idx_2026")
+    assert not any("mechanism check" in line for line in accuracy_lines([builtin_profile("vhost")]))

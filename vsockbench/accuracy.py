@@ -97,7 +97,10 @@ def _pct(x: float) -> str:
 
 def accuracy_lines(profiles, table: dict | None = None) -> list[str]:
     """One line per distinct profile: its held-out |relative error| per metric (median / max),
-    or why there is none."""
+    or why there is none; then the shipped mechanism checks of their backends
+    (:func:`vsockbench.effects.effect_lines`)."""
+    from .effects import effect_lines  # lazy: it loads the predictor (numpy)
+
     table = load_accuracy() if table is None else table
     out, seen = [], set()
     for prof in profiles:
@@ -115,7 +118,7 @@ def accuracy_lines(profiles, table: dict | None = None) -> list[str]:
         figures = "; ".join(f"{metric} {_pct(s['median_abs_rel_error'])} / {_pct(s['max_abs_rel_error'])} "
                             f"(n={s['n']})" for metric, s in sorted(summary.items()))
         out.append(f"`{prof.name}` (fitted on {prof.setup}; {entry['split']}): {which} {figures}".rstrip())
-    return out
+    return out + effect_lines(prof.backend for prof in profiles)
 
 
 # scenario flow kinds -> the measured workload that validates them (trace replays are not checked:

@@ -25,7 +25,8 @@ from .kernels import FIELDS
 from .predict import Predictor
 from .profiles import Profile, lookup_profile
 
-__all__ = ["EFFECT_COLUMNS", "Effect", "read_effects", "predict_effect", "predict_effects", "format_effects"]
+__all__ = ["EFFECT_COLUMNS", "EFFECTS_FILE", "Effect", "read_effects", "predict_effect", "predict_effects",
+           "format_effects", "effect_checks", "effect_lines"]
 
 EFFECT_COLUMNS = ("source_id", "change", "transport", "instance", "setup", "workload", "direction", "msg_bytes",
                   "metric", "change_pct", "notes")
@@ -37,6 +38,9 @@ METRICS = {"stream": "throughput", "pingpong": "rtt"}
 # aggregate; the mean predicted change over this grid is what a row is compared with.
 GRID_MSG = {"stream": (1024, 131072, 1048576), "pingpong": (64,)}
 GRID_VCPUS = (1, 2)
+# The checks shipped beside the profiles (written by bench/effects.py), quoted wherever a profile's
+# accuracy is (accuracy.accuracy_lines): a mechanism check says what no error table does.
+EFFECTS_FILE = Path(__file__).parent / "data" / "effects.json"
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,7 @@ def predict_effect(effect: Effect, predictor: Predictor, profile: Profile | None
     # error of the predicted after/before ratio, the figure a user would multiply by
     ratio_error = 100 * ((1 + mean / 100) / (1 + effect.change_pct / 100) - 1)
     return {"source_id": effect.source_id, "change": f"{effect.field}={str(effect.value).lower()}",
-            "transport": effect.transport, "instance": effect.instance, "setup": effect.setup or profile.name,
+            "backend": profile.backend, "transport": effect.transport, "instance": effect.instance, "setup": effect.setup or profile.name,
             "workload": effect.workload, "direction": effect.direction, "metric": effect.metric,
             "measured_pct": effect.change_pct, "predicted_pct": mean, "predicted_min_pct": float(min(changes)),
             "predicted_max_pct": float(max(changes)), "ratio_error_pct": ratio_error, "points": pts}
@@ -188,3 +192,42 @@ def format_effects(result: dict) -> str:
         lines.append("Not predicted (no calibrated profile): " +
                      ", ".join(sorted({s["instance"] for s in result["skipped"]})) + ".")
     return "\n".join(lines) + "\n"
+
+
+def effect_checks(result: dict) -> dict:
+    """What ships in ``data/effects.json``: per backend, per source and change, the measured and
+    predicted changes by metric and direction (ranges over the instances) and the worst ratio error."""
+    out: dict = {}
+    for r in result["effects"]:
+        key = f"{r['source_id']}: {r['change']} ({r['transport']})"
+        cell = out.setdefault(r["backend"], {}).setdefault(key, {}).setdefault(
+            f"{r['metric']} {r['direction']}", {"measured_pct": [], "predicted_pct": [], "ratio_error_pct": []})
+        for k in ("measured_pct", "predicted_pct", "ratio_error_pct"):
+            cell[k].append(round(r[k], 1))
+    return out
+
+
+def _span(values) -> str:
+    lo, hi = (f"{v:+.0f}".replace("-0", "0").replace("+0", "0") for v in (min(values), max(values)))
+    return f"{lo} %" if lo == hi else f"{lo}..{hi} %"
+
+
+def effect_lines(backends, checks: dict | None = None) -> list[str]:
+    """One line per shipped effect check on a backend in ``backends``: measured against predicted
+    change per metric, flagged where the predicted ratio is off by more than 25 %."""
+    import json
+
+    if checks is None:
+        checks = json.loads(EFFECTS_FILE.read_text()) if EFFECTS_FILE.exists() else {}
+    out = []
+    for backend in dict.fromkeys(backends):
+        for source, cells in sorted(checks.get(backend, {}).items()):
+            parts, missed = [], []
+            for name, c in sorted(cells.items()):
+                parts.append(f"{name} measured {_span(c['measured_pct'])}, predicted {_span(c['predicted_pct'])}")
+                if max(abs(e) for e in c["ratio_error_pct"]) > 25:
+                    missed.append(name)
+            verdict = f"MISSED: {', '.join(missed)}" if missed else "within 25 % of the measured ratio"
+            out.append(f"`{backend}` mechanism check, {source} (n={len(next(iter(cells.values()))['measured_pct'])} "
+                       f"instances, nothing fitted): {'; '.join(parts)} - {verdict}")
+    return out
