@@ -28,6 +28,7 @@ from vsockbench.effects import (  # noqa: E402
     predict_effects,
     read_effects,
 )
+from vsockbench.errors import InputError  # noqa: E402
 
 
 def main() -> int:
@@ -35,9 +36,13 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "results" / "validation"))
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    effects = [e for f in sorted((ROOT / "results" / "measured" / "effects").glob("*.csv")) for e in read_effects(f)]
     t0 = time.perf_counter()
-    result = predict_effects(effects, workers=args.workers)
+    try:
+        effects = [e for f in sorted((ROOT / "results" / "measured" / "effects").glob("*.csv")) for e in read_effects(f)]
+        result = predict_effects(effects, workers=args.workers)
+    except InputError as e:  # a bad row or an unknown setup: one line, exit 2 (as the CLI)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     table = format_effects(result)
     print(table)
     print(f"{result['simulations']} simulations in {time.perf_counter() - t0:.0f} s")

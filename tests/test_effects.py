@@ -48,12 +48,13 @@ GOOD = "s,device_event_idx=true,mmio,m6i.metal,vmm,stream,h2g,,throughput,118.4,
 
 @pytest.mark.parametrize("line, header, words", [
     (GOOD, HEADER.replace(",change_pct", ""), "missing column(s) change_pct"),
-    (GOOD.replace("device_event_idx", "guest_irq_ns"), HEADER, "row 1, column change"),
-    (GOOD.replace("=true", "=maybe"), HEADER, "neither true/false nor an integer"),
-    (GOOD.replace("118.4", "-100"), HEADER, "row 1, column msg_bytes/change_pct"),
-    (GOOD.replace("118.4", "lots"), HEADER, "expected an integer and a number"),
-    (GOOD.replace(",h2g,", ",g2h2g,"), HEADER, "row 1, column direction"),
-    (GOOD.replace("throughput", "rtt"), HEADER, "expected throughput for stream"),
+    (GOOD.replace("device_event_idx", "guest_irq_ns"), HEADER, "row 1: column 'change': 'guest_irq_ns=true'"),
+    (GOOD.replace("=true", "=maybe"), HEADER, "row 1: column 'change'"),
+    (GOOD.replace("118.4", "-100"), HEADER, "row 1: column 'change_pct': -100.0; expected a finite change"),
+    (GOOD.replace("118.4", "lots"), HEADER, "row 1: column 'change_pct': 'lots' is not a number"),
+    (GOOD.replace(",h2g,,", ",h2g,-4,"), HEADER, "row 1: column 'msg_bytes'"),
+    (GOOD.replace(",h2g,", ",g2h2g,"), HEADER, "row 1: column 'direction'"),
+    (GOOD.replace("throughput", "rtt"), HEADER, "row 1: column 'metric': 'rtt'; expected throughput for stream"),
 ])
 def test_bad_effect_rows_name_file_row_and_column(tmp_path, line, header, words):
     path = _write(tmp_path, line, header)

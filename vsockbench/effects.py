@@ -74,63 +74,66 @@ class Effect:
         return [("stream", self.direction, m, v, v, False, "pinned") for m in msgs for v in GRID_VCPUS]
 
 
-def _parse_change(text: str, where: str) -> tuple[str, bool | int]:
+def _parse_change(text: str) -> tuple[str, bool | int]:
+    """``FIELD=VALUE`` -> (field, value); raises ValueError with what was expected."""
     field, sep, raw = text.partition("=")
     field, raw = field.strip(), raw.strip().lower()
     if not sep or field not in FIELDS:
-        raise InputError(f"change = {text!r}; expected FIELD=VALUE with FIELD one of {', '.join(FIELDS)}",
-                         where=where)
+        raise ValueError(f"{text!r}; expected FIELD=VALUE with FIELD one of {', '.join(FIELDS)}")
     if raw in ("true", "false"):
         return field, raw == "true"
     try:
         return field, int(raw)
     except ValueError:
-        raise InputError(f"change = {text!r}: value {raw!r} is neither true/false nor an integer",
-                         where=where) from None
+        raise ValueError(f"{text!r}: value {raw!r} is neither true/false nor an integer") from None
 
 
 def read_effects(path: str | os.PathLike) -> list[Effect]:
-    """Read and check one effects CSV; bad input raises :class:`InputError` naming row and column."""
+    """Read and check one effects CSV; bad input raises :class:`InputError` naming file, row and
+    column (``file: row N: column 'X': ...``, as :mod:`vsockbench.measured` does)."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as e:
-        raise InputError(f"cannot read: {e.strerror}", where=str(path)) from None
+        raise InputError(f"cannot read: {e.strerror}", path=str(path)) from None
     reader = csv.DictReader(text.splitlines())
     missing = [c for c in EFFECT_COLUMNS if c not in (reader.fieldnames or ())]
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}; expected header {','.join(EFFECT_COLUMNS)}",
-                         where=str(path))
+                         path=str(path))
     out = []
     for i, rec in enumerate(reader, start=1):
-        where = f"{path}, row {i}"
 
         def col(name: str, rec=rec) -> str:
             return (rec.get(name) or "").strip()
 
+        def bad(name: str, what: str, i=i) -> InputError:
+            return InputError(f"column {name!r}: {what}", path=str(path), where=f"row {i}")
+
         workload = col("workload")
         if workload not in DIRECTIONS:
-            raise InputError(f"workload = {workload!r}; expected one of {', '.join(DIRECTIONS)}",
-                             where=f"{where}, column workload")
+            raise bad("workload", f"{workload!r}; expected one of {', '.join(DIRECTIONS)}")
         direction = col("direction")
         if direction not in DIRECTIONS[workload]:
-            raise InputError(f"direction = {direction!r}; expected one of {', '.join(DIRECTIONS[workload])} "
-                             f"for {workload}", where=f"{where}, column direction")
+            raise bad("direction", f"{direction!r}; expected one of {', '.join(DIRECTIONS[workload])} for {workload}")
         metric = col("metric")
         if metric != METRICS[workload]:
-            raise InputError(f"metric = {metric!r}; expected {METRICS[workload]} for {workload}",
-                             where=f"{where}, column metric")
+            raise bad("metric", f"{metric!r}; expected {METRICS[workload]} for {workload}")
         msg = col("msg_bytes")
+        if msg and (not msg.isdigit() or int(msg) == 0):
+            raise bad("msg_bytes", f"{msg!r}; expected a positive whole number or empty (the source's grid)")
+        msg_bytes = int(msg) if msg else None
         try:
-            msg_bytes = int(msg) if msg else None
             change_pct = float(col("change_pct"))
         except ValueError:
-            raise InputError(f"msg_bytes = {msg!r}, change_pct = {col('change_pct')!r}; expected an integer and a "
-                             "number", where=f"{where}, column msg_bytes/change_pct") from None
-        if (msg_bytes is not None and msg_bytes <= 0) or not math.isfinite(change_pct) or change_pct <= -100:
-            raise InputError(f"msg_bytes = {msg!r}, change_pct = {change_pct}; expected msg_bytes > 0 and a "
-                             "change above -100 %", where=f"{where}, column msg_bytes/change_pct")
-        field, value = _parse_change(col("change"), f"{where}, column change")
+            raise bad("change_pct", f"{col('change_pct')!r} is not a number; expected after/before - 1 in "
+                      "percent") from None
+        if not math.isfinite(change_pct) or change_pct <= -100:
+            raise bad("change_pct", f"{change_pct}; expected a finite change above -100 %")
+        try:
+            field, value = _parse_change(col("change"))
+        except ValueError as e:
+            raise bad("change", str(e)) from None
         out.append(Effect(col("source_id"), field, value, col("transport"), col("instance"), col("setup"),
                           workload, direction, msg_bytes, metric, change_pct, col("notes"), str(path), i))
     return out
