@@ -41,7 +41,11 @@ def main() -> None:
         profiles.ESTIMATES["vmm"] = profiles.ESTIMATES["vmm"].replace(backend_signal_ns=float(os.environ["VB_SIG"]))
     out = Path(f"/tmp/vsb-exp-{tag}")
     sys.argv = ["cross_validate.py", "--out", str(out / "cv"), "--profiles", str(out / "prof"), "--setup", setup]
-    runpy.run_path(str(ROOT / "bench" / "cross_validate.py"), run_name="__main__")
+    try:
+        runpy.run_path(str(ROOT / "bench" / "cross_validate.py"), run_name="__main__")
+    except SystemExit as done:  # cross_validate.py ends in sys.exit(main())
+        if done.code:
+            raise
     if os.environ.get("VB_EFFECT"):
         effect_check()
 
