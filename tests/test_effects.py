@@ -12,7 +12,9 @@ from vsockbench.effects import (
     EFFECT_COLUMNS,
     effect_checks,
     effect_lines,
+    format_effects,
     predict_effect,
+    predict_effects,
     read_effects,
 )
 from vsockbench.errors import InputError
@@ -55,6 +57,7 @@ GOOD = "s,device_event_idx=true,mmio,m6i.metal,vmm,stream,h2g,,throughput,118.4,
     (GOOD.replace(",h2g,,", ",h2g,-4,"), HEADER, "row 1: column 'msg_bytes'"),
     (GOOD.replace(",h2g,", ",g2h2g,"), HEADER, "row 1: column 'direction'"),
     (GOOD.replace("throughput", "rtt"), HEADER, "row 1: column 'metric': 'rtt'; expected throughput for stream"),
+    (GOOD.replace("mmio", "ccw"), HEADER, "row 1: column 'transport': 'ccw'; expected one of mmio, pci"),
 ])
 def test_bad_effect_rows_name_file_row_and_column(tmp_path, line, header, words):
     path = _write(tmp_path, line, header)
@@ -109,3 +112,12 @@ def test_accuracy_lines_quote_the_shipped_check_of_the_profiles_backend():
     lines = accuracy_lines([builtin_profile("vmm/firecracker-2023_05/m6i.metal-host6.1-guest5.10")])
     assert len(lines) == 2 and lines[1].startswith("`vmm` mechanism check, fc_pr5872_event_idx_2026")
     assert not any("mechanism check" in line for line in accuracy_lines([builtin_profile("vhost")]))
+
+
+def test_a_row_on_another_transport_than_the_profiles_is_listed_not_predicted(tmp_path):
+    setup = "vmm/firecracker-2023_05/m6i.metal-host6.1-guest5.10"
+    line = GOOD.replace(",vmm,", f",{setup},").replace("mmio", "pci")
+    out = predict_effects(read_effects(_write(tmp_path, line)), fidelity=0.2)
+    assert out["effects"] == [] and out["simulations"] == 0
+    assert out["skipped"][0]["reason"] == "pci transport; the vmm profiles were fitted on mmio runs"
+    assert "Not predicted (pci transport; the vmm profiles were fitted on mmio runs): m6i.metal." in format_effects(out)
