@@ -58,4 +58,8 @@ def run(args) -> int:
         print(f"{name:<{width}}  {backend:<10}  {acc}")
     print(f"\n{len(rows)} profiles (vsockbench/data/profiles; a built-in's costs come from the setup its --show "
           "names). Use one as a device's `profile` or with compare --victim-profile / --aggressor-profile.")
+    from ..effects import effect_lines
+
+    for line in effect_lines(sorted({backend for _, backend, _ in rows})):  # what no error figure above says
+        print(f"\n{line.replace('`', '')}")
     return 0
