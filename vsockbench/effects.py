@@ -13,6 +13,7 @@ Nothing is fitted here: the profiles were calibrated on runs measured without th
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -232,16 +233,19 @@ def effect_checks(result: dict) -> dict:
     return out
 
 
+def _pct(value: float) -> str:
+    r = round(value)
+    return "0" if r == 0 else f"{r:+d}"
+
+
 def _span(values) -> str:
-    lo, hi = (f"{v:+.0f}".replace("-0", "0").replace("+0", "0") for v in (min(values), max(values)))
+    lo, hi = _pct(min(values)), _pct(max(values))
     return f"{lo} %" if lo == hi else f"{lo}..{hi} %"
 
 
 def effect_lines(backends, checks: dict | None = None) -> list[str]:
     """One line per shipped effect check on a backend in ``backends``: measured against predicted
     change per metric, flagged where the predicted ratio is off by more than 25 %."""
-    import json
-
     if checks is None:
         checks = json.loads(EFFECTS_FILE.read_text()) if EFFECTS_FILE.exists() else {}
     out = []
