@@ -6,7 +6,7 @@ Each row is a relative change a source measured between two builds (Firecracker 
 VIRTIO_RING_F_EVENT_IDX in the vsock device).  The shipped profile of the matching instance,
 calibrated on runs without the change, is simulated with and without it over the CI's grid
 (vsockbench.effects); nothing is fitted.  Writes effects.md and effects.json, and the
-summary the accuracy lines quote, vsockbench/data/effects.json.  ~1 min on 2 cores.
+summary the accuracy lines quote, vsockbench/data/effects.json.  ~10 s on 2 cores.
 """
 
 from __future__ import annotations

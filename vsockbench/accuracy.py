@@ -102,6 +102,7 @@ def accuracy_lines(profiles, table: dict | None = None) -> list[str]:
     from .effects import effect_lines  # lazy: it loads the predictor (numpy)
 
     table = load_accuracy() if table is None else table
+    profiles = list(profiles)  # walked twice: a generator would leave no backends for the checks
     out, seen = [], set()
     for prof in profiles:
         key = (prof.name, prof.setup)
