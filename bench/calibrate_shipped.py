@@ -11,7 +11,9 @@ the rows' domain), so `simulate` / `compare` runs that use them say "in-sample o
 cross-validated" and where they go beyond the rows.  A fit off by more than 2x on half its rows
 of a metric (in-sample median |relative error| > MAX_MEDIAN) does not describe its runs and is
 not shipped; the script says which and why.  Deterministic: a rerun rewrites the same files.
-~40-60 s per Firecracker setup (30 fitted rows) on 2 cores, ~35 min for all.
+~40-60 s per Firecracker setup (30 fitted rows) on 2 cores, ~35 min for all.  The mechanism
+checks predict with these profiles: after a model change, run cross_validate.py, this script,
+then bench/effects.py (in that order).
 """
 
 from __future__ import annotations
