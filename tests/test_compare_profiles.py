@@ -55,10 +55,16 @@ def test_the_victim_device_takes_ones_own_profile(own_profile, tmp_path):
     assert any("stream" in line and SETUP in line for line in mine.meta["extrapolations"])
 
 
-def test_an_aggressor_profile_sets_its_devices_backend_and_label():
+def test_an_aggressor_profile_sets_its_devices_backend_and_label(tmp_path):
     r = compare("noisy-neighbour-single", ["single", "multi-device"], aggressor_profile="vmm", **KW)
     assert [d.backend for d in r.scenarios["multi-device"].devices] == ["vhost", "vmm"]
     assert r.label("multi-device") == "2 devices (vhost + vmm)" and r.meta["aggressor_backend"] == "vmm"
+    # the run records the mechanism checks of the backends it used, as shipped then (vsockbench.effects)
+    assert set(r.meta["mechanism_checks"]) == {"vmm"}
+    report = (save_run(r, tmp_path / "with") / "report.md").read_text()
+    assert "`vmm` mechanism check, fc_pr5872_event_idx_2026" in report
+    r.meta["mechanism_checks"] = {}  # a report is built from what the run recorded, not today's file
+    assert "mechanism check" not in (save_run(r, tmp_path / "without") / "report.md").read_text()
     # a victim profile of another backend changes the victim's device and the labels with it
     r = compare("noisy-neighbour-single", ["single"], victim_profile="vhost-user", **KW)
     assert r.scenarios["single"].devices[0].backend == "vhost-user"

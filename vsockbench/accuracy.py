@@ -95,10 +95,10 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2g} %" if x < 0.1 else f"{100 * x:.0f} %"
 
 
-def accuracy_lines(profiles, table: dict | None = None) -> list[str]:
+def accuracy_lines(profiles, table: dict | None = None, checks: dict | None = None) -> list[str]:
     """One line per distinct profile: its held-out |relative error| per metric (median / max),
-    or why there is none; then the shipped mechanism checks of their backends
-    (:func:`vsockbench.effects.effect_lines`)."""
+    or why there is none; then the mechanism checks of their backends (``checks``, default the
+    shipped ones: :func:`vsockbench.effects.effect_lines`)."""
     from .effects import effect_lines  # lazy: it loads the predictor (numpy)
 
     table = load_accuracy() if table is None else table
@@ -119,7 +119,7 @@ def accuracy_lines(profiles, table: dict | None = None) -> list[str]:
         figures = "; ".join(f"{metric} {_pct(s['median_abs_rel_error'])} / {_pct(s['max_abs_rel_error'])} "
                             f"(n={s['n']})" for metric, s in sorted(summary.items()))
         out.append(f"`{prof.name}` (fitted on {prof.setup}; {entry['split']}): {which} {figures}".rstrip())
-    return out + effect_lines(prof.backend for prof in profiles)
+    return out + effect_lines((prof.backend for prof in profiles), checks)
 
 
 # scenario flow kinds -> the measured workload that validates them (trace replays are not checked:

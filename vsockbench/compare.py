@@ -30,6 +30,7 @@ import pandas as pd
 
 from .accuracy import accuracy_of, extrapolations, load_accuracy, table_for
 from .designs import DESIGNS, apply_design, design_label, design_profile
+from .effects import load_checks
 from .errors import InputError
 from .isolation import isolation_runs, significance, summarize
 from .scenario import Scenario, load_scenario, scenario_from_dict
@@ -325,6 +326,8 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
             "duration": sc.run.duration, "warmup": sc.run.warmup, "wall_s": round(wall, 3),
             "roles": {f.name: f.role for f in sc.flows},
             "accuracy": _accuracy_meta(scenarios.values(), accuracy),
-            "extrapolations": _extrapolations(scenarios.values(), accuracy)}
+            "extrapolations": _extrapolations(scenarios.values(), accuracy),
+            # the mechanism checks of the backends used, as shipped when the run was made
+            "mechanism_checks": load_checks(dev.prof.backend for s in scenarios.values() for dev in s.devices)}
     messages = pd.concat(msgs, ignore_index=True) if msgs else pd.DataFrame()
     return CompareResult(sc, designs, records, pd.concat(threads, ignore_index=True), messages, scenarios, meta)

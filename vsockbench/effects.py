@@ -27,7 +27,7 @@ from .predict import Predictor
 from .profiles import Profile, lookup_profile
 
 __all__ = ["EFFECT_COLUMNS", "EFFECTS_FILE", "Effect", "read_effects", "predict_effect", "predict_effects",
-           "format_effects", "effect_checks", "effect_lines"]
+           "format_effects", "effect_checks", "load_checks", "effect_lines"]
 
 EFFECT_COLUMNS = ("source_id", "change", "transport", "instance", "setup", "workload", "direction", "msg_bytes",
                   "metric", "change_pct", "notes")
@@ -243,11 +243,21 @@ def _span(values) -> str:
     return f"{lo} %" if lo == hi else f"{lo}..{hi} %"
 
 
+def load_checks(backends=None) -> dict:
+    """The shipped checks (``data/effects.json``; {} without it), only ``backends``' if given."""
+    checks = json.loads(EFFECTS_FILE.read_text()) if EFFECTS_FILE.exists() else {}
+    if backends is None:
+        return checks
+    wanted = set(backends)
+    return {b: c for b, c in checks.items() if b in wanted}
+
+
 def effect_lines(backends, checks: dict | None = None) -> list[str]:
-    """One line per shipped effect check on a backend in ``backends``: measured against predicted
-    change per metric, flagged where the predicted ratio is off by more than 25 %."""
+    """One line per effect check (``checks``, default the shipped ones) on a backend in
+    ``backends``: measured against predicted change per metric, flagged where the predicted
+    ratio is off by more than 25 %."""
     if checks is None:
-        checks = json.loads(EFFECTS_FILE.read_text()) if EFFECTS_FILE.exists() else {}
+        checks = load_checks()
     out = []
     for backend in dict.fromkeys(backends):
         for source, cells in sorted(checks.get(backend, {}).items()):

@@ -233,7 +233,7 @@ def write_report(result, out_dir) -> Path:
     # the figures the run recorded (metadata), so a report rebuilt later quotes what the run used
     snap = m.get("accuracy")
     table = None if snap is None else {v["setup"]: v for v in snap.values() if v.get("held_out") or v.get("in_sample")}
-    accuracy = "\n".join(f"- {line}" for line in accuracy_lines(profiles, table))
+    accuracy = "\n".join(f"- {line}" for line in accuracy_lines(profiles, table, m.get("mechanism_checks")))
     beyond = m.get("extrapolations")
     if beyond is None:  # a run stored before the metadata recorded them
         from .accuracy import extrapolations, load_accuracy, table_for
