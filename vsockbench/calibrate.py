@@ -35,7 +35,9 @@ the host-local transports (``unix``/``tcp``, see :data:`LOCAL_BASE`):
 * scaled only: ``inject`` (KVM's irqfd injection from a kworker on the VMM's core,
   ``kvm_irq_inject_ns``): the ``cpu_backend`` rows see the VMM thread's CPU, not the kworker's,
   and no row separates the kworker from the VMM's own per-interrupt cost, so it keeps its
-  estimate times ``scale``.
+  estimate times ``scale``; ``xcpu`` (``guest_cross_vcpu_pkt_ns``, a packet the guest driver
+  handles off its application's vCPU): a 1-vCPU row never has one, so a fit that extrapolates
+  from one vCPU to two must not move it.
 * fixed: every constant from code (ring size, RX buffer size, weights, credit
   thresholds, buffer sizes) and the built-in ratios inside each group.
 """
@@ -74,6 +76,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "wake": ("guest_wakeup_latency_ns", "backend_wakeup_latency_ns", "host_wakeup_latency_ns"),
     "hop": ("guest_wq_latency_ns", "guest_wq_run_ns"),
     "inject": ("kvm_irq_inject_ns",),  # never free (free_groups): its estimate times the time scale
+    "xcpu": ("guest_cross_vcpu_pkt_ns",),  # never free: no 1-vCPU row sees it (estimate times the scale)
 }
 TIME_FIELDS = tuple(f for g in GROUPS.values() for f in g)
 # A multiplier across the kinds above on every backend_* cost: rows of the backend thread's CPU

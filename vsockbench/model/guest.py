@@ -40,6 +40,18 @@ workqueue, so rx_work and tx_work, queued from that interrupt, run there.
 send_pkt_work runs on the CPU that queued it (__queue_work: the local CPU,
 or the CPU where the item is already pending or running): a sender's vCPU,
 or the IRQ vCPU when tx_work requeues it.
+Cross-vCPU packets (pinned guests): a packet that rx_work delivers, or that
+send_pkt_work adds to the ring, on a vCPU other than its socket's
+application's costs that work ``guest_cross_vcpu_pkt_ns`` more: the socket's
+receive state (``rx_lock``, ``rx_queue``, counters, wait queue) or the
+sender's packet and ``send_pkt_queue`` come from the other vCPU's cache, and a
+sleeping reader is woken with a reschedule IPI (``sk_data_ready`` ->
+``try_to_wake_up`` -> ``smp_send_reschedule``: a VM exit on the waking vCPU
+without IPI virtualisation).  Simplification: one estimate per packet, charged
+where the packet is handled (the reader's side of the transfer, and tx_work
+freeing the sender's packet, are in it); the app's vCPU pays nothing extra.
+A free (unpinned) guest has one pool: its apps follow the driver's work
+(wake_affine), so nothing is cross-vCPU there.
 Simplification: ``queued_replies`` throttling is not modelled (it only
 matters under connection storms larger than the ring).
 """
@@ -78,6 +90,7 @@ class GuestQueue:
         # tx_work runs, queued by the interrupt, are in guest_irq_ns with the interrupt itself)
         self.run_s = prof.guest_wq_run_ns * 1e-9
         self.txq_s = prof.guest_txq_per_pkt_ns * 1e-9
+        self.xcpu_s = prof.guest_cross_vcpu_pkt_ns * 1e-9  # a packet handled off its app's vCPU
         self.jitter = model.jitter
         # record_packet is a no-op without packet records (run.packets = "none"): skip the call
         self.record = model.record_packet if model.packet_mode != "none" else None
@@ -102,6 +115,8 @@ class GuestQueue:
         self.bytes = 0
         self.kicks = 0  # guest -> device notifications (VM exits)
         self.irqs = 0  # device -> guest interrupts taken
+        # packets the driver's work handled on a vCPU other than their app's: [rx_work, send_pkt_work]
+        self.cross_vcpu = [0, 0]
         name = f"{dev.cid}.{index}"
         irq_vcpu = index  # pinned guests: this pair's interrupt vCPU (modulo the vCPUs)
         self.t_send = model.thread("guest", f"g:send_pkt_work-{name}", irq_vcpu)
@@ -192,6 +207,7 @@ class GuestQueue:
         env = self.env
         per_pkt = self.txq_s
         run_s = self.run_s
+        xcpu = self.xcpu_s
         while True:
             if not self._send_queued:
                 self._send_ev = env.event()
@@ -200,13 +216,18 @@ class GuestQueue:
             self.send_work_running = True
             if run_s:  # the sender's queue_work woke the kworker; the vCPU switches to it
                 yield self.t_send.run(run_s)
-            batch = 0
+            batch = remote = 0
+            pool = self.t_send.pool  # this run's vCPU (the item moves while idle: _queue_send_work)
             while self.sendq and self.tx_free >= self._slots(self.sendq[0]):
-                self._add_tx(self.sendq.popleft())
+                pkt = self.sendq.popleft()
+                self._add_tx(pkt)
                 batch += 1
+                if pkt.conn.g_app_pool not in (pool, None):  # sent by an app on another vCPU
+                    remote += 1
             if batch:
+                self.cross_vcpu[1] += remote
                 kick = self._maybe_kick()
-                yield self.t_send.run(per_pkt * batch + kick)
+                yield self.t_send.run(per_pkt * batch + kick + xcpu * remote)
             self.send_work_running = False
             # packets queued while we ran: the sender saw send_work_running and queued work
 
@@ -283,6 +304,7 @@ class GuestQueue:
         deliver = self.model.guest_recv_pkt
         half = self.rx_ring // 2
         rx_used = self.rx_used
+        xcpu, pool = self.xcpu_s, t_rx.pool
         while True:
             if not self._rx_queued:
                 self._rx_ev = env.event()
@@ -294,13 +316,16 @@ class GuestQueue:
                     break
                 n = min(len(rx_used), RX_BATCH)
                 batch = []
-                held = 0
+                held = remote = 0
                 for _ in range(n):
                     pkt = rx_used.popleft()
                     batch.append(pkt)
                     held += pkt.len
+                    if pkt.conn.g_app_pool not in (pool, None):  # its reader runs on another vCPU
+                        remote += 1
                 self.held += held
-                yield self.t_rx.run(cost + per_pkt * n)
+                self.cross_vcpu[0] += remote
+                yield self.t_rx.run(cost + per_pkt * n + xcpu * remote)
                 cost = 0.0
                 for pkt in batch:  # each stays held (in flight) until delivered
                     end = pkt.conn.g

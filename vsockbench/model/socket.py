@@ -183,7 +183,7 @@ class Conn:
     __slots__ = ("id", "flow", "q", "g", "h", "guest_port", "host_port", "g_initiates",
                  "closed", "sent", "recv", "uds_g2h", "txbuf", "uds_h2g", "uds_cap", "ctrl_h2g",
                  "in_rxq", "credit_requested", "userspace", "host_reader_wake", "host_writer_wake",
-                 "connect_wait", "type", "txbuf_cap", "host_waker")
+                 "connect_wait", "type", "txbuf_cap", "host_waker", "g_app_pool")
 
     def __init__(self, cid, flow, q, g: End, h: End, guest_port, host_port, g_initiates, socket_type):
         self.id, self.flow, self.q, self.g, self.h = cid, flow, q, g, h
@@ -206,3 +206,6 @@ class Conn:
         self.host_writer_wake = None
         self.connect_wait = None
         self.host_waker = _succeed  # wakes the host app blocked on its Unix socket
+        # the CPU pool of the guest application's thread (one vCPU of a pinned guest; set by
+        # model/apps.ConnApp): driver work on another pool handles its packets cross-vCPU
+        self.g_app_pool = None
