@@ -83,3 +83,21 @@ def test_multi_queue_steered_by_vcpu_keeps_packets_on_their_vcpu():
     # only connection setup crosses: REQUEST/RESPONSE travel on pair 0 (model/core.CONTROL_ON_QUEUE0)
     q0, q1 = _queues(multi)
     assert q1.cross_vcpu == [0, 0] and sum(q0.cross_vcpu) <= 2
+
+
+def test_the_cost_is_free_only_where_a_pinned_row_has_cross_vcpu_packets():
+    """calibrate.free_groups: a 1-vCPU or one-connection row cannot see the cost (its estimate
+    times the time scale stays); Firecracker's 2-vCPU rows (two pinned clients) can."""
+    from vsockbench.calibrate import apply_params, base_profile, free_groups
+    from vsockbench.measured import MeasuredRow
+
+    def row(vcpus, flows, source="fc_vsock_baselines_2023_05"):
+        return MeasuredRow("vmm/x/y", source, "vmm", "", "stream", "h2g", 1024, flows, vcpus, "throughput", "mean",
+                           3.0, "Gbps")
+
+    assert "xcpu" not in free_groups([row(1, 1)])
+    assert "xcpu" not in free_groups([row(2, 1)])  # one client, pinned beside the interrupt
+    assert "xcpu" not in free_groups([row(2, 2, source="lkml_garzarella2019_v4")])  # an unpinned guest
+    assert "xcpu" in free_groups([row(1, 1), row(2, 2)])
+    base = base_profile("vmm")
+    assert apply_params(base, {"scale": 2.0}).guest_cross_vcpu_pkt_ns == 2 * base.guest_cross_vcpu_pkt_ns
