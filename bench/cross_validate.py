@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vsockbench.accuracy import fitted_domain, merge_accuracy, summaries_from_cv  # noqa: E402
-from vsockbench.calibrate import Predictor, calibrate_setup, expressible, with_code_constants  # noqa: E402
+from vsockbench.calibrate import Predictor, calibrate_setup, expressible  # noqa: E402
+from vsockbench.fitparams import with_code_constants  # noqa: E402
 from vsockbench.measured import group_by_setup, profile_path, read_measured_files  # noqa: E402
 from vsockbench.profiles import save_profile  # noqa: E402
 from vsockbench.report import save_figure  # noqa: E402
@@ -57,7 +58,7 @@ BIDIR = ("fit on the g2h and h2g rows (1 and 2 vCPUs), predict the bidir rows (b
 SECOND_SPLITS = {s: BIDIR for s in SPLITS if s.startswith("vmm/")}
 # Setups fitted jointly (shared costs, each its own kernel constants; calibrate_setup): one
 # machine measured on a guest with and one without the TX fast path, the only rows that can tell
-# the workqueue hop it removes (calibrate "hop" group) from the per-packet costs.  Both the
+# the workqueue hop it removes (fitparams "hop" group) from the per-packet costs.  Both the
 # cross-validation fit (training rows of both) and the shipped profile (all rows of both) are joint.
 JOINT = {
     "vhost/leonardi2024/i7-10700kf-fastpath": ("vhost/leonardi2024/i7-10700kf-linux-6.9.8",),
@@ -79,7 +80,6 @@ TRANSFERS = {
 
 def transfer(source, profile, targets, groups, pred):
     """Predict each target setup with ``profile``'s costs and the target's code constants."""
-    from vsockbench.calibrate import with_code_constants
     from vsockbench.kernels import FIELDS
 
     out = {}

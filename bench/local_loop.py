@@ -4,7 +4,7 @@
 
 1. ``vsockbench measure client --local`` at ONE connection: a 64 KiB stream, a 4 KiB stream and a
    64 B ping-pong (the calibration set).
-2. ``vsockbench calibrate`` on those rows -> one profile (see calibrate.LOCAL_BASE: the client
+2. ``vsockbench calibrate`` on those rows -> one profile (see fitparams.LOCAL_BASE: the client
    process is the "guest" with one CPU, the server process the "host" with one CPU, the "device"
    costs nothing because unix_stream_sendmsg() queues onto the peer directly).
 3. Predict, then measure: 64 KiB streams with 2, 4 and 8 connections, and a noisy-neighbour mix

@@ -144,7 +144,7 @@ def test_fits_start_from_estimates_not_from_shipped_calibrations():
 
 
 def test_backend_factors_are_free_only_where_backend_cpu_rows_identify_them():
-    from vsockbench.calibrate import RX_SIDE_FIELDS, free_groups
+    from vsockbench.fitparams import RX_SIDE_FIELDS, free_groups
 
     def row(direction, metric):
         return MeasuredRow("vmm/x/y", "t", "vmm", "", "stream", direction, 65536, 1, 1, metric, "mean", 50.0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import make_scenario
 
-from vsockbench.calibrate import free_groups
+from vsockbench.fitparams import free_groups
 from vsockbench.measured import MeasuredRow
 from vsockbench.model import apps
 from vsockbench.model.copycost import InFlight, copy_s_per_byte, copy_seconds, in_flight
@@ -119,7 +119,7 @@ def test_hot_ratio_is_free_only_where_page_round_trips_meet_copy_bound_streams()
 def test_the_estimated_hot_ratio_stays_only_on_its_own_machine():
     """calibrate keeps the i7-10700KF's estimated ratio for that machine's setups alone
     (HOT_RATIO_MACHINES): matched on the machine part of the setup, not anywhere in it."""
-    from vsockbench.calibrate import HOT_RATIO_MACHINES, on_machine
+    from vsockbench.fitparams import HOT_RATIO_MACHINES, on_machine
 
     assert on_machine("vhost/leonardi2024/i7-10700kf-fastpath", HOT_RATIO_MACHINES)
     assert on_machine("vhost/leonardi2024/i7-10700KF-linux-6.9.8", HOT_RATIO_MACHINES)

@@ -86,9 +86,9 @@ def test_multi_queue_steered_by_vcpu_keeps_packets_on_their_vcpu():
 
 
 def test_the_cost_is_free_only_where_a_pinned_row_has_cross_vcpu_packets():
-    """calibrate.free_groups: a 1-vCPU or one-connection row cannot see the cost (its estimate
+    """fitparams.free_groups: a 1-vCPU or one-connection row cannot see the cost (its estimate
     times the time scale stays); Firecracker's 2-vCPU rows (two pinned clients) can."""
-    from vsockbench.calibrate import apply_params, base_profile, free_groups
+    from vsockbench.fitparams import apply_params, base_profile, free_groups
     from vsockbench.measured import MeasuredRow
 
     def row(vcpus, flows, source="fc_vsock_baselines_2023_05"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import simpy
 
-from vsockbench.calibrate import with_code_constants
+from vsockbench.fitparams import with_code_constants
 from vsockbench.model.cpu import CpuPool, Thread
 from vsockbench.predict import simulate_key
 from vsockbench.profiles import ESTIMATES, builtin_profile
@@ -91,7 +91,8 @@ def test_the_hop_cost_slows_the_queued_path_only():
 def test_the_hop_is_fitted_only_beside_a_fast_path_guest():
     from pathlib import Path
 
-    from vsockbench.calibrate import expressible, free_groups
+    from vsockbench.calibrate import expressible
+    from vsockbench.fitparams import free_groups
     from vsockbench.measured import read_measured
 
     rows = [r for r in read_measured(Path(__file__).parents[1] / "results" / "measured" /

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from conftest import make_scenario
 
-from vsockbench.calibrate import base_profile, free_groups, with_code_constants
+from vsockbench.fitparams import base_profile, free_groups, with_code_constants
 from vsockbench.kernels import code_constants, linux_versions
 from vsockbench.measured import MeasuredRow
 from vsockbench.model.socket import CREDIT_UPDATE, RW

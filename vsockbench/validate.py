@@ -63,7 +63,7 @@ def predict_rows(rows, profiles: dict[str, Profile], *, workers: int = 1, predic
 
 
 def _model_backend(row: MeasuredRow) -> str:
-    return "vhost" if row.backend in ("unix", "tcp") else row.backend  # see calibrate.LOCAL_BASE
+    return "vhost" if row.backend in ("unix", "tcp") else row.backend  # see fitparams.LOCAL_BASE
 
 
 def _errors(meas: float, pred: float | None) -> tuple[float | None, float | None]:

@@ -27,17 +27,17 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     tag, setup = sys.argv[1], sys.argv[2]
-    calibrate = importlib.import_module("vsockbench.calibrate")
+    fitparams = importlib.import_module("vsockbench.fitparams")
     profiles = importlib.import_module("vsockbench.profiles")
-    calibrate.GROUPS["notify"] = ("guest_kick_ns", "backend_signal_ns")
-    calibrate.GROUPS["fixed"] = ("guest_irq_ns",)  # no parameter of that name: scaled only
+    fitparams.GROUPS["notify"] = ("guest_kick_ns", "backend_signal_ns")
+    fitparams.GROUPS["fixed"] = ("guest_irq_ns",)  # no parameter of that name: scaled only
     irq = float(os.environ.get("VB_IRQ", "6000"))
     profiles.ESTIMATES["vmm"] = profiles.ESTIMATES["vmm"].replace(guest_irq_ns=irq)
     if os.environ.get("VB_INJ"):  # the injection kworker's estimate (scaled, never fitted)
         profiles.ESTIMATES["vmm"] = profiles.ESTIMATES["vmm"].replace(kvm_irq_inject_ns=float(os.environ["VB_INJ"]))
     if os.environ.get("VB_SIG"):  # the VMM's irqfd write fixed at its estimate (scaled), not fitted
-        calibrate.GROUPS["notify"] = ("guest_kick_ns",)
-        calibrate.GROUPS["fixed"] = ("guest_irq_ns", "backend_signal_ns")
+        fitparams.GROUPS["notify"] = ("guest_kick_ns",)
+        fitparams.GROUPS["fixed"] = ("guest_irq_ns", "backend_signal_ns")
         profiles.ESTIMATES["vmm"] = profiles.ESTIMATES["vmm"].replace(backend_signal_ns=float(os.environ["VB_SIG"]))
     out = Path(f"/tmp/vsb-exp-{tag}")
     sys.argv = ["cross_validate.py", "--out", str(out / "cv"), "--profiles", str(out / "prof"), "--setup", setup]

@@ -21,7 +21,7 @@ apps' other memory are left out; one cache size for every core; the blend is lin
 than a reuse-distance curve.  ``copy_hot_ratio`` = 1 gives the cold rate for every copy (the
 model before this mechanism, bit for bit): Firecracker and vhost-user keep it (no round-trip
 rows set their ratio), and calibration uses it for any machine whose rows cannot see the
-effect (calibrate.HOT_RATIO_MACHINES).  The apps' copies (model/apps.py) and the backend's (model/backend.py)
+effect (fitparams.HOT_RATIO_MACHINES).  The apps' copies (model/apps.py) and the backend's (model/backend.py)
 are charged through ``copy_seconds``: with ``copy_hot_ratio`` >= 1 at the constant
 ``fixed_s_per_byte``, taken once per thread, else ``copy_s_per_byte`` per copy (the same value).
 """
