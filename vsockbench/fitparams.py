@@ -183,7 +183,8 @@ def free_groups(rows, max_pkt=lambda row: 65536, fast_path=lambda row: None) -> 
     # a packet handled off its application's vCPU exists only in a pinned row with a connection
     # off the interrupt vCPU (two vCPUs and two connections: Firecracker's CI); elsewhere the
     # estimate times the time scale
-    if any(row_key(r)[-1] == "pinned" and row_key(r)[4] > 1 and row_key(r)[3] > 1 for r in rows):
+    # (row_key: workload, direction, msg_bytes, flows, vcpus, local, affinity)
+    if any(k[-1] == "pinned" and k[4] > 1 and k[3] > 1 for k in map(row_key, rows)):
         out.append("xcpu")
     stats = {(row_key(r), r.stat) for r in pings if r.metric == "rtt"}
     if len(stats) > len({k for k, _ in stats}):

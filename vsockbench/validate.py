@@ -19,7 +19,7 @@ from .atomic import write_text_atomic
 from .calibrate import expressible
 from .errors import InputError
 from .measured import MeasuredRow, group_by_setup, profile_path
-from .predict import Predictor
+from .predict import LOCAL_BACKENDS, Predictor
 from .profiles import Profile, load_profile
 
 __all__ = ["load_setup_profiles", "predict_rows", "summarize", "validate", "format_table", "write_json"]
@@ -63,7 +63,7 @@ def predict_rows(rows, profiles: dict[str, Profile], *, workers: int = 1, predic
 
 
 def _model_backend(row: MeasuredRow) -> str:
-    return "vhost" if row.backend in ("unix", "tcp") else row.backend  # see fitparams.LOCAL_BASE
+    return "vhost" if row.backend in LOCAL_BACKENDS else row.backend  # see fitparams.LOCAL_BASE
 
 
 def _errors(meas: float, pred: float | None) -> tuple[float | None, float | None]:
