@@ -58,6 +58,7 @@ CASES = [
     ("rate-on-stream", RUN + GOOD_DEVICE + '[[flow]]\nname = "f"\nrate = 100.0\n', "rate"),
     ("trace-missing-file", RUN + GOOD_DEVICE + '[[flow]]\nname = "f"\nkind = "trace"\ntrace = "nope.csv"\n',
      "trace"),
+    ("unknown-app", RUN + GOOD_DEVICE + GOOD_FLOW + 'app = "netperf"\n', "flow 'f'.app"),
     ("bool-as-int", RUN + GOOD_DEVICE + '[[flow]]\nname = "f"\nconnections = true\n', "connections"),
 ]
 

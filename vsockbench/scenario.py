@@ -39,6 +39,7 @@ class RunSpec:
 
 
 AFFINITIES = ("free", "pinned")
+APPS = ("plain", "iperf3")  # FlowSpec.app: the applications' loop around their socket calls
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,10 @@ class FlowSpec:
     # pinned guest: connection i's application on vCPU (first_vcpu + i) % vcpus, so two flows can
     # sit on different vCPUs (Firecracker's CI bidir test: client 0 g2h on vCPU 0, client 1 h2g on 1)
     first_vcpu: int = 0
+    # the applications' loop around their socket calls: "plain" calls send()/recv() back to back;
+    # "iperf3" (iperf3 / iperf-vsock, which most published vsock figures come from) calls select()
+    # before every block it reads and before every MULTISEND blocks it writes (model/apps.py)
+    app: str = "plain"
 
     @property
     def reply(self) -> int:
@@ -263,6 +268,7 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", base_dir: Path |
                f"{where}.rate")
         _check(fl.arrival in ("poisson", "fixed"), f"arrival = {fl.arrival!r}; expected poisson or fixed", path,
                f"{where}.arrival")
+        _check(fl.app in APPS, f"app = {fl.app!r}; expected {' or '.join(APPS)}", path, f"{where}.app")
         _check(fl.socket in ("stream", "seqpacket"), f"socket = {fl.socket!r}; expected stream or seqpacket",
                path, f"{where}.socket")
         _check(BUFFER_MIN <= fl.buffer_bytes <= BUFFER_MAX,

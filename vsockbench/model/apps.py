@@ -30,6 +30,12 @@ G2H, H2G = 0, 1
 # (syscall entry before lock_sock, exit after release_sock, the app's loop): an estimate; a
 # packet the receive path delivers in such a gap does not wait.
 LOCK_GAP = 0.25
+# iperf3 (and iperf-vsock, its AF_VSOCK fork) runs one select() per loop round
+# (iperf_client_api.c iperf_run_client, iperf_server_api.c iperf_run_server): iperf_recv then reads
+# one block of each readable stream, iperf_send writes up to test->multisend = 10 blocks
+# (iperf_api.c, no rate limit).  A select() on one socket costs about a recv() call's fixed part:
+# syscall entry and exit, sock_poll -> vsock_poll (lock_sock; af_vsock.c) or unix_poll (an estimate).
+MULTISEND = 10
 
 
 def zerocopy_allowed(nbytes: int, max_pkt: int, ring_size: int) -> bool:
@@ -77,6 +83,10 @@ class ConnApp:
                            (p.host_send_call_ns * 1e-9, p.guest_send_per_pkt_ns * 1e-9, p.host_copy_ns_per_kib))
         self.recv_costs = ((p.guest_recv_call_ns * 1e-9, p.guest_copy_ns_per_kib),
                            (p.host_recv_call_ns * 1e-9, p.host_copy_ns_per_kib))
+        # per side (0 guest, 1 host): the select() an iperf3 loop round costs, 0 for a plain app
+        iperf = flow.app == "iperf3"
+        self.select_s = (p.guest_recv_call_ns * 1e-9, p.host_recv_call_ns * 1e-9) if iperf else (0.0, 0.0)
+        self._blocks_sent = [0, 0]  # per direction, for the sender's select() every MULTISEND blocks
         self._ready = self.env.event()
         for d in (G2H, H2G):
             self.env.process(self._sender(d))
@@ -157,11 +167,19 @@ class ConnApp:
                 continue
             msg = q.popleft()
             busy[d] = True
-            yield from send(d, msg.nbytes)
+            pre = 0.0
+            side = 0 if d == G2H else 1
+            if self.select_s[side]:  # iperf3: a select() before every MULTISEND blocks
+                if self._blocks_sent[d] % MULTISEND == 0:
+                    self.conn.selects[side] += 1
+                    pre = self.select_s[side]
+                self._blocks_sent[d] += 1
+            yield from send(d, msg.nbytes, pre)
             busy[d] = False
 
-    def _send_vsock(self, d: int, nbytes: int):
-        """vsock_connectible_sendmsg(): partial sends at any credit, <= 64 KiB packets."""
+    def _send_vsock(self, d: int, nbytes: int, pre: float = 0.0):
+        """vsock_connectible_sendmsg(): partial sends at any credit, <= 64 KiB packets.  ``pre``:
+        CPU the app spends right before the call (iperf3's select()), charged with its first run."""
         conn, env = self.conn, self.env
         from_guest = d == G2H
         end = conn.g if from_guest else conn.h
@@ -172,7 +190,7 @@ class ConnApp:
         if from_guest and self.flow.zerocopy and zerocopy_allowed(nbytes, self.max_pkt, conn.q.ring):
             per_byte = p.guest_pin_ns_per_page * 1e-9 / 4096  # pins pages instead of the user->skb copy
         seq = end.seqpacket
-        cost = call
+        cost = pre + call
         gap = call * LOCK_GAP  # the part of a call outside lock_sock, at each end of its charge
         remaining = nbytes
         max_pkt = self.max_pkt
@@ -209,7 +227,7 @@ class ConnApp:
             else:
                 q.backend.host_send(pkt, q)
 
-    def _send_uds(self, d: int, nbytes: int):
+    def _send_uds(self, d: int, nbytes: int, pre: float = 0.0):
         """The host app writes to the userspace backend's Unix socket (blocks when it is full)."""
         conn, env = self.conn, self.env
         th = self.threads[1]
@@ -226,7 +244,8 @@ class ConnApp:
                 yield ev
                 continue
             n = remaining if remaining < room else room
-            yield th.run(call + copy_seconds(n, per_byte, copy_kib, p, conn, n))
+            yield th.run(pre + call + copy_seconds(n, per_byte, copy_kib, p, conn, n))
+            pre = 0.0
             conn.uds_h2g += n
             conn.sent[d] += n
             self.in_flight.bytes += n
@@ -251,13 +270,19 @@ class ConnApp:
                 continue
             msg = expect[0]
             got = 0
+            # iperf3: a select() before each block it reads, in one run with the block's first
+            # read (select() returns and read() follows on the CPU it woke on)
+            pre = self.select_s[1 if d == G2H else 0]
+            if pre:
+                self.conn.selects[1 if d == G2H else 0] += 1
             while got < msg.nbytes:
                 if limit is not None and total >= limit:
                     yield env.event()  # the reader stopped reading: never wakes
                 want = msg.nbytes - got
                 if limit is not None:
                     want = min(want, limit - total)
-                n = yield from recv(d, want)
+                n = yield from recv(d, want, pre)
+                pre = 0.0
                 got += n
                 total += n
             expect.popleft()
@@ -301,7 +326,7 @@ class ConnApp:
         yield self.env.timeout(delay)
         self.push(d, msg)
 
-    def _recv_vsock(self, d: int, want: int):
+    def _recv_vsock(self, d: int, want: int, pre: float = 0.0):
         conn, env, m = self.conn, self.env, self.m
         to_guest = d == H2G
         end = conn.g if to_guest else conn.h
@@ -317,7 +342,8 @@ class ConnApp:
             avail = end.readable()
         n = avail if (end.seqpacket or avail < want) else want
         # n is still counted in flight
-        yield th.run(call + copy_seconds(n, self.copy_fixed[side], copy_kib, p, conn), end, call * LOCK_GAP)  # under lock_sock
+        yield th.run(pre + call + copy_seconds(n, self.copy_fixed[side], copy_kib, p, conn), end,
+                     call * LOCK_GAP)  # under lock_sock
         got = end.dequeue(n)
         if end.wants_credit_update():
             end.credit_updates += 1
@@ -329,7 +355,7 @@ class ConnApp:
         self.in_flight.bytes -= got
         return got
 
-    def _recv_uds(self, d: int, want: int):
+    def _recv_uds(self, d: int, want: int, pre: float = 0.0):
         conn, env = self.conn, self.env
         th = self.threads[1]
         p = self.prof
@@ -339,7 +365,7 @@ class ConnApp:
             yield ev
         n = min(conn.uds_g2h, want)
         call, copy_kib = self.recv_costs[1]
-        yield th.run(call + copy_seconds(n, self.copy_fixed[1], copy_kib, p, conn))
+        yield th.run(pre + call + copy_seconds(n, self.copy_fixed[1], copy_kib, p, conn))
         conn.uds_g2h -= n
         if conn.txbuf:
             conn.q.backend.flush(conn)

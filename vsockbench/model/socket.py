@@ -183,7 +183,7 @@ class Conn:
     __slots__ = ("id", "flow", "q", "g", "h", "guest_port", "host_port", "g_initiates",
                  "closed", "sent", "recv", "uds_g2h", "txbuf", "uds_h2g", "uds_cap", "ctrl_h2g",
                  "in_rxq", "credit_requested", "userspace", "host_reader_wake", "host_writer_wake",
-                 "connect_wait", "type", "txbuf_cap", "host_waker", "g_app_pool")
+                 "connect_wait", "type", "txbuf_cap", "host_waker", "g_app_pool", "selects")
 
     def __init__(self, cid, flow, q, g: End, h: End, guest_port, host_port, g_initiates, socket_type):
         self.id, self.flow, self.q, self.g, self.h = cid, flow, q, g, h
@@ -192,6 +192,7 @@ class Conn:
         self.closed = False
         self.sent = [0, 0]  # payload bytes accepted by send(): [g2h, h2g]
         self.recv = [0, 0]  # payload bytes returned by recv() to the receiving app
+        self.selects = [0, 0]  # select() calls of an iperf3 app (apps.MULTISEND): [guest, host]
         # userspace backends: the host app's AF_UNIX socket and the backend's LocalTxBuf
         self.userspace = False
         self.uds_g2h = 0  # bytes in the UDS towards the host app
