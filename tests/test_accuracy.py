@@ -60,7 +60,7 @@ def test_shipped_domains_are_the_rows_each_profile_was_fitted_on():
         assert entry["fitted_on"] == fitted_domain(fitted_rows(rows)), setup
     fc = table["vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14"]["fitted_on"]
     assert fc == {"workloads": {"stream": {"directions": ["bidir", "g2h", "h2g"], "msg_bytes": [1024, 1048576],
-                                           "metrics": ["cpu_backend", "throughput"]}},
+                                           "metrics": ["cpu_backend", "cpu_guest", "throughput"]}},
                   "connections": [1, 2], "vcpus": [1, 2]}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 
 import pytest
@@ -162,3 +163,20 @@ def test_backend_factors_are_free_only_where_backend_cpu_rows_identify_them():
         assert getattr(p, name) == pytest.approx(getattr(base, name))  # 2.0 * 0.5
     assert p.backend_per_pkt_ns == pytest.approx(2 * base.backend_per_pkt_ns)
     assert p.guest_recv_per_pkt_ns == pytest.approx(base.guest_recv_per_pkt_ns)
+
+
+def test_guest_cpu_rows_are_fitted_at_one_vcpu_only():
+    """A 1-vCPU cpu_guest row says whether the guest idles in long gaps (halt polling fills short
+    ones), so it is fitted; at two vCPUs which vCPU runs what is no cost group: listed as skipped."""
+    from vsockbench.calibrate import NOT_FITTED, fitted_rows
+
+    def row(vcpus, metric="cpu_guest"):
+        return MeasuredRow(setup="s", source_id="fc_x", backend="vmm", variant="", workload="stream",
+                           direction="h2g", msg_bytes=1024, flows=vcpus, vcpus=vcpus, metric=metric, stat="mean",
+                           value=99.0, unit="percent")
+
+    one, two, backend = row(1), row(2), row(2, "cpu_backend")
+    assert fitted_rows([one, two, backend]) == [one, backend]
+    stream = dataclasses.replace(one, metric="throughput", value=2.3, unit="Gbps")
+    res = calibrate_setup([stream, two], max_nfev=1)
+    assert [(r.vcpus, why) for r, why in res.skipped] == [(2, NOT_FITTED["cpu_guest"])]

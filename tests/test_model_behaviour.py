@@ -130,9 +130,9 @@ def test_firecracker_stops_reading_without_credit_instead_of_asking_for_it(backe
         assert requests > 10
 
 
-def _fc_1k_g2h(tmp_path, inject_ns):
+def _fc_1k_g2h(tmp_path, inject_ns, extra=""):
     prof = tmp_path / f"fc-{inject_ns}.toml"
-    prof.write_text(f'[profile]\nbase = "vmm"\nname = "fc"\nkvm_irq_inject_ns = {inject_ns}\n')
+    prof.write_text(f'[profile]\nbase = "vmm"\nname = "fc"\nkvm_irq_inject_ns = {inject_ns}\n{extra}')
     sc = make_scenario([{"cid": 3, "backend": "vmm", "profile": str(prof)}],
                        [{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 1024, "connections": 2}],
                        duration=0.003, packets="none", affinity="pinned")
@@ -163,13 +163,20 @@ def test_firecracker_interrupts_are_injected_by_a_kworker_on_the_vmm_core(tmp_pa
 
 
 def test_the_injecting_kworker_takes_the_vmm_core_not_the_vmm_threads_cpu(tmp_path):
-    """With the kworker's runs on its core the VMM moves less for the same interrupts, while its
-    own thread's CPU per packet is unchanged: the cost is invisible in the VMM's CPU figure
-    (Firecracker's CI reads 60-77 % for the VMM where its 1 KiB streams stop scaling)."""
-    without, with_ = _fc_1k_g2h(tmp_path, 0), _fc_1k_g2h(tmp_path, 20000)
+    """With the kworker's runs on its core a VMM-bound stream moves less, in proportion to the core
+    time the kworker takes, while the VMM thread's CPU per packet is unchanged: the cost is
+    invisible in the VMM's CPU figure.  The VMM is made the bottleneck here (its per-packet cost
+    raised): the calibrated profile's 2-stream 1 KiB g2h run is guest bound, where the
+    injection's delay only batches the interrupts."""
+    vmm_bound = "backend_per_pkt_ns = 4000.0\n"
+    without, with_ = _fc_1k_g2h(tmp_path, 0, vmm_bound), _fc_1k_g2h(tmp_path, 20000, vmm_bound)
     assert "kworker:irqfd_inject-vmm-event-loop" not in without.summary["threads"]
     g0, g1 = (r.summary["flows"]["f"]["throughput_gbps"] for r in (without, with_))
-    assert g1 < 0.95 * g0
-    vmm_per_gbps = [r.summary["threads"]["vmm-event-loop"]["cpu_util"] / r.summary["flows"]["f"]["throughput_gbps"]
-                    for r in (without, with_)]
-    assert vmm_per_gbps[1] == pytest.approx(vmm_per_gbps[0], rel=0.25)
+    vmm0, vmm1 = (r.summary["threads"]["vmm-event-loop"]["cpu_util"] for r in (without, with_))
+    kworker = with_.summary["threads"]["kworker:irqfd_inject-vmm-event-loop"]["cpu_util"]
+    assert vmm0 > 0.95 and vmm1 + kworker > 0.95  # the VMM's core is the bottleneck both times
+    assert g1 < g0
+    assert g1 / g0 == pytest.approx(vmm1 / vmm0, rel=0.05)  # what the VMM moves follows its share of the core
+    assert vmm1 / g1 == pytest.approx(vmm0 / g0, rel=0.05)  # its CPU per byte does not change
+
+
