@@ -272,9 +272,10 @@ class ConnApp:
             got = 0
             # iperf3: a select() before each block it reads, in one run with the block's first
             # read (select() returns and read() follows on the CPU it woke on)
-            pre = self.select_s[1 if d == G2H else 0]
+            reader_side = 1 if d == G2H else 0
+            pre = self.select_s[reader_side]
             if pre:
-                self.conn.selects[1 if d == G2H else 0] += 1
+                self.conn.selects[reader_side] += 1
             while got < msg.nbytes:
                 if limit is not None and total >= limit:
                     yield env.event()  # the reader stopped reading: never wakes
