@@ -83,7 +83,8 @@ class ConnApp:
                            (p.host_send_call_ns * 1e-9, p.guest_send_per_pkt_ns * 1e-9, p.host_copy_ns_per_kib))
         self.recv_costs = ((p.guest_recv_call_ns * 1e-9, p.guest_copy_ns_per_kib),
                            (p.host_recv_call_ns * 1e-9, p.host_copy_ns_per_kib))
-        # per side (0 guest, 1 host): the select() an iperf3 loop round costs, 0 for a plain app
+        # per side (0 guest, 1 host; a direction d is sent by side d, read by side 1 - d): the select()
+        # an iperf3 loop round costs, 0 for a plain app
         iperf = flow.app == "iperf3"
         self.select_s = (p.guest_recv_call_ns * 1e-9, p.host_recv_call_ns * 1e-9) if iperf else (0.0, 0.0)
         self._blocks_sent = [0, 0]  # per direction, for the sender's select() every MULTISEND blocks
@@ -168,11 +169,10 @@ class ConnApp:
             msg = q.popleft()
             busy[d] = True
             pre = 0.0
-            side = 0 if d == G2H else 1
-            if self.select_s[side]:  # iperf3: a select() before every MULTISEND blocks
+            if self.select_s[d]:  # iperf3: a select() before every MULTISEND blocks (d: the sending side)
                 if self._blocks_sent[d] % MULTISEND == 0:
-                    self.conn.selects[side] += 1
-                    pre = self.select_s[side]
+                    self.conn.selects[d] += 1
+                    pre = self.select_s[d]
                 self._blocks_sent[d] += 1
             yield from send(d, msg.nbytes, pre)
             busy[d] = False
@@ -272,10 +272,9 @@ class ConnApp:
             got = 0
             # iperf3: a select() before each block it reads, in one run with the block's first
             # read (select() returns and read() follows on the CPU it woke on)
-            reader_side = 1 if d == G2H else 0
-            pre = self.select_s[reader_side]
+            pre = self.select_s[1 - d]  # 1 - d: the reading side
             if pre:
-                self.conn.selects[reader_side] += 1
+                self.conn.selects[1 - d] += 1
             while got < msg.nbytes:
                 if limit is not None and total >= limit:
                     yield env.event()  # the reader stopped reading: never wakes
