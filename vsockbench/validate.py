@@ -22,7 +22,8 @@ from .measured import MeasuredRow, group_by_setup, profile_path
 from .predict import LOCAL_BACKENDS, Predictor
 from .profiles import Profile, load_profile
 
-__all__ = ["load_setup_profiles", "predict_rows", "summarize", "validate", "format_table", "write_json"]
+__all__ = ["load_setup_profiles", "predict_rows", "summarize", "validate", "format_table", "write_json",
+           "implied_split"]
 
 
 def load_setup_profiles(profiles_dir, setups) -> dict[str, Profile]:
@@ -130,3 +131,26 @@ def format_table(result: dict, *, show_skipped: bool = False) -> str:
 
 def write_json(result: dict, path) -> Path:
     return write_text_atomic(path, json.dumps(result, indent=1) + "\n")
+
+
+def implied_split(alone: dict[str, tuple[float, float]], mixed: tuple[float, float]) -> tuple[float, float] | None:
+    """How a mixed row's measured total divides between its two directions, from the backend
+    thread's CPU: ``alone[d] = (throughput, cpu)`` of each direction measured alone (same size and
+    vCPUs), ``mixed = (throughput, cpu)`` of both at once.  With each direction's CPU per Gbps
+    taken from its single row, ``x + y = T`` and ``a*x + b*y = C`` give ``(g2h, h2g)``.  None when
+    the two rates are equal or the solution leaves ``[0, T]``: the backend's cost per byte is then
+    not the same in the mix as alone (per-packet batching, as at 1 KiB), and the split unknown.
+    The measured rows carry totals only; this is what their CPU rows imply, not a measurement."""
+    (tg, cg), (th, ch) = alone["g2h"], alone["h2g"]
+    total, cpu = mixed
+    if min(tg, th, total) <= 0:
+        return None
+    a, b = cg / tg, ch / th
+    if abs(b - a) < 1e-12:
+        return None
+    h2g = (cpu - a * total) / (b - a)
+    g2h = total - h2g
+    if not (0.0 <= h2g <= total):
+        return None
+    return g2h, h2g
+
