@@ -55,7 +55,12 @@ SOURCES: dict[str, str] = {
     "CREDIT_UPDATE after every read; applies to the Linux ends (guest; host with vhost) - see vsockbench.kernels",
     "uds_buffer_bytes": "code: net.core.wmem_default=212992 (AF_UNIX socket buffer between a userspace backend and the host app)",
     "rx_round_robin": "code: vhost-device-vsock backend_rxq pops one packet per connection per loop (vhu_vsock_thread.rs); "
-    "Firecracker muxer drains one connection before the next (unix/muxer.rs recv_pkt)",
+    "false for Firecracker, a calibrated simplification: its muxer keeps a connection at the head of the RX queue while "
+    "it has pending RX (unix/muxer.rs recv_pkt), but the connection's recv_pkt removes its Rw indication with its one "
+    "read (csm/connection.rs) and only the muxer's next epoll sets it again, so the 2020-26 code yields one data packet "
+    "per connection per event-loop pass (PR #6041, July 2026, keeps Rw). That order (bench/experiments/fc-event-loop.patch "
+    "VB_RX1) fits the VMM's CPU better but extrapolated 1 -> 2 vCPUs far worse (README, Firecracker's RX order); the "
+    "drained order starves g2h credit updates in a guest 4.14 bidir mix (bench/bidir_split.py)",
     "guest_send_call_ns": "est: lkml_leonardi_fastpath_2024 64 B RTT (16.8 us mean) split over both send paths",
     "guest_send_per_pkt_ns": "est: lkml_krasnov_zerocopy_rfc_v5_2023 send_cost_skb_alloc (~0.3-0.8 us per skb)",
     "guest_copy_ns_per_kib": "est: lkml_krasnov_zerocopy_rfc_v5_2023 send_cost_memcpy 64 KiB; ~10 GB/s memcpy",

@@ -12,7 +12,9 @@
   ``devices/virtio/vsock/device.rs`` + ``unix/muxer.rs``).  One syscall per
   packet to the host application's Unix socket; RX is one read() per guest
   RX buffer, round robin per packet (vhost-user) or draining one connection
-  before the next (Firecracker ``recv_pkt``); one interrupt per batch.  Firecracker's
+  before the next (Firecracker; a simplification of its ``recv_pkt``, which yields
+  one data packet per connection per event-loop pass: profiles.SOURCES
+  ``rx_round_robin``); one interrupt per batch.  Firecracker's
   interrupts go through a GSI irqfd, which KVM injects from a kworker on the VMM's core
   (``kvm_irq_inject_ns``).
 """
