@@ -98,9 +98,10 @@ def test_implied_split_solves_the_cpu_balance():
 def test_implied_split_recovers_the_models_own_split():
     """The model's own bulk bidir run, with its single-direction runs as the 'measured' rows: the
     backend-CPU balance recovers its per-direction throughput within 5 % of the total (1.6 % on
-    the built-in vmm profile at 128 KiB), so the split it implies from measured rows is a fair
-    yardstick for the model's at bulk sizes.  (At 1 KiB the mix changes the VMM's batching and the
-    same check is off by 0.7 of 5.2 Gbps: bench/bidir_split.py leaves small sizes out.)"""
+    the built-in vmm profile at 128 KiB): where each direction costs the VMM as much per byte in
+    the mix as alone, as in this model, the split it implies from measured rows is a fair
+    yardstick at bulk sizes.  (At 1 KiB the mix changes the VMM's batching and the same check is
+    off by 0.7 of 5.2 Gbps: bench/bidir_split.py leaves small sizes out.)"""
     from vsockbench.predict import row_scenario
     from vsockbench.profiles import builtin_profile
     from vsockbench.simulate import simulate
