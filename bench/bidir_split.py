@@ -10,7 +10,7 @@ split beside the one the measured VMM CPU implies (vsockbench.validate.implied_s
 direction's VMM CPU per Gbps from its single-direction row).  Profiles: every shipped Firecracker
 profile (fitted on all its rows, the bidir totals included: in-sample), and for the setups of
 bench/cross_validate.py's second split the profile fitted without any bidir row (held out,
-results/validation/cv.json).  Writes bidir_split.md; ~1 min on 2 cores.
+results/validation/cv.json).  Writes bidir_split.md; ~10 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -53,16 +53,15 @@ def cases(rows) -> list[dict]:
     for r in rows:
         if r.direction != "bidir" or r.metric != "throughput":
             continue
-        k = (r.setup, r.msg_bytes, r.vcpus)
-        need = [(r.setup, d, r.msg_bytes, r.vcpus, m) for d in ("g2h", "h2g", "bidir")
-                for m in ("throughput", "cpu_backend")]
+        def value(direction, metric, r=r):
+            return by.get((r.setup, direction, r.msg_bytes, r.vcpus, metric))
+
+        pairs = {d: (value(d, "throughput"), value(d, "cpu_backend")) for d in ("g2h", "h2g", "bidir")}
         split = None
         # bulk sizes only: at 1 KiB the mix changes the VMM's per-packet batching, and the balance
         # misses the model's own split by 0.7 of 5.2 Gbps (tests/test_validate_cli.py)
-        if r.msg_bytes >= SMALL and all(n in by for n in need):
-            alone = {d: (by[(*k[:1], d, *k[1:], "throughput")], by[(*k[:1], d, *k[1:], "cpu_backend")])
-                     for d in ("g2h", "h2g")}
-            split = implied_split(alone, (r.value, by[(*k[:1], "bidir", *k[1:], "cpu_backend")]))
+        if r.msg_bytes >= SMALL and all(None not in p for p in pairs.values()):
+            split = implied_split({d: pairs[d] for d in ("g2h", "h2g")}, pairs["bidir"])
         out.append({"row": r, "implied": split})
     return out
 
