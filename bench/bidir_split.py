@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.fitparams import SMALL, apply_params, base_profile  # noqa: E402
+from vsockbench.kernels import linux_versions  # noqa: E402
 from vsockbench.measured import read_measured  # noqa: E402
 from vsockbench.predict import row_key, row_scenario  # noqa: E402
 from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
@@ -103,8 +103,8 @@ def main() -> int:
         got = by_case.get(id(c), {})
         if not got:
             continue
-        found_guest = re.search(r"vmlinux-(\d+\.\d+)", r.variant)  # "guest vmlinux-5.10-no-sve.bin" -> 5.10
-        guest = found_guest.group(1) if found_guest else "?"
+        version = linux_versions(r.setup, r.variant)[0]  # the guest's
+        guest = ".".join(map(str, version)) if version else "?"
         for kind, pair in got.items():
             if imp is not None and sum(pair) > 0:
                 shares.setdefault((guest, kind), []).append((imp[0] / sum(imp), pair[0] / sum(pair)))
