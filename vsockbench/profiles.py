@@ -120,6 +120,11 @@ SOURCES: dict[str, str] = {
     "lkml_leonardi_fastpath_2024 with 4 KiB round trips give 0.18-0.33",
     "copy_cache_bytes": "est: per-core L2 of the i7-10700KF (Comet Lake = Skylake-S core: 256 KiB, 4-way; "
     "AnandTech 11550); one size for every machine (Skylake-SP/Ice Lake servers have 1-1.25 MiB)",
+    "guest_preempt_none": "code: Firecracker's microvm guest kernels are built with CONFIG_PREEMPT_NONE=y "
+    "(resources/guest_configs/microvm-kernel-x86_64-4.14.config, -x86_64-5.10.config, -arm64-5.10.config): a send() "
+    "or a work item such as rx_work runs until it sleeps or returns, and a woken task waits for that "
+    "(model/cpu.py); false for the distribution kernels of the vhost measurements (PREEMPT_VOLUNTARY: lock_sock's "
+    "might_sleep() is a preemption point in every packet)",
     "guest_tx_fast_path": "code: efcd71af38be (vsock/virtio: avoid queuing packets when intermediate queue is empty, "
     "2024) lets virtio_transport_send_pkt() add to the TX ring in the sender's context; older guests always go "
     "through send_pkt_work (set false for them in vsockbench.kernels)",
@@ -188,6 +193,8 @@ class Profile:
     # --- guest driver: the sender adds to the TX ring itself when send_pkt_queue is empty ---
     guest_tx_fast_path: bool = True
     device_event_idx: bool = True
+    # --- guest kernel: CONFIG_PREEMPT_NONE (kernel sections run to their end; model/cpu.py) ---
+    guest_preempt_none: bool = False
     # --- copies: hot (little in flight, L2-resident) vs streaming rates (model/copycost.py) ---
     copy_hot_ratio: float = 1.0
     copy_cache_bytes: int = 262144
@@ -251,6 +258,7 @@ ESTIMATES: dict[str, Profile] = {
         backend_per_pkt_ns=900.0, backend_per_rxbuf_ns=900.0, backend_copy_ns_per_kib=120.0,
         backend_syscall_ns=1300.0, backend_loop_ns=1200.0, backend_signal_ns=1200.0,
         backend_wakeup_latency_ns=3000.0, guest_credit_on_drain=False, kvm_irq_inject_ns=3000.0,
+        guest_preempt_none=True,  # Firecracker's microvm guest kernels (SOURCES)
         # no hop CPU: no Firecracker guest has the fast path, so no row can tell it from the per-packet
         # costs, and with the vhost estimate the 1 -> 2 vCPU extrapolation got worse (SOURCES)
         guest_wq_run_ns=0.0,

@@ -195,6 +195,8 @@ class ConnApp:
         remaining = nbytes
         max_pkt = self.max_pkt
         q = conn.q
+        if from_guest:
+            th.enter()  # vsock_connectible_sendmsg: no schedule() before it returns or sleeps (PREEMPT_NONE)
         while remaining:
             c = end.credit()
             if c == 0:  # sleep in wait_woken until sk_write_space (sk_wait_event releases lock_sock)
@@ -226,6 +228,8 @@ class ConnApp:
                 th.owe(q.xmit(pkt, th, prepaid=fast))
             else:
                 q.backend.host_send(pkt, q)
+        if from_guest:
+            th.leave()
 
     def _send_uds(self, d: int, nbytes: int, pre: float = 0.0):
         """The host app writes to the userspace backend's Unix socket (blocks when it is full)."""

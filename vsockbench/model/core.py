@@ -66,6 +66,10 @@ class Model:
             self.guest_pool = CpuPool(self.env, "guest", vcpus, halt_poll=halt_poll, window=self.window)
             self.vcpu_pools = [self.guest_pool]
         self.host_pool = CpuPool(self.env, "host", scenario.host.cores)
+        # the guest kernel's preemption model, like halt polling carried by the default device's profile
+        if scenario.default_device.resolved.guest_preempt_none:
+            for pool in self.vcpu_pools:
+                pool.preempt_none = True
         self.threads: list[Thread] = []
         self.packets: list[tuple] = []
         self.packet_mode = run.packets

@@ -17,6 +17,14 @@ of its current charge cannot be moved, so the delay lands one charge later).
 Otherwise it goes to the head of the wait queue; a thread that runs back to
 back (a bulk sender between two packets) queues at the tail.
 
+PREEMPT_NONE guests (``CpuPool.preempt_none``; Firecracker's microvm kernels,
+profile ``guest_preempt_none``): kernel code is not preempted, so a woken
+thread never preempts (it waits at the head of the queue), and a thread inside
+a kernel section (``Thread.enter``/``leave``: a send() call, a work item's run)
+keeps its CPU from one charge to the next; the CPU is given up only when the
+section ends (``schedule()`` on the way out) or the thread sleeps in it (it
+yields anything but its next charge: waiting for credit, for ``lock_sock``).
+
 KVM halt polling (guest pools only, ``halt_poll`` > 0): a vCPU whose guest goes
 idle executes HLT, and the host's kvm_vcpu_halt() (virt/kvm/kvm_main.c) polls
 for a wake-up before it schedules out; that polling is CPU time of the vCPU
@@ -67,12 +75,21 @@ def wake_after(env, event, delay: float) -> None:
     _heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), event))
 
 
+class _Cpu:
+    """What ``_hand_over`` reads off a charge's timeout event (its ``cpu``), for a kept CPU."""
+
+    __slots__ = ("cpu",)
+
+    def __init__(self, cpu):
+        self.cpu = cpu
+
+
 class CpuPool:
     """``size`` identical CPUs; FIFO hand-over when all are busy.  With ``halt_poll`` (seconds)
     > 0 each CPU's idle gaps are tracked and KVM halt polling is accounted (module doc)."""
 
     __slots__ = ("env", "name", "size", "free", "waiters", "holders", "preemptions", "halt_poll",
-                 "idle_since", "poll_window", "polled", "t0", "t1", "busy")
+                 "idle_since", "poll_window", "polled", "t0", "t1", "busy", "preempt_none")
 
     def __init__(self, env, name: str, size: int, *, halt_poll: float = 0.0,
                  window: tuple[float, float] = (0.0, float("inf"))):
@@ -87,6 +104,7 @@ class CpuPool:
         self.polled = 0.0  # seconds of halt polling inside the window, over closed idle gaps
         self.busy = 0.0  # seconds of thread work inside the window (threads may move between pools)
         self.t0, self.t1 = window
+        self.preempt_none = False  # a PREEMPT_NONE guest: kernel sections run to their end (module doc)
 
     def _poll(self, a: float, b: float, window: float) -> float:
         """Halt polling of an idle gap [a, b] inside the measured window: [a, a + min(b - a, window)]."""
@@ -150,7 +168,7 @@ class Thread:
     """A schedulable thread: accumulates busy time within the measured window."""
 
     __slots__ = ("env", "pool", "name", "side", "busy", "busy_total", "t0", "t1", "runs", "debt", "_release", "last_end",
-                 "delay", "cpu", "owed", "owed_at")
+                 "delay", "cpu", "owed", "owed_at", "section", "held", "hold_gen")
 
     def __init__(self, env, pool: CpuPool, name: str, side: str, window: tuple[float, float]):
         self.env, self.pool, self.name, self.side = env, pool, name, side
@@ -168,9 +186,50 @@ class Thread:
         # carry two charges at once (an app's sender and receiver); each charge's CPU rides on
         # its timeout event (``cpu``) to the release
         self.cpu = -1
+        self.section = False  # inside a non-preemptible kernel section (PREEMPT_NONE pools)
+        self.held = None  # the CPU it keeps between two charges of its section (-1: untracked)
+        self.hold_gen = 0
+
+    def enter(self) -> None:
+        """Begin a kernel section that, on a PREEMPT_NONE pool, keeps its CPU between charges."""
+        if self.pool.preempt_none:
+            self.section = True
+
+    def leave(self) -> None:
+        """End the section: the CPU it holds goes to the first waiter (schedule() on return)."""
+        self.section = False
+        if self.held is not None:
+            self._drop(self.hold_gen)
+
+    def _drop(self, gen) -> None:
+        """Give up the kept CPU, unless the section has taken it again since (``gen``)."""
+        if self.held is None or gen != self.hold_gen:
+            return
+        ev = _Cpu(self.held)
+        self.held = None
+        self._hand_over(ev)
+
+    def _drop_event(self, event) -> None:
+        self._drop(event.gen)
 
     def _release_cpu(self, event=None) -> None:
-        """A charge's timeout fired: hand its CPU (``event.cpu`` on tracked pools) to the first
+        """A charge's timeout fired.  Inside a section the CPU is kept for the thread's next
+        charge in this instant (the process resumes after this callback); a check at the end of
+        the instant gives it up if none came (the thread went to sleep)."""
+        if self.section:  # PREEMPT_NONE: no schedule() inside the section; kept unless it sleeps
+            self.hold_gen += 1
+            self.held = getattr(event, "cpu", -1)
+            env = self.env
+            chk = env.event()
+            chk.gen = self.hold_gen
+            chk.callbacks.append(self._drop_event)
+            chk._ok, chk._value = True, None
+            env.schedule(chk)  # same instant, after the section's next run() would have taken it
+            return
+        self._hand_over(event)
+
+    def _hand_over(self, event=None) -> None:
+        """Hand a charge's CPU (``event.cpu`` on tracked pools) to the first
         waiter, or free it (a tracked CPU goes idle now)."""
         pool = self.pool
         pool.holders.pop(self, None)
@@ -237,6 +296,22 @@ class Thread:
             cost += self._settle(self.env._now)
         pool = self.pool
         env = self.env
+        if self.held is not None:  # its section goes on on the CPU it kept
+            cpu = self.held
+            self.held = None
+            self.hold_gen += 1
+            now = env._now
+            self._account(now, cost)
+            wait = cost + self.delay
+            self.delay = 0.0
+            self.last_end = now + wait
+            pool.holders[self] = now + wait
+            if lock is not None:
+                lock.lock_start, lock.lock_end, lock.lock_pool = now + gap, now + wait - gap, pool
+            ev = env.timeout(wait)
+            ev.cpu = cpu
+            ev.callbacks.append(self._release)
+            return ev
         if pool.free:  # the hot path: inlined accounting, one Timeout
             pool.free -= 1
             start = env._now
@@ -273,7 +348,7 @@ class Thread:
             return ev
         now = env._now
         woke = now > self.last_end  # it slept since its last charge
-        if woke:  # wake-up preemption (see the module doc)
+        if woke and not pool.preempt_none:  # wake-up preemption (see the module doc)
             holders = pool.holders
             victim = max(holders, key=holders.__getitem__) if holders else None
             if victim is not None and victim is not self and holders[victim] - now > cost:
@@ -309,6 +384,10 @@ class Thread:
             self.cpu = cpu
 
         def finish(ev, done=done):
+            if self.section:  # the process resumes first: its next run() takes the kept CPU
+                done.succeed()
+                self._release_cpu(ev)
+                return
             self._release_cpu(ev)
             done.succeed()
 

@@ -210,8 +210,10 @@ class GuestQueue:
         xcpu = self.xcpu_s
         while True:
             if not self._send_queued:
+                self.t_send.leave()
                 self._send_ev = env.event()
                 yield self._send_ev
+                self.t_send.enter()  # one run of the work item (PREEMPT_NONE guests: not preempted)
             self._send_queued = False
             self.send_work_running = True
             if run_s:  # the sender's queue_work woke the kworker; the vCPU switches to it
@@ -307,8 +309,12 @@ class GuestQueue:
         xcpu, pool = self.xcpu_s, t_rx.pool
         while True:
             if not self._rx_queued:
+                t_rx.leave()
                 self._rx_ev = env.event()
                 yield self._rx_ev
+                # one run of virtio_transport_rx_work: its do/while over virtqueue_enable_cb() has
+                # no cond_resched(), so a PREEMPT_NONE guest runs it to the end but for its sleeps
+                t_rx.enter()
             self._rx_queued = False
             cost = self.irq_s  # the interrupt and the kworker run it queues
             while True:
