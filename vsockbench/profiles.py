@@ -123,8 +123,11 @@ SOURCES: dict[str, str] = {
     "guest_preempt_none": "code: Firecracker's microvm guest kernels are built with CONFIG_PREEMPT_NONE=y "
     "(resources/guest_configs/microvm-kernel-x86_64-4.14.config, -x86_64-5.10.config, -arm64-5.10.config): a send() "
     "or a work item such as rx_work runs until it sleeps or returns, and a woken task waits for that "
-    "(model/cpu.py); false for the distribution kernels of the vhost measurements (PREEMPT_VOLUNTARY: lock_sock's "
-    "might_sleep() is a preemption point in every packet)",
+    "(model/cpu.py). Off in every shipped profile, Firecracker's included: with the model's RX refill inside "
+    "rx_work's loop (the kernel refills only after it) a section can run unbounded and starve a sender on its vCPU "
+    "(README, PREEMPT_NONE guests; bench/experiments/preempt-none.patch turns it on for Firecracker); the "
+    "distribution kernels of the vhost measurements are PREEMPT_VOLUNTARY, where lock_sock's might_sleep() is a "
+    "preemption point in every packet",
     "guest_tx_fast_path": "code: efcd71af38be (vsock/virtio: avoid queuing packets when intermediate queue is empty, "
     "2024) lets virtio_transport_send_pkt() add to the TX ring in the sender's context; older guests always go "
     "through send_pkt_work (set false for them in vsockbench.kernels)",
@@ -258,7 +261,6 @@ ESTIMATES: dict[str, Profile] = {
         backend_per_pkt_ns=900.0, backend_per_rxbuf_ns=900.0, backend_copy_ns_per_kib=120.0,
         backend_syscall_ns=1300.0, backend_loop_ns=1200.0, backend_signal_ns=1200.0,
         backend_wakeup_latency_ns=3000.0, guest_credit_on_drain=False, kvm_irq_inject_ns=3000.0,
-        guest_preempt_none=True,  # Firecracker's microvm guest kernels (SOURCES)
         # no hop CPU: no Firecracker guest has the fast path, so no row can tell it from the per-packet
         # costs, and with the vhost estimate the 1 -> 2 vCPU extrapolation got worse (SOURCES)
         guest_wq_run_ns=0.0,
