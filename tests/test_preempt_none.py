@@ -86,7 +86,7 @@ def test_a_woken_thread_does_not_preempt_in_a_preempt_none_pool():
 
 
 def test_no_built_in_profile_turns_it_on_yet():
-    """Off until the RX refill follows rx_work's loop (README): the shipped fits assume it off."""
+    """Off until the guest-4.14 bidir starvation is understood (README): the shipped fits assume it off."""
     for name in ("vmm", "vhost", "vhost-user"):
         assert builtin_profile(name).guest_preempt_none is False
 
@@ -96,7 +96,7 @@ def test_bytes_are_conserved_and_cpu_is_bounded_either_way(preempt_none):
     """A 2-vCPU pinned Firecracker guest streaming both ways: every byte sent is received or in
     flight, and no vCPU is busier than the window (a kept CPU is never counted twice).  Not
     asserted: that both directions get a share - with PREEMPT_NONE the g2h sender on the
-    interrupt vCPU starves behind an rx_work run that its in-loop refill keeps going (README)."""
+    interrupt vCPU starves (README, PREEMPT_NONE guests)."""
     prof = builtin_profile("vmm").replace(guest_preempt_none=preempt_none)
     sc = make_scenario([{"cid": 3, "backend": "vmm"}],
                        [{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 131072, "connections": 1},
