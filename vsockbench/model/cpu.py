@@ -300,16 +300,7 @@ class Thread:
             cpu = self.held
             self.held = None
             self.hold_gen += 1
-            now = env._now
-            self._account(now, cost)
-            wait = cost + self.delay
-            self.delay = 0.0
-            self.last_end = now + wait
-            pool.holders[self] = now + wait
-            if lock is not None:
-                lock.lock_start, lock.lock_end, lock.lock_pool = now + gap, now + wait - gap, pool
-            ev = env.timeout(wait)
-            ev.cpu = cpu
+            ev = self._charge(cost, lock, gap, cpu)
             ev.callbacks.append(self._release)
             return ev
         if pool.free:  # the hot path: inlined accounting, one Timeout
@@ -368,20 +359,26 @@ class Thread:
             pool.waiters.append((self, cost, done))
         return done
 
-    def _start(self, cost: float, done, cpu: int = -1) -> None:
+    def _charge(self, cost: float, lock, gap: float, cpu: int):
+        """Start a charge of ``cost`` on ``cpu`` now (its preemption delay served): the timeout
+        that ends it, with no callback yet.  The hot path in ``run`` inlines the same steps."""
         now = self.env.now
         self._account(now, cost)
         wait = cost + self.delay
         self.delay = 0.0
         self.last_end = now + wait
         self.pool.holders[self] = now + wait
-        if done.lock is not None:
-            lock, gap = done.lock
+        if lock is not None:
             lock.lock_start, lock.lock_end, lock.lock_pool = now + gap, now + wait - gap, self.pool
         t = self.env.timeout(wait)
         t.cpu = cpu
         if cpu >= 0:
             self.cpu = cpu
+        return t
+
+    def _start(self, cost: float, done, cpu: int = -1) -> None:
+        lock, gap = done.lock if done.lock is not None else (None, 0.0)
+        t = self._charge(cost, lock, gap, cpu)
 
         def finish(ev, done=done):
             if self.section:  # the process resumes first: its next run() takes the kept CPU
