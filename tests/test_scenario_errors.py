@@ -27,6 +27,12 @@ CASES = [
      + "first_vcpu = 2\n", "flow 'f'.first_vcpu"),
     ("first-vcpu-free-guest", RUN + "[guest]\nvcpus = 2\n" + GOOD_DEVICE + GOOD_FLOW + "first_vcpu = 1\n",
      "flow 'f'.first_vcpu"),
+    ("irq-vcpu-out-of-range", RUN + '[guest]\nvcpus = 2\naffinity = "pinned"\n' + GOOD_DEVICE + "irq_vcpu = 2\n"
+     + GOOD_FLOW, "device[0].irq_vcpu"),
+    ("irq-vcpu-free-guest", RUN + "[guest]\nvcpus = 2\n" + GOOD_DEVICE + "irq_vcpu = 1\n" + GOOD_FLOW,
+     "device[0].irq_vcpu"),
+    ("irq-vcpu-string", RUN + '[guest]\nvcpus = 2\naffinity = "pinned"\n' + GOOD_DEVICE + 'irq_vcpu = "1"\n'
+     + GOOD_FLOW, "irq_vcpu"),
     ("no-devices", RUN + GOOD_FLOW, "no devices"),
     ("17-devices", RUN + devices(17) + GOOD_FLOW, "at most 16"),
     ("duplicate-cid", RUN + GOOD_DEVICE + '[[device]]\ncid = 3\nbackend = "vmm"\norder = 1\n' + GOOD_FLOW,

@@ -65,6 +65,9 @@ class DeviceSpec:
     steering: str = "hash"
     profile: str | None = None
     worker: str = "device"  # device: one backend worker per device (vhost today); queue: one per queue pair
+    # pinned guest: queue pair i takes its interrupt on vCPU (irq_vcpu + i) % vcpus; None = the
+    # guest's interrupt lines round its vCPUs in device order (model/guest.py, CPU placement)
+    irq_vcpu: int | None = None
     resolved: Profile | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -231,6 +234,12 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", base_dir: Path |
                f"{where}.steering")
         _check(dev.worker in WORKER_MODES, f"worker = {dev.worker!r}; expected device or queue", path,
                f"{where}.worker")
+        _check(dev.irq_vcpu is None or 0 <= dev.irq_vcpu < guest.vcpus,
+               f"irq_vcpu = {dev.irq_vcpu}; expected 0..{guest.vcpus - 1} (the guest's vCPUs)", path,
+               f"{where}.irq_vcpu")
+        _check(dev.irq_vcpu is None or guest.affinity == "pinned",
+               'irq_vcpu needs guest.affinity = "pinned" (a free guest runs interrupt work on any idle vCPU)',
+               path, f"{where}.irq_vcpu")
         try:
             prof = resolve_profile(dev.profile, dev.backend, base_dir=base_dir)
         except InputError as exc:

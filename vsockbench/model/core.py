@@ -98,9 +98,12 @@ class Model:
 
     def _build_devices(self) -> None:
         vmm_shared = None  # Firecracker: one VMM thread for every emulated device of the VM
+        irq_line = 0  # the guest's interrupt lines in device order (default interrupt vCPUs)
         for dev in self.scenario.devices:
             prof = dev.resolved
-            qs = [GuestQueue(self, dev, i) for i in range(dev.queues)]
+            first = irq_line if dev.irq_vcpu is None else dev.irq_vcpu
+            qs = [GuestQueue(self, dev, i, irq_vcpu=first + i) for i in range(dev.queues)]
+            irq_line += dev.queues
             for q in qs:
                 q.host_sendq = deque()
                 q.host_off = 0

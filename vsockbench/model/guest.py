@@ -32,11 +32,19 @@ before PR #5872, 2026) gets a kick after every add and every RX refill
 interrupts after every used batch (it ignores the guest's NO_INTERRUPT flag):
 each extra interrupt costs the guest ``guest_irq_ns`` (``vring_interrupt`` ->
 ``queue_work`` on an already queued item) and the backend ``backend_signal_ns``.
-CPU placement (pinned guests, ``guest.affinity = "pinned"``): the device's
-interrupt for queue pair ``i`` is taken on vCPU ``i % vcpus`` (a virtio-mmio
-device has one IRQ line with a single-CPU effective affinity; virtio-pci
-spreads per-queue MSI-X vectors), and ``virtio_vsock_workqueue`` is a bound
-workqueue, so rx_work and tx_work, queued from that interrupt, run there.
+CPU placement (pinned guests, ``guest.affinity = "pinned"``): each queue pair's
+interrupt is taken on one vCPU (a virtio-mmio device has one IRQ line, a
+virtio-pci one MSI-X vector per queue, each with a single-CPU effective
+affinity), by default the guest's interrupt lines in device order spread over
+its vCPUs: queue pair ``i`` of a device behind ``k`` earlier queue pairs on vCPU
+``(k + i) % vcpus`` - the matrix allocator of Linux >= 4.15 gives each new
+vector the CPU with the most free ones (``matrix_find_best_cpu``, via
+``assign_irq_vector_any_locked``), and managed MSI-X affinity spreads a
+device's queues (``irq_create_affinity_masks``).  Scenario ``irq_vcpu`` moves a
+device's lines (``/proc/irq/N/smp_affinity``; 4.14's x2apic cluster mode put
+every line on CPU 0 by default: ``cluster_vector_allocation_domain``).
+``virtio_vsock_workqueue`` is a bound workqueue, so rx_work and tx_work,
+queued from that interrupt, run there.
 send_pkt_work runs on the CPU that queued it (__queue_work: the local CPU,
 or the CPU where the item is already pending or running): a sender's vCPU,
 or the IRQ vCPU when tx_work requeues it.
@@ -71,7 +79,7 @@ RX_BATCH = 8  # buffers delivered per CPU charge in rx_work (speed; per-buffer c
 class GuestQueue:
     """One TX/RX virtqueue pair of a guest vsock device, with its work items."""
 
-    def __init__(self, model, dev, index: int):
+    def __init__(self, model, dev, index: int, irq_vcpu: int | None = None):
         self.model, self.dev, self.index = model, dev, index
         self.cid = dev.cid
         prof = self.prof = dev.resolved
@@ -118,7 +126,9 @@ class GuestQueue:
         # packets the driver's work handled on a vCPU other than their app's: [rx_work, send_pkt_work]
         self.cross_vcpu = [0, 0]
         name = f"{dev.cid}.{index}"
-        irq_vcpu = index  # pinned guests: this pair's interrupt vCPU (modulo the vCPUs)
+        if irq_vcpu is None:
+            irq_vcpu = index
+        self.irq_vcpu = irq_vcpu % len(model.vcpu_pools)  # pinned guests: this pair's interrupt vCPU
         self.t_send = model.thread("guest", f"g:send_pkt_work-{name}", irq_vcpu)
         self.t_tx = model.thread("guest", f"g:tx_work-{name}", irq_vcpu)
         self.t_rx = model.thread("guest", f"g:rx_work-{name}", irq_vcpu)
