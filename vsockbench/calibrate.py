@@ -115,6 +115,22 @@ def fitted_metric(row) -> bool:
     return row.metric in FIT_METRICS or (row.metric == "cpu_guest" and row.vcpus == 1)
 
 
+# Where the search starts, as log offsets from the estimates: at the estimates, and - where both
+# rxbuf and backend_rx are free (Firecracker's rows: h2g streams and the VMM's CPU) - with the
+# guest's per-RX-buffer work 4.5x and the backend's unchanged.  rxbuf holds both sides' cost of a
+# receive buffer and backend_rx moves the backend's part, so an h2g stream can be guest bound or
+# backend bound at the same throughput; from the estimates alone the search stayed backend bound
+# on every Firecracker setup, where the CI's guest CPU per Gbps, equal at one and two vCPUs, says
+# the guest is (bench/irq_placement.py): m6i host 5.10 guest 5.10 fitted to mean |ln error| 0.187
+# from there and 0.055 from the guest-bound start.  Each start is searched; the lowest cost wins.
+GUEST_RX_START = {"rxbuf": 1.5, "backend_rx": -1.5}
+
+
+def fit_starts(free) -> list[dict]:
+    """The starts a fit of ``free`` groups searches from (above)."""
+    return [{}] + ([GUEST_RX_START] if all(g in free for g in GUEST_RX_START) else [])
+
+
 RIDGE = 0.15  # prior weight: one log unit away from the estimate's ratio costs as much as a 15% misfit
 STEP = 0.1  # log-space finite-difference step (a 10% change of a cost group)
 BOUND = 3.0  # relative multipliers within e^-3..e^3 of the estimates' ratios
@@ -229,7 +245,7 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=max_nfev, desc=setup[:40], unit="eval", leave=False)
+        bar = tqdm(total=max_nfev * len(fit_starts(free)), desc=setup[:40], unit="eval", leave=False)
     calls = [0]
 
     def tracked(x):
@@ -257,8 +273,21 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
                 cols.append((tracked(xi) - f0) / h)
             return np.array(cols).T
 
-        sol = least_squares(tracked, x0, jac=jac, bounds=(lo, hi), max_nfev=max_nfev, x_scale=1.0)
-        x = polish(lambda v: float((tracked(v) ** 2).sum()), sol.x, lo, hi)
+        def total(v):
+            return float((tracked(v) ** 2).sum())
+
+        best = None
+        for start in fit_starts(free):
+            xs = x0.copy()
+            for g, off in start.items():
+                i = free.index(g)
+                xs[i] = min(max(x0[i] + off, lo[i]), hi[i])
+            sol = least_squares(tracked, xs, jac=jac, bounds=(lo, hi), max_nfev=max_nfev, x_scale=1.0)
+            xi = polish(total, sol.x, lo, hi)
+            ci = total(xi)
+            if best is None or ci < best[0]:  # strictly lower: the first start keeps a tie
+                best = (ci, xi)
+        x = best[1]
     else:
         x = x0
     if fit:
