@@ -41,6 +41,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--setup", action="append", default=[], help="only these setups (default: every one)")
     ap.add_argument("--max-evals", type=int, default=15)
+    ap.add_argument("--guest-rx-start", action="store_true", help="passed to vsockbench calibrate")
     args = ap.parse_args()
     files = sorted((ROOT / "results" / "measured").glob("*.csv"))
     groups = group_by_setup(read_measured_files(files))
@@ -50,6 +51,8 @@ def main() -> int:
         argv = ["calibrate", *map(str, files), "--out-dir", tmp, "--quiet", "--max-evals", str(args.max_evals)]
         for s in setups:
             argv += ["--setup", s]
+        if args.guest_rx_start:
+            argv.append("--guest-rx-start")
         rc = cli(argv)
         if rc:
             return rc

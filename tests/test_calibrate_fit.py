@@ -180,3 +180,35 @@ def test_guest_cpu_rows_are_fitted_at_one_vcpu_only():
     stream = dataclasses.replace(one, metric="throughput", value=2.3, unit="Gbps")
     res = calibrate_setup([stream, two], max_nfev=1)
     assert [(r.vcpus, why) for r, why in res.skipped] == [(2, NOT_FITTED["cpu_guest"])]
+
+
+def test_fit_starts_guest_bound_only_on_request_and_where_both_receive_factors_are_free():
+    from vsockbench.calibrate import GUEST_RX_START, fit_starts
+
+    both = ["copy", "pkt", "rxbuf", "backend", "backend_rx"]
+    assert fit_starts(both) == [{}]  # the default: the estimates only (the shipped profiles)
+    assert fit_starts(both, guest_rx_start=True) == [{}, GUEST_RX_START]
+    assert fit_starts(["copy", "pkt", "rxbuf", "backend"], guest_rx_start=True) == [{}]  # no h2g CPU rows
+    assert GUEST_RX_START["rxbuf"] > 0 > GUEST_RX_START["backend_rx"]  # guest's work up, backend's kept
+
+
+
+@pytest.mark.slow
+def test_fit_of_a_firecracker_setup_lands_guest_bound():
+    """The CI's rows of m6i host 5.10 guest 5.10 (~5 min): searched from the estimates alone the
+    fit stayed VMM bound (mean |ln error| 0.187, the 1-vCPU h2g guest at 36 % work, VMM 76 %
+    against 59 % measured); with the guest-bound start it lands where the CPU rows put it."""
+    from pathlib import Path
+
+    from vsockbench.measured import read_measured
+    from vsockbench.predict import row_key, row_scenario
+    from vsockbench.simulate import simulate
+
+    setup = "vmm/firecracker-2023_05/m6i.metal-host5.10-guest5.10"
+    path = Path(__file__).parents[1] / "results" / "measured" / "fc_vsock_baselines_2023_05.csv"
+    rows = [r for r in read_measured(path) if r.setup == setup]
+    res = calibrate_setup(rows, guest_rx_start=True)
+    assert float(abs(res.residuals).mean()) < 0.1
+    h2g = next(r for r in rows if (r.direction, r.msg_bytes, r.vcpus, r.metric) == ("h2g", 1048576, 1, "throughput"))
+    s = simulate(row_scenario(row_key(h2g), res.profile)).summary
+    assert s["cpus"]["guest"]["work_util"] > 0.8 and s["threads"]["vmm-event-loop"]["cpu_util"] < 0.7

@@ -15,6 +15,9 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help="simulation processes (default: min(2, CPUs))")
     p.add_argument("--max-evals", type=int, default=15, help="least-squares iterations per setup (default 15)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--guest-rx-start", action="store_true",
+                   help="also search from a guest-bound receive side where the rows free both receive factors "
+                   "(Firecracker's); the lower cost wins (README, calibration)")
     p.set_defaults(func=run)
 
 
@@ -32,7 +35,7 @@ def run(args) -> int:
     rows = read_measured_files(args.measured)
     out = Path(args.out_dir)
     for res in calibrate(rows, setups=args.setup or None, workers=args.workers, max_nfev=args.max_evals,
-                         progress=not args.quiet):
+                         progress=not args.quiet, guest_rx_start=args.guest_rx_start):
         print(f"== {res.setup}")
         for row, why in res.skipped:
             print(f"  skipped {Path(row.file).name} row {row.row} ({row.workload} {row.direction or '-'} "
