@@ -126,12 +126,11 @@ class GuestQueue:
         # packets the driver's work handled on a vCPU other than their app's: [rx_work, send_pkt_work]
         self.cross_vcpu = [0, 0]
         name = f"{dev.cid}.{index}"
-        if irq_vcpu is None:
-            irq_vcpu = index
-        self.irq_vcpu = irq_vcpu % len(model.vcpu_pools)  # pinned guests: this pair's interrupt vCPU
-        self.t_send = model.thread("guest", f"g:send_pkt_work-{name}", irq_vcpu)
-        self.t_tx = model.thread("guest", f"g:tx_work-{name}", irq_vcpu)
-        self.t_rx = model.thread("guest", f"g:rx_work-{name}", irq_vcpu)
+        # pinned guests: this pair's interrupt vCPU (the model's default spread: core._build_devices)
+        self.irq_vcpu = (index if irq_vcpu is None else irq_vcpu) % len(model.vcpu_pools)
+        self.t_send = model.thread("guest", f"g:send_pkt_work-{name}", self.irq_vcpu)
+        self.t_tx = model.thread("guest", f"g:tx_work-{name}", self.irq_vcpu)
+        self.t_rx = model.thread("guest", f"g:rx_work-{name}", self.irq_vcpu)
         self.pinned = model.pinned
         self._send_ev = self._rx_ev = None
         self._send_queued = self._rx_queued = False
