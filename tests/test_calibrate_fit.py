@@ -192,7 +192,6 @@ def test_fit_starts_guest_bound_only_on_request_and_where_both_receive_factors_a
     assert GUEST_RX_START["rxbuf"] > 0 > GUEST_RX_START["backend_rx"]  # guest's work up, backend's kept
 
 
-
 @pytest.mark.slow
 def test_fit_of_a_firecracker_setup_lands_guest_bound():
     """The CI's rows of m6i host 5.10 guest 5.10 (~5 min): searched from the estimates alone the
