@@ -44,6 +44,19 @@ def test_shipped_table_is_the_shipped_cross_validation():
             assert accuracy_of(prof)["split"] == cv[prof.setup]["split"]
 
 
+def test_validation_report_is_the_shipped_cross_validation():
+    """results/validation/report.md is cv.json rendered (bench/cross_validate.py render_report), so a
+    merged rerun (--merge) or a hand edit cannot leave the two telling different figures."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cross_validate", ROOT / "bench" / "cross_validate.py")
+    cross_validate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cross_validate)
+    val = ROOT / "results" / "validation"
+    report = json.loads((val / "cv.json").read_text())
+    assert cross_validate.render_report(report) == (val / "report.md").read_text()
+
+
 def test_shipped_domains_are_the_rows_each_profile_was_fitted_on():
     """fitted_on of every cross-validated setup is the domain of its fitted rows (with its joint
     partner's), recomputed here from results/measured: a measured file changed without a rerun
