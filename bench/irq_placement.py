@@ -43,7 +43,9 @@ from vsockbench.measured import read_measured  # noqa: E402
 from vsockbench.predict import row_key, row_scenario_dict  # noqa: E402
 from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
 
-SOURCES = ("fc_vsock_baselines_2020_12.csv", "fc_vsock_baselines_2021_03.csv", "fc_vsock_baselines_2023_05.csv")
+sys.path.insert(0, str(ROOT / "bench"))
+from bidir_split import SOURCES  # noqa: E402  (the Firecracker CI campaigns)
+
 ARM_HOSTS = re.compile(r"/(c7g|m6g|m7g|c6g|r6g)\.metal")  # AWS Graviton: an arm64 guest (GICv3)
 
 
@@ -87,7 +89,7 @@ def main(argv=None) -> int:
     rows = [r for name in SOURCES for r in read_measured(ROOT / "results" / "measured" / name)]
     by = {(r.setup, r.direction, r.msg_bytes, r.vcpus, r.metric): r.value for r in rows}
     cv = json.loads((ROOT / "results" / "validation" / "cv.json").read_text())
-    profiles, jobs, meta = {}, [], []
+    jobs, meta = [], []
     for r in rows:
         path = DATA_DIR / (r.setup.replace("/", "__") + ".toml")
         if r.metric != "throughput" or not path.exists():
@@ -102,7 +104,6 @@ def main(argv=None) -> int:
                     jobs.append((row_key(r), prof, irq))
                     meta.append(("bidir", fit, r, irq))
         elif r.direction == "h2g" and r.msg_bytes == 1048576:
-            profiles.setdefault(r.setup, variants[0][1])
             jobs.append((row_key(r), variants[0][1], None))
             meta.append(("h2g", "shipped", r, None))
     with ProcessPoolExecutor(a.workers) as ex:
