@@ -316,6 +316,14 @@ class GuestQueue:
         half = self.rx_ring // 2
         rx_used = self.rx_used
         xcpu, pool = self.xcpu_s, t_rx.pool
+        # The kernel's order: the do/while over virtqueue_enable_cb() drains, and only after it
+        # (out:) the ring is refilled, so one run ends once the device has no buffer left; then
+        # process_one_work() calls cond_resched().  Modelled on PREEMPT_NONE pools, where it
+        # bounds a run nothing else can interrupt.  Simplification: preemptible pools keep the
+        # earlier order (refill inside the loop, the run going on while used buffers appear),
+        # which every shipped profile was fitted with; there a woken thread preempts rx_work
+        # between charges anyway.
+        kernel_order = pool.preempt_none
         while True:
             if not self._rx_queued:
                 t_rx.leave()
@@ -357,6 +365,12 @@ class GuestQueue:
                         yield env.timeout(end.lock_end - env._now + wake * self.jitter())
                     self.held -= pkt.len
                     deliver(pkt, self)
+            if kernel_order:
+                self.rx_cb_enabled = True
+                if rx_used:  # virtqueue_enable_cb() saw more: the do/while goes round again
+                    self.rx_cb_enabled = False
+                    self._rx_queued = True
+                    continue
             # out: refill only below half (virtio_transport_rx_work -> virtio_vsock_rx_fill)
             posted = self.rx_avail + len(rx_used)
             if posted < half:
@@ -369,6 +383,13 @@ class GuestQueue:
                     kick = self.kick_s
                     self.backend.notify_rx(self)
                 yield self.t_rx.run(refill * refill_ns + kick)
+            if kernel_order:
+                # the run ends: process_one_work()'s cond_resched() lets a woken thread in before
+                # the next run (queued by an interrupt during the refill, callbacks being on)
+                t_rx.leave()
+                if self._rx_queued:
+                    t_rx.enter()
+                continue
             self.rx_cb_enabled = True
             if rx_used:  # virtqueue_enable_cb() saw more: go round again
                 self.rx_cb_enabled = False
