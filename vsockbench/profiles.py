@@ -123,8 +123,8 @@ SOURCES: dict[str, str] = {
     "guest_preempt_none": "code: Firecracker's microvm guest kernels are built with CONFIG_PREEMPT_NONE=y "
     "(resources/guest_configs/microvm-kernel-x86_64-4.14.config, -x86_64-5.10.config, -arm64-5.10.config): a send() "
     "or a work item such as rx_work runs until it sleeps or returns, and a woken task waits for that "
-    "(model/cpu.py). Off in every shipped profile, Firecracker's included: with it the g2h client of a guest-4.14 "
-    "bidir mix, on the interrupt vCPU, gets nothing (README, PREEMPT_NONE guests; "
+    "(model/cpu.py; rx_work's run in the kernel's order, model/guest.py). Off in every shipped profile, "
+    "Firecracker's included, until they are refitted with it (README, PREEMPT_NONE guests; "
     "bench/experiments/preempt-none.patch turns it on for Firecracker); the "
     "distribution kernels of the vhost measurements are PREEMPT_VOLUNTARY, where lock_sock's might_sleep() is a "
     "preemption point in every packet",
