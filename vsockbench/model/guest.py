@@ -385,9 +385,10 @@ class GuestQueue:
                 yield self.t_rx.run(refill * refill_ns + kick)
             if kernel_order:
                 # the run ends: process_one_work()'s cond_resched() lets a woken thread in before
-                # the next run (queued by an interrupt during the refill, callbacks being on)
-                t_rx.leave()
+                # the next run (queued by an interrupt during the refill, callbacks being on);
+                # with none queued the loop's head leaves the section and sleeps
                 if self._rx_queued:
+                    t_rx.leave()
                     t_rx.enter()
                 continue
             self.rx_cb_enabled = True
