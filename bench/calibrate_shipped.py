@@ -41,7 +41,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--setup", action="append", default=[], help="only these setups (default: every one)")
     ap.add_argument("--max-evals", type=int, default=15)
-    ap.add_argument("--guest-rx-start", action="store_true", help="passed to vsockbench calibrate")
+    ap.add_argument("--guest-rx-start", action=argparse.BooleanOptionalAction, default=True,
+                    help="passed to vsockbench calibrate (default: on, as shipped)")
     args = ap.parse_args()
     files = sorted((ROOT / "results" / "measured").glob("*.csv"))
     groups = group_by_setup(read_measured_files(files))
@@ -51,8 +52,7 @@ def main() -> int:
         argv = ["calibrate", *map(str, files), "--out-dir", tmp, "--quiet", "--max-evals", str(args.max_evals)]
         for s in setups:
             argv += ["--setup", s]
-        if args.guest_rx_start:
-            argv.append("--guest-rx-start")
+        argv.append("--guest-rx-start" if args.guest_rx_start else "--no-guest-rx-start")
         rc = cli(argv)
         if rc:
             return rc

@@ -185,8 +185,8 @@ def main() -> int:
     ap.add_argument("--profiles", default=str(ROOT / "vsockbench" / "data" / "profiles"))
     ap.add_argument("--max-evals", type=int, default=15)
     ap.add_argument("--setup", action="append", default=[])
-    ap.add_argument("--guest-rx-start", action="store_true",
-                    help="fits also search from a guest-bound receive side (calibrate.GUEST_RX_START)")
+    ap.add_argument("--guest-rx-start", action=argparse.BooleanOptionalAction, default=True,
+                    help="fits also search from a guest-bound receive side (calibrate.GUEST_RX_START) (default: on, as shipped)")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other setups' entries of OUT/cv.json (a rerun of some --setup)")
     args = ap.parse_args()

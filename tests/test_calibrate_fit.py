@@ -182,12 +182,12 @@ def test_guest_cpu_rows_are_fitted_at_one_vcpu_only():
     assert [(r.vcpus, why) for r, why in res.skipped] == [(2, NOT_FITTED["cpu_guest"])]
 
 
-def test_fit_starts_guest_bound_only_on_request_and_where_both_receive_factors_are_free():
+def test_fit_starts_guest_bound_by_default_where_both_receive_factors_are_free():
     from vsockbench.calibrate import GUEST_RX_START, fit_starts
 
     both = ["copy", "pkt", "rxbuf", "backend", "backend_rx"]
-    assert fit_starts(both) == [{}]  # the default: the estimates only (the shipped profiles)
-    assert fit_starts(both, guest_rx_start=True) == [{}, GUEST_RX_START]
+    assert fit_starts(both) == [{}, GUEST_RX_START]  # the default (the shipped Firecracker profiles)
+    assert fit_starts(both, guest_rx_start=False) == [{}]  # --no-guest-rx-start: the estimates only
     assert fit_starts(["copy", "pkt", "rxbuf", "backend"], guest_rx_start=True) == [{}]  # no h2g CPU rows
     assert GUEST_RX_START["rxbuf"] > 0 > GUEST_RX_START["backend_rx"]  # guest's work up, backend's kept
 

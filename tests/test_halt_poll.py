@@ -101,9 +101,9 @@ def test_halt_poll_zero_gives_work_only():
 def test_streaming_guest_vcpu_thread_is_busy_all_the_time(direction):
     """Firecracker's CI reads 99-100 % for every 1-vCPU vsock test: the guest's idle gaps while
     it streams are microseconds, all spent polling (its m6i guest 4.14 profile, the CI's guest
-    kernel code).  The shipped profile gives that for g2h; for a bulk h2g stream its fit leaves
-    the guest waiting on the host side a third of the time - a known miss (README, Firecracker
-    1 -> 2 vCPUs), held here so that a change shows (100 % with the bidir rows alone, 64 % before
+    kernel code).  The shipped profile gives that for both directions since its refit with
+    PREEMPT_NONE, cmwq and the guest-bound start (2026-11-27).  Before, a bulk h2g stream's fit
+    left the guest waiting on the host side a third of the time (100 % with the bidir rows alone, 64 % before
     them, 82 % before Firecracker's credit-gated polling, backend.py; 90 % with KVM's irqfd
     injection on the VMM's core; 64 % since the cross-vCPU cost, whose all-rows fit puts a
     64 KiB h2g stream's bottleneck on the VMM's core: its thread 82 % + the injection 8 %; 69 %
@@ -114,7 +114,7 @@ def test_streaming_guest_vcpu_thread_is_busy_all_the_time(direction):
     # whatever the guest's own work (it depends on the calibrated costs), polling fills the rest
     # (each figure is rounded to 1e-6 in the summary)
     assert g["vcpu_thread_util"] == pytest.approx(min(1.0, g["work_util"] + g["halt_poll_util"]), abs=2e-6)
-    assert g["vcpu_thread_util"] == pytest.approx(1.0 if direction == "g2h" else 0.69, abs=0.04)
+    assert g["vcpu_thread_util"] == pytest.approx(1.0, abs=0.04)
     assert res.cpus.set_index("pool").loc["guest", "vcpu_thread_util"] == g["vcpu_thread_util"]
     # existing per-thread keys unchanged
     assert all(set(v) == {"cpu_util"} for v in res.summary["threads"].values())

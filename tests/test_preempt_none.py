@@ -1,8 +1,8 @@
 """PREEMPT_NONE guests (model/cpu.py, profile ``guest_preempt_none``): a thread inside a kernel
 section keeps its CPU from one charge to the next and gives it up only when the section ends or
 it sleeps in it; a woken thread never preempts.  Firecracker's microvm guest kernels are built
-that way (profiles.SOURCES), though no shipped profile turns it on yet (README, PREEMPT_NONE
-guests); elsewhere a waiting thread runs between two charges."""
+that way (profiles.SOURCES), and the Firecracker profiles fitted since 2026-11-27 have it
+(README, PREEMPT_NONE guests); elsewhere a waiting thread runs between two charges."""
 
 from __future__ import annotations
 
@@ -85,10 +85,11 @@ def test_a_woken_thread_does_not_preempt_in_a_preempt_none_pool():
     assert log != log2
 
 
-def test_no_built_in_profile_turns_it_on_yet():
-    """Off until the profiles are refitted with it (results/validation/findings.md, PREEMPT_NONE guests):
-    the shipped fits assume it off."""
-    for name in ("vmm", "vhost", "vhost-user"):
+def test_firecracker_is_fitted_with_it_and_vhost_is_not():
+    """Firecracker's microvm guests are PREEMPT_NONE: the built-in vmm profile is fitted with it
+    (2026-11-27); the vhost measurements' distribution kernels are not (profiles.SOURCES)."""
+    assert builtin_profile("vmm").guest_preempt_none is True
+    for name in ("vhost", "vhost-user"):
         assert builtin_profile(name).guest_preempt_none is False
 
 
@@ -114,7 +115,7 @@ def test_bytes_are_conserved_and_cpu_is_bounded_either_way(preempt_none):
 
 def test_rx_work_runs_end_so_the_sender_on_its_vcpu_gets_a_share():
     """December 2020's bulk bidir row with the costs of a PREEMPT_NONE fit (guest-bound receive
-    side; bench/cross_validate.py with preempt-none.patch and --guest-rx-start, 2026-11-27).
+    side; bench/cross_validate.py --guest-rx-start with PREEMPT_NONE, 2026-11-27, before cmwq).
     rx_work refills the ring only after its do/while (out:), so a run ends once the VMM has no
     buffer left, and process_one_work()'s cond_resched() lets the woken g2h sender in before the
     next run.  With the refill inside the loop the run never ended and the sender on the

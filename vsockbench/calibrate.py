@@ -122,13 +122,15 @@ def fitted_metric(row) -> bool:
 # h2g stream can be guest bound or backend bound at the same throughput; from the estimates alone
 # the search stays backend bound on every Firecracker setup, where the CI's guest CPU per Gbps,
 # equal at one and two vCPUs, says the guest is (bench/irq_placement.py): m6i host 5.10 guest
-# 5.10 fits to mean |ln error| 0.187 from there and 0.055 from the guest-bound start.  Not the
-# default: fitted on one vCPU the guest-bound optimum extrapolates worse to two (README,
-# "Two basins"), and the shipped profiles are as the estimates' start finds them.
+# 5.10 fits to mean |ln error| 0.187 from there and 0.055 from the guest-bound start.  The
+# default since the Firecracker profiles were refitted with PREEMPT_NONE guests and cmwq
+# (2026-11-27: every shipped Firecracker profile comes from both starts); before that the
+# guest-bound optimum of a preemptible guest extrapolated worse from one vCPU to two (README,
+# "Two basins").  A fit without the free pair (vhost's rows) has the one start either way.
 GUEST_RX_START = {"rxbuf": 1.5, "backend_rx": -1.5}
 
 
-def fit_starts(free, guest_rx_start: bool = False) -> list[dict]:
+def fit_starts(free, guest_rx_start: bool = True) -> list[dict]:
     """The starts a fit of ``free`` groups searches from (above); the lowest cost wins."""
     both = guest_rx_start and all(g in free for g in GUEST_RX_START)
     return [{}] + ([GUEST_RX_START] if both else [])
@@ -173,7 +175,7 @@ def fitted_rows(rows) -> list:
 
 
 def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | None = None,
-                    max_nfev: int = 15, progress: bool = False, guest_rx_start: bool = False) -> CalibrationResult:
+                    max_nfev: int = 15, progress: bool = False, guest_rx_start: bool = True) -> CalibrationResult:
     """Fit one setup's rows; returns the profile and per-row residuals.  ``guest_rx_start``: also
     search from a guest-bound receive side (:data:`GUEST_RX_START`) and keep the lower cost.
 
@@ -314,7 +316,7 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
 
 
 def calibrate(rows, *, setups=None, workers: int | None = None, max_nfev: int = 15, progress: bool = True,
-              guest_rx_start: bool = False):
+              guest_rx_start: bool = True):
     """Fit every setup in ``rows`` (or only ``setups``); yields :class:`CalibrationResult`."""
     from .measured import group_by_setup
 

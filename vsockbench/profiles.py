@@ -123,11 +123,18 @@ SOURCES: dict[str, str] = {
     "guest_preempt_none": "code: Firecracker's microvm guest kernels are built with CONFIG_PREEMPT_NONE=y "
     "(resources/guest_configs/microvm-kernel-x86_64-4.14.config, -x86_64-5.10.config, -arm64-5.10.config): a send() "
     "or a work item such as rx_work runs until it sleeps or returns, and a woken task waits for that "
-    "(model/cpu.py; rx_work's run in the kernel's order, model/guest.py). Off in every shipped profile, "
-    "Firecracker's included, until they are refitted with it (README, PREEMPT_NONE guests; "
-    "bench/experiments/preempt-none.patch turns it on for Firecracker); the "
+    "(model/cpu.py; rx_work's run in the kernel's order, model/guest.py). On in the Firecracker profiles fitted "
+    "since 2026-11-27 (the three cross-validated setups and the built-in vmm); the other Firecracker profiles "
+    "were fitted without it and say false until they are refitted (README, PREEMPT_NONE guests); the "
     "distribution kernels of the vhost measurements are PREEMPT_VOLUNTARY, where lock_sock's might_sleep() is a "
     "preemption point in every packet",
+    "guest_cmwq": "code: kernel/workqueue.c concurrency management (since 2.6.36): a per-CPU worker pool starts "
+    "another work item only while none of its workers runs (need_more_worker(): nr_running == 0; "
+    "wq_worker_sleeping() drops it when a worker sleeps, wq_worker_running() raises it on wake-up), so on a "
+    "pinned vCPU send_pkt_work and tx_work queued behind a running rx_work wait for its run to end or sleep "
+    "(model/cpu.py WorkerPool). Every Linux guest has it; on in the profiles fitted with it (the Firecracker ones "
+    "with guest_preempt_none), off in those fitted before (vhost, the other Firecracker setups) until refitted. "
+    "Simplification: modelled on single-vCPU pools (pinned vCPUs, 1-vCPU guests) only",
     "guest_tx_fast_path": "code: efcd71af38be (vsock/virtio: avoid queuing packets when intermediate queue is empty, "
     "2024) lets virtio_transport_send_pkt() add to the TX ring in the sender's context; older guests always go "
     "through send_pkt_work (set false for them in vsockbench.kernels)",
@@ -198,6 +205,8 @@ class Profile:
     device_event_idx: bool = True
     # --- guest kernel: CONFIG_PREEMPT_NONE (kernel sections run to their end; model/cpu.py) ---
     guest_preempt_none: bool = False
+    # --- guest kernel: a per-CPU workqueue pool runs one work item unless it sleeps (model/cpu.py) ---
+    guest_cmwq: bool = False
     # --- copies: hot (little in flight, L2-resident) vs streaming rates (model/copycost.py) ---
     copy_hot_ratio: float = 1.0
     copy_cache_bytes: int = 262144
@@ -264,6 +273,8 @@ ESTIMATES: dict[str, Profile] = {
         # no hop CPU: no Firecracker guest has the fast path, so no row can tell it from the per-packet
         # costs, and with the vhost estimate the 1 -> 2 vCPU extrapolation got worse (SOURCES)
         guest_wq_run_ns=0.0,
+        # Firecracker's microvm guests are PREEMPT_NONE; cmwq as in every Linux guest (SOURCES)
+        guest_preempt_none=True, guest_cmwq=True,
     ),
 }
 

@@ -22,7 +22,7 @@ import numpy as np
 import simpy
 
 from .backend import make_backend
-from .cpu import CpuPool, Thread, wake_after
+from .cpu import CpuPool, Thread, WorkerPool, wake_after
 from .guest import GuestQueue
 from .socket import (
     CREDIT_REQUEST,
@@ -70,6 +70,12 @@ class Model:
         if scenario.default_device.resolved.guest_preempt_none:
             for pool in self.vcpu_pools:
                 pool.preempt_none = True
+        # a vCPU's workqueue pool (kernel/workqueue.c); a free multi-vCPU pool does not track
+        # which vCPU runs what, so cmwq is modelled on single-vCPU pools only (profiles SOURCES)
+        if scenario.default_device.resolved.guest_cmwq:
+            for pool in self.vcpu_pools:
+                if pool.size == 1:
+                    pool.workers = WorkerPool(self.env)
         self.threads: list[Thread] = []
         self.packets: list[tuple] = []
         self.packet_mode = run.packets

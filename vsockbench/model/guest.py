@@ -60,6 +60,11 @@ where the packet is handled (the reader's side of the transfer, and tx_work
 freeing the sender's packet, are in it); the app's vCPU pays nothing extra.
 A free (unpinned) guest has one pool: its apps follow the driver's work
 (wake_affine), so nothing is cross-vCPU there.
+Workqueue concurrency (profile ``guest_cmwq``; kernel/workqueue.c): the three
+work items of a vCPU share its worker pool (``CpuPool.workers``), which starts
+one only while no worker runs: a run of send_pkt_work, tx_work or rx_work
+waits for the running item to end its run or to sleep (rx_work in
+``lock_sock``); a do/while round of rx_work is the same run.
 Simplification: ``queued_replies`` throttling is not modelled (it only
 matters under connection storms larger than the ring).
 """
@@ -133,6 +138,7 @@ class GuestQueue:
         self.t_rx = model.thread("guest", f"g:rx_work-{name}", self.irq_vcpu)
         self.pinned = model.pinned
         self._send_ev = self._rx_ev = None
+        self._tx_workers = None  # the worker pool a tx_work run holds (guest_cmwq)
         self._send_queued = self._rx_queued = False
         env.process(self._send_pkt_work())
         env.process(self._rx_work())
@@ -225,6 +231,11 @@ class GuestQueue:
                 self.t_send.enter()  # one run of the work item (PREEMPT_NONE guests: not preempted)
             self._send_queued = False
             self.send_work_running = True
+            workers = self.t_send.pool.workers  # this run's vCPU's worklist (guest_cmwq)
+            if workers is not None:
+                wait = workers.start()
+                if wait is not None:  # behind the work item running there
+                    yield wait
             if run_s:  # the sender's queue_work woke the kworker; the vCPU switches to it
                 yield self.t_send.run(run_s)
             batch = remote = 0
@@ -239,6 +250,8 @@ class GuestQueue:
                 self.cross_vcpu[1] += remote
                 kick = self._maybe_kick()
                 yield self.t_send.run(per_pkt * batch + kick + xcpu * remote)
+            if workers is not None:
+                workers.stop()
             self.send_work_running = False
             # packets queued while we ran: the sender saw send_work_running and queued work
 
@@ -263,11 +276,25 @@ class GuestQueue:
         """virtio_transport_tx_work, queued by the TX interrupt on the interrupt vCPU's bound
         workqueue: the interrupt, then virtqueue_get_buf + consume_skb_sent for every used
         buffer, on that vCPU (it competes with whatever runs there), then requeue
-        send_pkt_work (``_tx_reclaim``, a callback on the charge: no process of its own)."""
+        send_pkt_work (``_tx_reclaim``, a callback on the charge: no process of its own).  With
+        a worker pool (guest_cmwq) the run starts when a worker takes it."""
+        workers = self.t_tx.pool.workers
+        if workers is not None:
+            self._tx_workers = workers
+            wait = workers.start()
+            if wait is not None:
+                wait.callbacks.append(self._tx_run)
+                return
+        self._tx_run(None)
+
+    def _tx_run(self, _event) -> None:
         ev = self.t_tx.run(self.irq_s + len(self.tx_used) * self.txq_s)
         ev.callbacks.append(self._tx_reclaim)
 
     def _tx_reclaim(self, _event) -> None:
+        if self._tx_workers is not None:  # the run ends: the pool's next item may start
+            self._tx_workers.stop()
+            self._tx_workers = None
         n = len(self.tx_used)
         self.tx_free += sum(self.tx_used)
         self.tx_used.clear()
@@ -324,6 +351,8 @@ class GuestQueue:
         # which every shipped profile was fitted with; there a woken thread preempts rx_work
         # between charges anyway.
         kernel_order = pool.preempt_none
+        workers = pool.workers  # the interrupt vCPU's worker pool (guest_cmwq)
+        in_run = False  # holds a worker: between a run's start and its end
         while True:
             if not self._rx_queued:
                 t_rx.leave()
@@ -333,6 +362,11 @@ class GuestQueue:
                 # no cond_resched(), so a PREEMPT_NONE guest runs it to the end but for its sleeps
                 t_rx.enter()
             self._rx_queued = False
+            if workers is not None and not in_run:
+                in_run = True
+                wait = workers.start()
+                if wait is not None:  # behind send_pkt_work or tx_work running on this vCPU
+                    yield wait
             cost = self.irq_s  # the interrupt and the kworker run it queues
             while True:
                 if not rx_used:
@@ -362,7 +396,11 @@ class GuestQueue:
                         # kworker's own vCPU the syscall ends first (PREEMPT_NONE guests), and an
                         # unpinned app follows rx_work's sync wake-ups to its vCPU (wake_affine;
                         # a free pool, which does not track CPUs, stands for that).
+                        if workers is not None:  # the worker sleeps: the pool may start another
+                            workers.stop()
                         yield env.timeout(end.lock_end - env._now + wake * self.jitter())
+                        if workers is not None:
+                            workers.woke()
                     self.held -= pkt.len
                     deliver(pkt, self)
             if kernel_order:
@@ -387,14 +425,20 @@ class GuestQueue:
                 # the run ends: process_one_work()'s cond_resched() lets a woken thread in before
                 # the next run (queued by an interrupt during the refill, callbacks being on);
                 # with none queued the loop's head leaves the section and sleeps
+                if workers is not None:
+                    workers.stop()
+                    in_run = False
                 if self._rx_queued:
                     t_rx.leave()
                     t_rx.enter()
                 continue
             self.rx_cb_enabled = True
-            if rx_used:  # virtqueue_enable_cb() saw more: go round again
+            if rx_used:  # virtqueue_enable_cb() saw more: go round again (the same run)
                 self.rx_cb_enabled = False
                 self._rx_queued = True
+            elif workers is not None:
+                workers.stop()
+                in_run = False
 
     def in_flight_bytes(self) -> int:
         return (sum(p.len for p in self.sendq) + sum(p.len for p in self.txring)
