@@ -137,3 +137,44 @@ def test_rx_work_runs_end_so_the_sender_on_its_vcpu_gets_a_share():
     g2h, h2g = flows["f"]["throughput_gbps"], flows["r"]["throughput_gbps"]
     assert g2h > 0.05 * (g2h + h2g), (g2h, h2g)
     assert 4.0 < g2h + h2g < 8.0  # the CI measured 6.04 Gbps
+
+
+def _sender_and_waiter(b_cpu_time: float = 0.0):
+    """CFS at a PREEMPT_NONE section end (model/cpu.py Thread.leave): A runs 10 us sections back
+    to back from t=0 (a sender's send() calls) for 5 ms; B asks for 2 us at t=5 us, with
+    ``b_cpu_time`` of CPU time behind it.  One vCPU (CFS tunables unscaled: latency 6 ms,
+    wake-up granularity 1 ms).  Returns when B's charge ended."""
+    env = simpy.Environment()
+    pool = CpuPool(env, "guest", 1, halt_poll=0.0)
+    pool.preempt_none = True
+    a = Thread(env, pool, "g:a", "guest", (0.0, 1.0))
+    b = Thread(env, pool, "g:b", "guest", (0.0, 1.0))
+    b.busy_total = b_cpu_time
+    ends = {}
+
+    def sender():
+        while env.now < 5e-3:
+            a.enter()
+            yield a.run(10 * US)
+            a.leave()
+
+    def other():
+        yield env.timeout(5 * US)
+        yield b.run(2 * US)
+        ends["b"] = env.now
+
+    env.process(sender())
+    env.process(other())
+    env.run()
+    return ends["b"]
+
+
+def test_a_section_end_switches_only_when_cfs_sets_need_resched():
+    """B waits while A's vruntime lead is within the wake-up granularity (check_preempt_wakeup):
+    A keeps the vCPU from one send() to the next until it has run more than 1 ms, then B runs.
+    With B's vruntime ahead (it ran more before), only A's slice - 6 ms latency over two
+    runnable threads, check_preempt_tick - ends A's turn.  The model before handed the vCPU over
+    at A's first section end (10 us), which starved a sender beside rx_work."""
+    # A's first section end with a lead of 1 ms (+-1 section: the sum of 10 us charges rounds)
+    assert _sender_and_waiter() == pytest.approx(1002 * US, abs=10 * US)
+    assert _sender_and_waiter(b_cpu_time=1.0) == pytest.approx(3002 * US, abs=10 * US)

@@ -70,6 +70,7 @@ class Model:
         if scenario.default_device.resolved.guest_preempt_none:
             for pool in self.vcpu_pools:
                 pool.preempt_none = True
+                pool.cfs_factor = 1.0 + (min(vcpus, 8).bit_length() - 1)
         # a vCPU's workqueue pool (kernel/workqueue.c); a free multi-vCPU pool does not track
         # which vCPU runs what, so cmwq is modelled on single-vCPU pools only (profiles SOURCES)
         if scenario.default_device.resolved.guest_cmwq:

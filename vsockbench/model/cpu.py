@@ -22,8 +22,16 @@ profile ``guest_preempt_none``): kernel code is not preempted, so a woken
 thread never preempts (it waits at the head of the queue), and a thread inside
 a kernel section (``Thread.enter``/``leave``: a send() call, a work item's run)
 keeps its CPU from one charge to the next; the CPU is given up only when the
-section ends (``schedule()`` on the way out) or the thread sleeps in it (it
-yields anything but its next charge: waiting for credit, for ``lock_sock``).
+thread sleeps in it (it yields anything but its next charge: waiting for
+credit, for ``lock_sock``) or when the section ends with CFS's need_resched set
+(``schedule()`` on the return to user space, ``cond_resched()`` between work
+items): the running thread has used its slice (latency / runnable threads,
+``check_preempt_tick``; checked at the section end, not at the tick) or the
+first waiter's vruntime - its CPU time, a sleeper's lag capped at half the
+latency (``place_entity``) - is behind by more than the wake-up granularity
+(``check_preempt_wakeup``).  Otherwise the thread keeps the CPU for its next
+section.  Simplification: vruntime is the thread's CPU time since the start
+and ``min_vruntime`` the running thread's.
 
 KVM halt polling (guest pools only, ``halt_poll`` > 0): a vCPU whose guest goes
 idle executes HLT, and the host's kvm_vcpu_halt() (virt/kvm/kvm_main.c) polls
@@ -65,6 +73,11 @@ from simpy.events import NORMAL, Timeout
 
 __all__ = ["CpuPool", "Thread", "WorkerPool", "wake_after"]
 
+# CFS tunables (kernel/sched/fair.c, the 4.14-6.5 guests: before EEVDF), each times
+# 1 + ilog2(min(CPUs, 8)) (SCHED_TUNABLESCALING_LOG, update_sysctl): CpuPool.cfs_factor
+CFS_LATENCY = 6e-3  # sysctl_sched_latency
+CFS_MIN_GRAN = 0.75e-3  # sysctl_sched_min_granularity
+CFS_WAKEUP_GRAN = 1e-3  # sysctl_sched_wakeup_granularity
 _new_timeout = Timeout.__new__  # Thread.run builds its Timeout without the __init__ call
 HALT_POLL_GROW = 2  # virt/kvm/kvm_main.c halt_poll_ns_grow
 HALT_POLL_GROW_START = 10e-6  # halt_poll_ns_grow_start = 10000 ns
@@ -132,7 +145,7 @@ class CpuPool:
     > 0 each CPU's idle gaps are tracked and KVM halt polling is accounted (module doc)."""
 
     __slots__ = ("env", "name", "size", "free", "waiters", "holders", "preemptions", "halt_poll",
-                 "idle_since", "poll_window", "polled", "t0", "t1", "busy", "preempt_none", "workers")
+                 "idle_since", "poll_window", "polled", "t0", "t1", "busy", "preempt_none", "workers", "cfs_factor")
 
     def __init__(self, env, name: str, size: int, *, halt_poll: float = 0.0,
                  window: tuple[float, float] = (0.0, float("inf"))):
@@ -149,6 +162,7 @@ class CpuPool:
         self.t0, self.t1 = window
         self.preempt_none = False  # a PREEMPT_NONE guest: kernel sections run to their end (module doc)
         self.workers: WorkerPool | None = None  # its bound workqueue pool, when cmwq is modelled
+        self.cfs_factor = 1.0  # 1 + ilog2(min(guest vCPUs, 8)): CFS tunables' scaling (model/core.py)
 
     def _poll(self, a: float, b: float, window: float) -> float:
         """Halt polling of an idle gap [a, b] inside the measured window: [a, a + min(b - a, window)]."""
@@ -212,7 +226,7 @@ class Thread:
     """A schedulable thread: accumulates busy time within the measured window."""
 
     __slots__ = ("env", "pool", "name", "side", "busy", "busy_total", "t0", "t1", "runs", "debt", "_release", "last_end",
-                 "delay", "cpu", "owed", "owed_at", "section", "held", "hold_gen")
+                 "delay", "cpu", "owed", "owed_at", "section", "held", "hold_gen", "slice_start")
 
     def __init__(self, env, pool: CpuPool, name: str, side: str, window: tuple[float, float]):
         self.env, self.pool, self.name, self.side = env, pool, name, side
@@ -233,6 +247,7 @@ class Thread:
         self.section = False  # inside a non-preemptible kernel section (PREEMPT_NONE pools)
         self.held = None  # the CPU it keeps between two charges of its section (-1: untracked)
         self.hold_gen = 0
+        self.slice_start = 0.0  # when it last took a CPU from another thread (CFS slice)
 
     def enter(self) -> None:
         """Begin a kernel section that, on a PREEMPT_NONE pool, keeps its CPU between charges."""
@@ -240,10 +255,43 @@ class Thread:
             self.section = True
 
     def leave(self) -> None:
-        """End the section: the CPU it holds goes to the first waiter (schedule() on return)."""
+        """End the section: the return to user space or ``cond_resched()`` switches only if
+        need_resched is set (:meth:`_need_resched`); then the CPU it holds goes to the first
+        waiter, else it keeps it for its next charge in this instant."""
         self.section = False
         if self.held is not None:
+            if self.pool.waiters and not self._need_resched():
+                self.hold_gen += 1
+                self._drop_at_end_of_instant()
+                return
             self._drop(self.hold_gen)
+
+    def _drop_at_end_of_instant(self) -> None:
+        """Give the kept CPU up at the end of this instant unless a charge of this thread takes
+        it first (which bumps ``hold_gen``): a thread that goes to sleep instead frees it."""
+        env = self.env
+        chk = env.event()
+        chk.gen = self.hold_gen
+        chk.callbacks.append(self._drop_event)
+        chk._ok, chk._value = True, None
+        env.schedule(chk)  # same instant, after the thread's next run() would have taken it
+
+    def _need_resched(self) -> bool:
+        """CFS's TIF_NEED_RESCHED at a section end: the slice used up (check_preempt_tick,
+        approximated at the section end), or the first waiter's vruntime (its CPU time, with a
+        sleeper's credit of half the latency: place_entity) behind by more than the wake-up
+        granularity (check_preempt_wakeup)."""
+        pool = self.pool
+        f = pool.cfs_factor
+        latency = CFS_LATENCY * f
+        nr = 1 + len(pool.waiters)
+        slice_ = max(latency / nr, CFS_MIN_GRAN * f)
+        if self.env._now - self.slice_start >= slice_:
+            return True
+        waiter = pool.waiters[0][0]
+        mine = self.busy_total
+        theirs = max(waiter.busy_total, mine - latency / 2)
+        return mine - theirs > CFS_WAKEUP_GRAN * f
 
     def _drop(self, gen) -> None:
         """Give up the kept CPU, unless the section has taken it again since (``gen``)."""
@@ -263,12 +311,7 @@ class Thread:
         if self.section:  # PREEMPT_NONE: no schedule() inside the section; kept unless it sleeps
             self.hold_gen += 1
             self.held = getattr(event, "cpu", -1)
-            env = self.env
-            chk = env.event()
-            chk.gen = self.hold_gen
-            chk.callbacks.append(self._drop_event)
-            chk._ok, chk._value = True, None
-            env.schedule(chk)  # same instant, after the section's next run() would have taken it
+            self._drop_at_end_of_instant()
             return
         self._hand_over(event)
 
@@ -350,6 +393,7 @@ class Thread:
         if pool.free:  # the hot path: inlined accounting, one Timeout
             pool.free -= 1
             start = env._now
+            self.slice_start = start
             self.busy_total += cost
             self.runs += 1
             end = start + cost
@@ -421,6 +465,7 @@ class Thread:
         return t
 
     def _start(self, cost: float, done, cpu: int = -1) -> None:
+        self.slice_start = self.env._now
         lock, gap = done.lock if done.lock is not None else (None, 0.0)
         t = self._charge(cost, lock, gap, cpu)
 
