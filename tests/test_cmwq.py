@@ -1,4 +1,4 @@
-"""Workqueue concurrency management (model/cpu.py WorkerPool, profile ``guest_cmwq``;
+"""Workqueue concurrency management (model/workqueue.py WorkerPool, profile ``guest_cmwq``;
 kernel/workqueue.c): a vCPU's worker pool starts a pending work item only while none of its
 workers runs, so send_pkt_work and tx_work queued behind a running rx_work wait for its run to
 end or to sleep in lock_sock."""
@@ -9,7 +9,7 @@ import pytest
 import simpy
 from conftest import make_scenario
 
-from vsockbench.model.cpu import WorkerPool
+from vsockbench.model.workqueue import WorkerPool
 from vsockbench.profiles import builtin_profile
 from vsockbench.simulate import simulate
 

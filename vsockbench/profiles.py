@@ -132,7 +132,7 @@ SOURCES: dict[str, str] = {
     "another work item only while none of its workers runs (need_more_worker(): nr_running == 0; "
     "wq_worker_sleeping() drops it when a worker sleeps, wq_worker_running() raises it on wake-up), so on a "
     "pinned vCPU send_pkt_work and tx_work queued behind a running rx_work wait for its run to end or sleep "
-    "(model/cpu.py WorkerPool). Every Linux guest has it; on in the profiles fitted with it (the Firecracker ones "
+    "(model/workqueue.py WorkerPool). Every Linux guest has it; on in the profiles fitted with it (the Firecracker ones "
     "with guest_preempt_none), off in those fitted before (vhost, the other Firecracker setups) until refitted. "
     "Simplification: modelled on single-vCPU pools (pinned vCPUs, 1-vCPU guests) only",
     "guest_tx_fast_path": "code: efcd71af38be (vsock/virtio: avoid queuing packets when intermediate queue is empty, "

@@ -22,7 +22,7 @@ import numpy as np
 import simpy
 
 from .backend import make_backend
-from .cpu import CpuPool, Thread, WorkerPool, wake_after
+from .cpu import CpuPool, Thread, wake_after
 from .guest import GuestQueue
 from .socket import (
     CREDIT_REQUEST,
@@ -38,6 +38,7 @@ from .socket import (
     End,
     Pkt,
 )
+from .workqueue import WorkerPool
 
 __all__ = ["Model"]
 

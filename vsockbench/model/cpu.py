@@ -54,10 +54,9 @@ busy pool takes the CPU its releaser frees.  Host pools track nothing
 (``halt_poll`` = 0).  A pinned guest (scenario ``guest.affinity = "pinned"``)
 is one single-CPU pool per vCPU (model/core.py).
 
-Workqueue concurrency management (profile ``guest_cmwq``; kernel/workqueue.c):
-a vCPU's worker pool (:class:`WorkerPool`, ``CpuPool.workers``) starts a
-pending work item only while none of its workers runs, so send_pkt_work and
-tx_work queued behind a running rx_work wait for it to end or sleep.
+Workqueue concurrency management (profile ``guest_cmwq``): a vCPU's worker
+pool (``CpuPool.workers``, model/workqueue.py) starts a pending work item only
+while none of its workers runs.
 
 Speed: an uncontended ``run`` costs one SimPy event (the timeout), which is
 what makes the model stay near the SimPy floor; vCPU tracking adds a few list
@@ -71,7 +70,7 @@ from heapq import heappush as _heappush
 
 from simpy.events import NORMAL, Timeout
 
-__all__ = ["CpuPool", "Thread", "WorkerPool", "wake_after"]
+__all__ = ["CpuPool", "Thread", "wake_after"]
 
 # CFS tunables (kernel/sched/fair.c, the 4.14-6.5 guests: before EEVDF), each times
 # 1 + ilog2(min(CPUs, 8)) (SCHED_TUNABLESCALING_LOG, update_sysctl): CpuPool.cfs_factor
@@ -102,44 +101,6 @@ class _Cpu:
         self.cpu = cpu
 
 
-class WorkerPool:
-    """A CPU's bound workqueue worker pool under concurrency management (kernel/workqueue.c):
-    ``running`` is ``pool->nr_running``.  A work item starts at once only when no worker runs
-    (``kick_pool`` wakes an idle worker only if ``need_more_worker()``: work pending and
-    nr_running == 0); otherwise it waits FIFO on the worklist until the running worker finishes
-    its item (``worker_thread`` takes the next one) or sleeps (``wq_worker_sleeping`` drops
-    nr_running and kicks the pool).  A worker that wakes up runs again at once
-    (``wq_worker_running``), beside whichever worker took over."""
-
-    __slots__ = ("env", "running", "worklist")
-
-    def __init__(self, env):
-        self.env = env
-        self.running = 0
-        self.worklist: deque = deque()
-
-    def start(self):
-        """A work item of this pool begins: None if it runs now, else an event that fires when
-        a worker takes it (the item then counts as running)."""
-        if not self.running:
-            self.running = 1
-            return None
-        ev = self.env.event()
-        self.worklist.append(ev)
-        return ev
-
-    def stop(self) -> None:
-        """The running item ended or its worker went to sleep: the next pending item starts."""
-        self.running -= 1
-        if not self.running and self.worklist:
-            self.running = 1
-            self.worklist.popleft().succeed()
-
-    def woke(self) -> None:
-        """A worker that slept in its item runs again (wq_worker_running)."""
-        self.running += 1
-
-
 class CpuPool:
     """``size`` identical CPUs; FIFO hand-over when all are busy.  With ``halt_poll`` (seconds)
     > 0 each CPU's idle gaps are tracked and KVM halt polling is accounted (module doc)."""
@@ -161,7 +122,7 @@ class CpuPool:
         self.busy = 0.0  # seconds of thread work inside the window (threads may move between pools)
         self.t0, self.t1 = window
         self.preempt_none = False  # a PREEMPT_NONE guest: kernel sections run to their end (module doc)
-        self.workers: WorkerPool | None = None  # its bound workqueue pool, when cmwq is modelled
+        self.workers = None  # its bound workqueue pool (model/workqueue.py), when cmwq is modelled
         self.cfs_factor = 1.0  # 1 + ilog2(min(guest vCPUs, 8)): CFS tunables' scaling (model/core.py)
 
     def _poll(self, a: float, b: float, window: float) -> float:
