@@ -138,7 +138,6 @@ class GuestQueue:
         self.t_rx = model.thread("guest", f"g:rx_work-{name}", self.irq_vcpu)
         self.pinned = model.pinned
         self._send_ev = self._rx_ev = None
-        self._tx_workers = None  # the worker pool a tx_work run holds (guest_cmwq)
         self._send_queued = self._rx_queued = False
         env.process(self._send_pkt_work())
         env.process(self._rx_work())
@@ -280,7 +279,6 @@ class GuestQueue:
         a worker pool (guest_cmwq) the run starts when a worker takes it."""
         workers = self.t_tx.pool.workers
         if workers is not None:
-            self._tx_workers = workers
             wait = workers.start()
             if wait is not None:
                 wait.callbacks.append(self._tx_run)
@@ -292,9 +290,9 @@ class GuestQueue:
         ev.callbacks.append(self._tx_reclaim)
 
     def _tx_reclaim(self, _event) -> None:
-        if self._tx_workers is not None:  # the run ends: the pool's next item may start
-            self._tx_workers.stop()
-            self._tx_workers = None
+        workers = self.t_tx.pool.workers  # tx_work stays on the interrupt vCPU (guest_cmwq)
+        if workers is not None:  # the run ends: the pool's next item may start
+            workers.stop()
         n = len(self.tx_used)
         self.tx_free += sum(self.tx_used)
         self.tx_used.clear()
