@@ -198,8 +198,8 @@ def test_fit_of_a_firecracker_setup_lands_guest_bound(monkeypatch):
     shipped profile was fitted: searched from the estimates alone the fit stayed VMM bound (mean
     |ln error| 0.187, the 1-vCPU h2g guest at 36 % work, VMM 76 % against 59 % measured); with
     the guest-bound start it lands where the CPU rows put it.  (With Firecracker's estimate as it
-    is now - PREEMPT_NONE, CFS, cmwq - the same fit lands at 45 % guest work: the refit of the
-    other Firecracker profiles has that to settle; results/validation/findings.md.)"""
+    is now - PREEMPT_NONE, CFS, cmwq - the same fit lands at 45 % guest work, as the shipped
+    profile, refitted so on 2026-11-27, does: results/validation/findings.md, "The refit".)"""
     from pathlib import Path
 
     from vsockbench.measured import read_measured

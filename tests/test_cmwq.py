@@ -67,19 +67,23 @@ def test_a_sleeping_worker_lets_the_next_item_start_and_runs_beside_it_on_waking
 
 def test_firecracker_profiles_fitted_with_it_and_the_others_say_so():
     """Firecracker's guests are PREEMPT_NONE and every Linux guest has cmwq: the built-in vmm
-    profile (fitted with both, 2026-11-27) has them; vhost's fits predate them; every shipped
-    profile file states both, so a change of the estimates never flips a fitted profile."""
-    from vsockbench.profiles import DATA_DIR
+    profile and every shipped Firecracker profile (all refitted with both, 2026-11-27) have them;
+    vhost's fits predate them; every shipped profile file states both, so a change of the
+    estimates never flips a fitted profile."""
+    from vsockbench.profiles import DATA_DIR, load_profile
 
     vmm = builtin_profile("vmm")
     assert vmm.guest_preempt_none and vmm.guest_cmwq
     for name in ("vhost", "vhost-user"):
         assert not builtin_profile(name).guest_preempt_none and not builtin_profile(name).guest_cmwq
     files = sorted(DATA_DIR.glob("*.toml"))
-    assert files
+    assert len([f for f in files if f.name.startswith("vmm__")]) == 39
     for f in files:
         text = f.read_text()
         assert "\nguest_preempt_none = " in text and "\nguest_cmwq = " in text, f.name
+        prof = load_profile(f)
+        fitted_with_them = prof.backend == "vmm"
+        assert prof.guest_preempt_none is fitted_with_them and prof.guest_cmwq is fitted_with_them, f.name
 
 
 @pytest.mark.parametrize("vcpus", [1, 2])
