@@ -11,9 +11,11 @@ the rows' domain), so `simulate` / `compare` runs that use them say "in-sample o
 cross-validated" and where they go beyond the rows.  A fit off by more than 2x on half its rows
 of a metric (in-sample median |relative error| > MAX_MEDIAN) does not describe its runs and is
 not shipped; the script says which and why.  Deterministic: a rerun rewrites the same files.
-~40-60 s per Firecracker setup (30 fitted rows) on 2 cores, ~35 min for all.  The mechanism
-checks predict with these profiles: after a model change, run cross_validate.py, this script,
-then bench/effects.py (in that order).
+Each setup is fitted and shipped before the next starts, so an interrupted run keeps the setups
+it finished (rerun the rest with --setup).  ~2.5-3 min per Firecracker setup (36-45 rows, two
+starts per fit: PREEMPT_NONE guests) on 2 cores, ~2 h for all.  The mechanism checks predict
+with these profiles: after a model change, run cross_validate.py, this script, then
+bench/effects.py (in that order).
 """
 
 from __future__ import annotations
@@ -48,28 +50,36 @@ def main() -> int:
     groups = group_by_setup(read_measured_files(files))
     covered = set(SPLITS) | {s for partners in JOINT.values() for s in partners}
     setups = args.setup or [s for s in groups if s not in covered]
+    for i, setup in enumerate(setups, 1):
+        print(f"[{i}/{len(setups)}] {setup}", flush=True)
+        rc = ship(files, setup, args.max_evals, args.guest_rx_start)
+        if rc:
+            return rc
+    print(f"done: {len(setups)} setups tried, profiles in {DATA_DIR}, their in-sample entries in {ACCURACY_FILE}")
+    return 0
+
+
+def ship(files, setup: str, max_evals: int, guest_rx_start: bool) -> int:
+    """Fit one setup (``vsockbench calibrate``) and ship its profile and accuracy entry, unless
+    its fit does not describe its rows (MAX_MEDIAN) or it has no row the model can express."""
     with tempfile.TemporaryDirectory() as tmp:
-        argv = ["calibrate", *map(str, files), "--out-dir", tmp, "--quiet", "--max-evals", str(args.max_evals)]
-        for s in setups:
-            argv += ["--setup", s]
-        argv.append("--guest-rx-start" if args.guest_rx_start else "--no-guest-rx-start")
+        argv = ["calibrate", *map(str, files), "--out-dir", tmp, "--quiet", "--max-evals", str(max_evals),
+                "--setup", setup, "--guest-rx-start" if guest_rx_start else "--no-guest-rx-start"]
         rc = cli(argv)
         if rc:
             return rc
-        fits = load_accuracy(Path(tmp) / "accuracy.json")  # setups without an expressible row have none
-        shipped = {}
-        for setup, entry in sorted(fits.items()):
+        fits = load_accuracy(Path(tmp) / "accuracy.json")  # a setup without an expressible row has none
+        for name, entry in sorted(fits.items()):
             worst = max(entry["in_sample"].items(), key=lambda kv: kv[1]["median_abs_rel_error"])
             if worst[1]["median_abs_rel_error"] > MAX_MEDIAN:
-                print(f"not shipped: {setup}: in-sample {worst[0]} median |rel. error| "
+                print(f"not shipped: {name}: in-sample {worst[0]} median |rel. error| "
                       f"{worst[1]['median_abs_rel_error']:.0%} (> {MAX_MEDIAN:.0%}): the model does not describe "
                       "these runs")
                 continue
-            toml = profile_path(tmp, setup)
+            toml = profile_path(tmp, name)
             write_text_atomic(DATA_DIR / toml.name, toml.read_text())
-            shipped[setup] = entry
-        merge_accuracy(ACCURACY_FILE, shipped)
-    print(f"shipped {len(shipped)} profiles in {DATA_DIR}, their in-sample entries in {ACCURACY_FILE}")
+            merge_accuracy(ACCURACY_FILE, {name: entry})
+            print(f"shipped {name}")
     return 0
 
 
