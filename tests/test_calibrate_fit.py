@@ -195,7 +195,7 @@ def test_fit_starts_guest_bound_by_default_where_both_receive_factors_are_free()
 @pytest.mark.slow
 def test_fit_of_a_firecracker_setup_lands_guest_bound(monkeypatch):
     """The CI's rows of m6i host 5.10 guest 5.10 (~5 min), with a preemptible guest as its
-    shipped profile was fitted: searched from the estimates alone the fit stayed VMM bound (mean
+    shipped profile was fitted until 2026-11-27: searched from the estimates alone the fit stayed VMM bound (mean
     |ln error| 0.187, the 1-vCPU h2g guest at 36 % work, VMM 76 % against 59 % measured); with
     the guest-bound start it lands where the CPU rows put it.  (With Firecracker's estimate as it
     is now - PREEMPT_NONE, CFS, cmwq - the same fit lands at 45 % guest work, as the shipped
