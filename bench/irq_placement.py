@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -38,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.fitparams import apply_params, base_profile  # noqa: E402
-from vsockbench.kernels import linux_versions  # noqa: E402
+from vsockbench.kernels import host_arch, linux_versions  # noqa: E402
 from vsockbench.measured import read_measured  # noqa: E402
 from vsockbench.predict import row_key, row_scenario_dict  # noqa: E402
 from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
@@ -46,12 +45,10 @@ from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
 sys.path.insert(0, str(ROOT / "bench"))
 from bidir_split import SOURCES  # noqa: E402  (the Firecracker CI campaigns)
 
-ARM_HOSTS = re.compile(r"/(c7g|m6g|m7g|c6g|r6g)\.metal")  # AWS Graviton: an arm64 guest (GICv3)
-
 
 def group(setup: str, variant: str, msg: int) -> tuple[str, str, str]:
     guest = linux_versions(setup, variant)[0]
-    arch = "arm64" if ARM_HOSTS.search(setup) else "x86"
+    arch = host_arch(setup)  # a Graviton host runs an arm64 guest (GICv3)
     return arch, f"{guest[0]}.{guest[1]}" if guest else "?", "1 KiB" if msg < 16384 else "bulk"
 
 

@@ -53,6 +53,21 @@ def test_a_block_longer_than_the_maximum_resets_polling():
     assert pool.poll_time(2000 * US) == pytest.approx((0 + 10 + 20 + 30 + 40 + 0 + 10) * US)
 
 
+def test_an_arm64_host_polls_through_gaps_an_x86_host_sleeps_in():
+    # 250 us gaps: past x86's 200 us maximum the window never grows from 0 (grow_halt_poll_ns only
+    # after a block shorter than the maximum), so nothing is polled; inside arm64's 500 us
+    # (kernels.ARM64_HALT_POLL_NS) it grows to 320 us and covers them
+    from vsockbench.kernels import ARM64_HALT_POLL_NS
+
+    plan = [(0, 10 * US)] + [(250 * US, 10 * US)] * 8
+    end = 9 * 10 * US + 8 * 250 * US
+    x86, _ = _run_bursts(200 * US, plan, window=(0, end))
+    arm, _ = _run_bursts(ARM64_HALT_POLL_NS * 1e-9, plan, window=(0, end))
+    assert x86.poll_time(end) == 0.0
+    # windows 0, 10, 20, 40, 80, 160, 320 us: the sixth gap is polled 160 us, the last two through
+    assert arm.poll_time(end) == pytest.approx((0 + 10 + 20 + 40 + 80 + 160 + 250 + 250) * US)
+
+
 def test_polling_is_clipped_to_the_measured_window():
     # window grown to 80 us by four 50 us gaps [10-60, 70-120, 130-180, 190-240] (0/10/20/40 us
     # polled, window 80 after), then the measured window opens at 240 us: only later gaps count

@@ -29,6 +29,11 @@ from vsockbench.simulate import simulate
     ("vmm/firecracker-2020_12/m5d.metal-8259cl-guest4.14", "baselines@3bae29093; guest vmlinux-4.14.bin", "vmm",
      {"max_pkt_bytes": 4096, "credit_update_every_read": True, "host_credit_threshold_bytes": 49152,
       "guest_rx_sgs": 2}),
+    # an arm64 (Graviton) host: KVM's halt-polling default is 500 us there, 200 us on x86
+    ("vmm/firecracker-2023_05/c7g.metal-host4.14-guest5.10nosve", "", "vmm",
+     {"guest_rx_sgs": 2, "halt_poll_ns": 500000.0}),
+    ("vmm/firecracker-2023_05/m6g.metal-host6.1-guest4.14", "", "vmm",
+     {"max_pkt_bytes": 4096, "credit_update_every_read": True, "guest_rx_sgs": 2, "halt_poll_ns": 500000.0}),
     ("vhost/leonardi2024/i7-10700kf-fastpath", "Linux 6.9.8 + fast path (skip intermediate queue)", "vhost", {}),
     ("vhost/leonardi2024/i7-10700kf-linux-6.9.8", "", "vhost", {}),
     ("unix/bpkroth2019/e5-2673v4-linux-4.18", "", "unix", {}),  # not a virtio-vsock path
@@ -207,5 +212,35 @@ def test_fields_cover_every_override():
     from vsockbench.kernels import FIELDS
 
     for setup, variant, backend in [("vhost/garzarella2019/linux-5.2", "", "vhost"),
-                                    ("vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14", "", "vmm")]:
+                                    ("vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14", "", "vmm"),
+                                    ("vmm/firecracker-2023_05/c7g.metal-host5.10-guest5.10", "", "vmm")]:
         assert set(code_constants(setup, variant, backend)) <= set(FIELDS)
+
+
+def test_host_arch_from_the_machine_name():
+    from vsockbench.kernels import host_arch
+
+    for graviton in ("c7g.metal-host4.14-guest4.14", "m6g.metal-host6.1-guest5.10", "m6gd.metal", "a1.metal"):
+        assert host_arch(f"vmm/firecracker-2023_05/{graviton}") == "arm64"
+    for x86 in ("m5d.metal-8259cl-host5.10-guest5.10", "m6i.metal-host6.1-guest4.14", "m6a.metal-host5.10-guest5.10",
+                "c5n.metal"):
+        assert host_arch(f"vmm/firecracker-2023_05/{x86}") == "x86"
+    assert host_arch("vhost/leonardi2024/i7-10700kf-fastpath") == "x86"
+    # a fit starts from the arch's default, and moving a profile to an x86 setup resets it
+    arm = base_profile("vmm", "vmm/firecracker-2023_05/c7g.metal-host5.10-guest5.10")
+    assert arm.halt_poll_ns == 500000.0
+    assert with_code_constants(arm, "vmm/firecracker-2023_05/m6i.metal-host6.1-guest5.10").halt_poll_ns == 200000.0
+
+
+def test_every_shipped_profile_polls_with_its_hosts_default():
+    from vsockbench.kernels import ARM64_HALT_POLL_NS, host_arch
+    from vsockbench.profiles import DATA_DIR, load_profile
+
+    arches = set()
+    for path in sorted(DATA_DIR.glob("*.toml")):
+        prof = load_profile(path)
+        arch = host_arch(prof.setup)
+        arches.add(arch)
+        expected = ARM64_HALT_POLL_NS if arch == "arm64" else BUILTIN_PROFILES["vmm"].halt_poll_ns
+        assert prof.halt_poll_ns == expected, f"{path.name}: fitted with another halt-polling maximum"
+    assert arches == {"arm64", "x86"}

@@ -54,11 +54,11 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["FIELDS", "KernelConstants", "linux_versions", "firecracker_date", "code_constants"]
+__all__ = ["FIELDS", "KernelConstants", "linux_versions", "firecracker_date", "host_arch", "code_constants"]
 
 # Every Profile field :func:`code_constants` may set: what moving a profile to another kernel resets.
 FIELDS = ("max_pkt_bytes", "credit_update_every_read", "guest_credit_on_drain", "host_credit_on_drain",
-          "guest_tx_fast_path", "device_event_idx", "host_credit_threshold_bytes", "guest_rx_sgs")
+          "guest_tx_fast_path", "device_event_idx", "host_credit_threshold_bytes", "guest_rx_sgs", "halt_poll_ns")
 
 SERIES_54 = (5, 4)  # Garzarella v4 series: 64 KiB packets + the 64 KiB credit rule
 DRAIN_RULE = (6, 7)  # 93b80887668: also update when the reader drains its queue
@@ -111,6 +111,19 @@ def linux_versions(setup: str, variant: str = "") -> tuple[tuple[int, int] | Non
     return guest, host
 
 
+# KVM_HALT_POLL_NS_DEFAULT, the kvm.halt_poll_ns default: 200 us on x86 (arch/x86/include/asm/kvm_host.h,
+# the built-in profiles' value), 500 us on arm64 (arch/arm64/include/asm/kvm_host.h), in every host
+# kernel measured here (4.14-6.1)
+ARM64_HALT_POLL_NS = 500000.0
+# AWS Graviton instance families (a1; c6g, m6g, r6gd, c7g, ...: a digit then "g"): arm64 hosts
+_GRAVITON = re.compile(r"^(a1|[a-z]+\d+g[a-z]*)\.")
+
+
+def host_arch(setup: str) -> str:
+    """``"arm64"`` for a setup measured on an AWS Graviton machine (``c7g.metal-...``), else ``"x86"``."""
+    return "arm64" if _GRAVITON.match(setup.split("/", 2)[-1]) else "x86"
+
+
 FC_EVENT_IDX = (2026, 5)  # firecracker PR #5872: vsock offers VIRTIO_RING_F_EVENT_IDX
 # Firecracker csm/mod.rs CONN_CREDIT_UPDATE_THRESHOLD = CONN_TX_BUF_SIZE - 16 KiB in the 2020-22 code
 # (module doc): setups dated before this get it; later ones keep today's 4 KiB
@@ -137,6 +150,9 @@ def code_constants(setup: str, variant: str = "", backend: str = "vhost") -> Ker
     out = KernelConstants()
     if backend not in ("vhost", "vhost-user", "vmm"):
         return out
+    if host_arch(setup) == "arm64":
+        out["halt_poll_ns"] = ARM64_HALT_POLL_NS
+        out.notes.append("halt_poll_ns = 500000: an arm64 host (Graviton): KVM_HALT_POLL_NS_DEFAULT is 500 us on arm64")
     fc = firecracker_date(setup) if backend == "vmm" else None
     if fc is not None and fc < FC_EVENT_IDX:
         out["device_event_idx"] = False

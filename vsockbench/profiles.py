@@ -109,7 +109,8 @@ SOURCES: dict[str, str] = {
     "jitter_sigma": "est: log-normal sigma of wake-up latencies; lkml_leonardi_fastpath_2024 p99/mean ~2.5",
     "halt_poll_ns": "code: x86 KVM_HALT_POLL_NS_DEFAULT=200000 (arch/x86/include/asm/kvm_host.h), the kvm.halt_poll_ns "
     "module parameter: an idle vCPU thread polls up to this long in kvm_vcpu_halt() before it sleeps, counted as its "
-    "CPU time; the model uses the maximum on every idle gap (KVM grows/shrinks it adaptively); 0 disables",
+    "CPU time; the model grows and resets each vCPU's window as KVM does (model/cpu.py); 0 disables. arm64 hosts "
+    "(the Graviton setups) have 500000 (arch/arm64/include/asm/kvm_host.h; vsockbench.kernels)",
     "device_event_idx": "code: VIRTIO_RING_F_EVENT_IDX offered by the device: vhost (VHOST_FEATURES) and vhost-device-vsock "
     "yes; Firecracker vsock only since PR #5872 (May 2026: +118 % h2g on m6i MMIO), so earlier Firecracker (CI 2020-2023) "
     "gets a kick per add/refill and interrupts per batch regardless of the guest (vsockbench.kernels)",
@@ -131,8 +132,10 @@ SOURCES: dict[str, str] = {
     "another work item only while none of its workers runs (need_more_worker(): nr_running == 0; "
     "wq_worker_sleeping() drops it when a worker sleeps, wq_worker_running() raises it on wake-up), so on a "
     "pinned vCPU send_pkt_work and tx_work queued behind a running rx_work wait for its run to end or sleep "
-    "(model/workqueue.py WorkerPool). Every Linux guest has it; on in the profiles fitted with it (the Firecracker ones, "
-    "with guest_preempt_none), off in those fitted before it (the vhost ones: a refit of theirs is outstanding). "
+    "(model/workqueue.py WorkerPool). Every Linux guest has it; on in the Firecracker profiles (with guest_preempt_none), "
+    "off in the vhost ones: refitted with it (2026-11-27) Garzarella's free 2-vCPU guests do not change, Leonardi's "
+    "pinned guest predicts its held-out round trips and the fast path's gain worse (findings, Halt polling on arm64 "
+    "and cmwq on vhost). "
     "Simplification: modelled on single-vCPU pools (pinned vCPUs, 1-vCPU guests) only",
     "guest_tx_fast_path": "code: efcd71af38be (vsock/virtio: avoid queuing packets when intermediate queue is empty, "
     "2024) lets virtio_transport_send_pkt() add to the TX ring in the sender's context; older guests always go "
