@@ -43,6 +43,11 @@ those typed ``usize`` 48 KiB.  Setups dated before 2023 get 48 KiB; the May 2023
 campaign keeps today's value (its code could have either; held out, neither fits
 it better - README) -> ``host_credit_threshold_bytes``.
 
+The host's architecture matters once: KVM's halt-polling maximum
+(``KVM_HALT_POLL_NS_DEFAULT``, the ``kvm.halt_poll_ns`` default) is 200 us on x86
+and 500 us on arm64 (``arch/*/include/asm/kvm_host.h``), so a setup measured on
+a Graviton machine (:func:`host_arch`) gets ``halt_poll_ns`` = 500000.
+
 Simplifications: one ``max_pkt_bytes`` and one credit rule serve both Linux
 ends (the shipped vhost setups run the same kernel in host and guest; for a
 userspace backend the guest is the only Linux end).  Patch 1 of the 2019 series
