@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.fitparams import SMALL, apply_params, base_profile  # noqa: E402
 from vsockbench.kernels import linux_versions  # noqa: E402
-from vsockbench.measured import read_measured  # noqa: E402
+from vsockbench.measured import profile_path, read_measured  # noqa: E402
 from vsockbench.predict import row_key, row_scenario  # noqa: E402
 from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
 from vsockbench.validate import implied_split  # noqa: E402
@@ -78,7 +78,7 @@ def main() -> int:
     jobs, labels = [], []
     for c in found:
         r = c["row"]
-        shipped = DATA_DIR / f"{r.setup.replace('/', '__')}.toml"
+        shipped = profile_path(DATA_DIR, r.setup)
         if shipped.exists():
             jobs.append((row_key(r), load_profile(shipped)))
             labels.append((id(c), "in-sample"))

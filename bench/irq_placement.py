@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.fitparams import apply_params, base_profile  # noqa: E402
 from vsockbench.kernels import host_arch, linux_versions  # noqa: E402
-from vsockbench.measured import read_measured  # noqa: E402
+from vsockbench.measured import profile_path, read_measured  # noqa: E402
 from vsockbench.predict import row_key, row_scenario_dict  # noqa: E402
 from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
 
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     cv = json.loads((ROOT / "results" / "validation" / "cv.json").read_text())
     jobs, meta = [], []
     for r in rows:
-        path = DATA_DIR / (r.setup.replace("/", "__") + ".toml")
+        path = profile_path(DATA_DIR, r.setup)
         if r.metric != "throughput" or not path.exists():
             continue
         variants = [("shipped", load_profile(str(path)))]

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.calibrate import Predictor  # noqa: E402
 from vsockbench.kernels import host_arch  # noqa: E402
-from vsockbench.measured import group_by_setup, read_measured_files  # noqa: E402
+from vsockbench.measured import group_by_setup, profile_path, read_measured_files  # noqa: E402
 from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
 from vsockbench.validate import predict_rows  # noqa: E402
 
@@ -40,7 +40,7 @@ def collect(workers: int) -> dict:
     pred = Predictor(workers=workers)
     try:
         for setup, rs in sorted(group_by_setup(rows).items()):
-            path = DATA_DIR / f"{setup.replace('/', '__')}.toml"
+            path = profile_path(DATA_DIR, setup)
             want = [r for r in rs if r.metric == "cpu_guest" and (r.vcpus or 1) == 2]
             if not path.exists() or not want:
                 continue
