@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .atomic import write_text_atomic
 from .errors import InputError
+from .measured import profile_path
 
 __all__ = ["Profile", "BUILTIN_PROFILES", "builtin_profile", "load_profile", "save_profile", "profile_toml",
            "shipped_profiles", "lookup_profile", "resolve_profile", "profile_file"]
@@ -285,7 +286,7 @@ def builtin_profile(name: str) -> Profile:
     """A built-in profile by backend name, or a shipped calibrated one by its setup name."""
     if name in BUILTIN_PROFILES:
         return BUILTIN_PROFILES[name]
-    shipped = DATA_DIR / f"{name.replace('/', '__')}.toml"
+    shipped = profile_path(DATA_DIR, name)
     if "/" in name and shipped.exists():
         return load_profile(shipped)
     raise InputError(f"unknown built-in profile {name!r}; expected one of {', '.join(BUILTIN_PROFILES)}, "
@@ -372,7 +373,7 @@ def shipped_profiles() -> list[str]:
 def profile_file(spec: str | None, *, base_dir: Path | None = None) -> Path | None:
     """The file a device's ``profile`` field names (relative to the scenario), or None for a
     built-in name (or no field)."""
-    if spec is None or spec in BUILTIN_PROFILES or ("/" in spec and (DATA_DIR / f"{spec.replace('/', '__')}.toml").exists()):
+    if spec is None or spec in BUILTIN_PROFILES or ("/" in spec and profile_path(DATA_DIR, spec).exists()):
         return None
     p = Path(spec)
     if not p.is_absolute() and base_dir is not None and not p.exists():
@@ -418,7 +419,7 @@ def _builtin_profiles() -> dict[str, Profile]:
     out = {}
     for name, est in ESTIMATES.items():
         setup = CALIBRATED_FROM.get(name)
-        path = DATA_DIR / f"{setup.replace('/', '__')}.toml" if setup else None
+        path = profile_path(DATA_DIR, setup) if setup else None
         if path is None or not path.exists():
             out[name] = est
             continue
