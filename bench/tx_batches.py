@@ -8,7 +8,7 @@ two vCPUs with its shipped profile (``--cv``: the cross-validation fit of result
 and prints, beside the measured throughput and VMM CPU: the guest's kicks and packets, the VMM's
 TX passes (``UserspaceBackend._process_tx`` runs) and interrupts (counts over the whole run, warm-up
 included), and the VMM CPU per Gbps.  The CI's
-VMM CPU per Gbps of a 1 KiB stream is the same at one and two vCPUs on x86 (ratio 0.93-1.16); a
+VMM CPU per Gbps of a 1 KiB stream is the same at one and two vCPUs on x86 (ratio median 1.03); a
 model whose passes carry tens of packets at two vCPUs and one or two at one works less per packet
 there: findings, "CFS in steady state, and send_pkt_work's kworkers".  ~5 s per setup.
 """
