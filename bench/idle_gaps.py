@@ -47,6 +47,15 @@ def record_gaps(gaps: dict) -> None:
     cpu.CpuPool._take = traced
 
 
+def row_profile(setup: str, variant: str, cv: bool):
+    """``setup``'s shipped profile, or with ``cv`` the fit on its cross-validation split's training
+    rows (results/validation/cv.json ``cv_params``) on the code constants of ``variant``."""
+    if not cv:
+        return builtin_profile(setup)
+    params = json.loads((ROOT / "results" / "validation" / "cv.json").read_text())[setup]["cv_params"]
+    return apply_params(base_profile("vmm", setup, variant), params)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("setup")
@@ -62,11 +71,7 @@ def main() -> int:
     if tput is None:
         print(f"{args.setup}: no stream {args.direction} {args.bytes} B row at {args.vcpus} vCPU(s)", file=sys.stderr)
         return 2
-    if args.cv:
-        params = json.loads((ROOT / "results" / "validation" / "cv.json").read_text())[args.setup]["cv_params"]
-        profile = apply_params(base_profile("vmm", args.setup, tput.variant), params)
-    else:
-        profile = builtin_profile(args.setup)
+    profile = row_profile(args.setup, tput.variant, args.cv)
     gaps: dict = {}
     record_gaps(gaps)
     result = simulate(row_scenario(row_key(tput), profile), keep_model=True)

@@ -16,7 +16,6 @@ there: findings, "CFS in steady state, and send_pkt_work's kworkers".  ~5 s per 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -24,11 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vsockbench.fitparams import apply_params, base_profile  # noqa: E402
+from idle_gaps import row_profile  # noqa: E402  (bench/: the script's own directory)
+
 from vsockbench.measured import group_by_setup, read_measured_files  # noqa: E402
 from vsockbench.model import backend  # noqa: E402
 from vsockbench.predict import row_key, row_scenario  # noqa: E402
-from vsockbench.profiles import builtin_profile  # noqa: E402
 from vsockbench.simulate import simulate  # noqa: E402
 
 
@@ -60,16 +59,15 @@ def main() -> int:
     counts: Counter = Counter()
     count_passes(counts)
     per_gbps = {}
+    if not rows:
+        print(f"{args.setup}: no stream {args.direction} {args.bytes} B rows", file=sys.stderr)
+        return 2
+    profile = row_profile(args.setup, rows[0].variant, args.cv)  # one variant per setup
     for vcpus in (1, 2):
         measured = {r.metric: r for r in rows if r.vcpus == vcpus}
         tput = measured.get("throughput")
         if tput is None:
             continue
-        if args.cv:
-            params = json.loads((ROOT / "results" / "validation" / "cv.json").read_text())[args.setup]["cv_params"]
-            profile = apply_params(base_profile("vmm", args.setup, tput.variant), params)
-        else:
-            profile = builtin_profile(args.setup)
         counts.clear()
         result = simulate(row_scenario(row_key(tput), profile), keep_model=True)
         gbps = sum(f["throughput_gbps"] for f in result.summary["flows"].values())
