@@ -97,9 +97,16 @@ def records(rows, profile, pred):
     out = []
     for row, p, why in predict_rows(rows, {rows[0].setup: profile}, predictor=pred):
         if why is None and p and p > 0:
-            out.append({**row.to_dict(), "predicted": p, "rel_error": p / row.value - 1,
-                        "log_error": abs(np.log(p / row.value))})
+            out.append({**row.to_dict(), "file": repo_path(row.file), "predicted": p,
+                        "rel_error": p / row.value - 1, "log_error": abs(np.log(p / row.value))})
     return out
+
+
+def repo_path(file: str) -> str:
+    """A measured file's path relative to the checkout it was read from (results/measured/...),
+    so cv.json does not depend on where the run was made."""
+    path = Path(file)
+    return "/".join(path.parts[-3:]) if path.parent.name == "measured" else file
 
 
 def plot(setup, recs_test, recs_train, out: Path):

@@ -10,7 +10,8 @@ TX passes (``UserspaceBackend._process_tx`` runs) and interrupts (counts over th
 included), and the VMM CPU per Gbps.  The CI's
 VMM CPU per Gbps of a 1 KiB stream is the same at one and two vCPUs on x86 (ratio median 1.03); a
 model whose passes carry tens of packets at two vCPUs and one or two at one works less per packet
-there: findings, "CFS in steady state, and send_pkt_work's kworkers".  ~5 s per setup.
+there: findings, "CFS in steady state, and send_pkt_work's kworkers" (profiles fitted with
+``guest_cfs_vruntime = false``; with it, "CFS vruntime per run queue, shipped").  ~5 s per setup.
 """
 
 from __future__ import annotations

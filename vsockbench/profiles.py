@@ -138,6 +138,14 @@ SOURCES: dict[str, str] = {
     "pinned guest predicts its held-out round trips and the fast path's gain worse (findings, Halt polling on arm64 "
     "and cmwq on vhost). "
     "Simplification: modelled on single-vCPU pools (pinned vCPUs, 1-vCPU guests) only",
+    "guest_cfs_vruntime": "code: kernel/sched/fair.c (CFS, the 4.14-6.5 guests): vruntime is kept per run queue; "
+    "place_entity() puts a task that becomes runnable no more than half the latency behind min_vruntime "
+    "(GENTLE_FAIR_SLEEPERS), update_min_vruntime() follows the running task and the leftmost waiter, and a CPU's "
+    "kworker runs that CPU's work items (send_pkt_work, tx_work, rx_work) with one vruntime (model/cpu.py Entity). "
+    "With guest_preempt_none only (it decides who runs at a section end). On in the Firecracker profiles refitted "
+    "since 2026-11-27 (findings, CFS vruntime per run queue); false: fitted with the earlier approximation, CPU time "
+    "since the run's start as vruntime, which at two vCPUs never let send_pkt_work's kworker in and ran 1 KiB g2h "
+    "streams stop-and-go",
     "guest_tx_fast_path": "code: efcd71af38be (vsock/virtio: avoid queuing packets when intermediate queue is empty, "
     "2024) lets virtio_transport_send_pkt() add to the TX ring in the sender's context; older guests always go "
     "through send_pkt_work (set false for them in vsockbench.kernels)",
@@ -210,6 +218,8 @@ class Profile:
     guest_preempt_none: bool = False
     # --- guest kernel: a per-CPU workqueue pool runs one work item unless it sleeps (model/cpu.py) ---
     guest_cmwq: bool = False
+    # --- guest kernel: CFS vruntime per vCPU run queue, one per kworker (model/cpu.py Entity) ---
+    guest_cfs_vruntime: bool = False
     # --- copies: hot (little in flight, L2-resident) vs streaming rates (model/copycost.py) ---
     copy_hot_ratio: float = 1.0
     copy_cache_bytes: int = 262144
@@ -276,8 +286,8 @@ ESTIMATES: dict[str, Profile] = {
         # no hop CPU: no Firecracker guest has the fast path, so no row can tell it from the per-packet
         # costs, and with the vhost estimate the 1 -> 2 vCPU extrapolation got worse (SOURCES)
         guest_wq_run_ns=0.0,
-        # Firecracker's microvm guests are PREEMPT_NONE; cmwq as in every Linux guest (SOURCES)
-        guest_preempt_none=True, guest_cmwq=True,
+        # Firecracker's microvm guests are PREEMPT_NONE; cmwq and CFS as in every Linux guest (SOURCES)
+        guest_preempt_none=True, guest_cmwq=True, guest_cfs_vruntime=True,
     ),
 }
 

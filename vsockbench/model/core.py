@@ -72,6 +72,7 @@ class Model:
             for pool in self.vcpu_pools:
                 pool.preempt_none = True
                 pool.cfs_factor = 1.0 + (min(vcpus, 8).bit_length() - 1)
+                pool.cfs_vruntime = scenario.default_device.resolved.guest_cfs_vruntime
         # a vCPU's workqueue pool (kernel/workqueue.c); a free multi-vCPU pool does not track
         # which vCPU runs what, so cmwq is modelled on single-vCPU pools only (profiles SOURCES)
         if scenario.default_device.resolved.guest_cmwq:

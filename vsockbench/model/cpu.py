@@ -27,11 +27,22 @@ credit, for ``lock_sock``) or when the section ends with CFS's need_resched set
 (``schedule()`` on the return to user space, ``cond_resched()`` between work
 items): the running thread has used its slice (latency / runnable threads,
 ``check_preempt_tick``; checked at the section end, not at the tick) or the
-first waiter's vruntime - its CPU time, a sleeper's lag capped at half the
-latency (``place_entity``) - is behind by more than the wake-up granularity
+first waiter's vruntime is behind by more than the wake-up granularity
 (``check_preempt_wakeup``).  Otherwise the thread keeps the CPU for its next
-section.  Simplification: vruntime is the thread's CPU time since the start
-and ``min_vruntime`` the running thread's.
+section.  With ``CpuPool.cfs_vruntime`` (profile ``guest_cfs_vruntime``)
+vruntime (``Entity``; every thread nice 0, so CPU time) is kept per vCPU pool
+as the kernel keeps it per run queue: a thread that becomes runnable
+is placed at no less than the pool's ``min_vruntime`` minus half the latency
+(``place_entity``, GENTLE_FAIR_SLEEPERS), and ``min_vruntime`` follows the
+smallest vruntime of the running thread and its waiters (``update_min_vruntime``,
+updated at section ends).  A vCPU's work items share one entity, its kworker's
+(cmwq: one worker runs the items of its CPU one after another; model/guest.py).
+A new thread starts at its pool's ``min_vruntime`` (place_entity's initial
+placement); the kworkers have slept since boot, so their first wake-up places
+them half a latency behind.  Simplifications: no START_DEBIT (a new task's
+extra slice); need_resched is evaluated at the section end, not at the
+wake-up and the tick.  Without it (profiles fitted before it) vruntime is the
+thread's CPU time since the start and ``min_vruntime`` the running thread's.
 
 KVM halt polling (guest pools only, ``halt_poll`` > 0): a vCPU whose guest goes
 idle executes HLT, and the host's kvm_vcpu_halt() (virt/kvm/kvm_main.c) polls
@@ -70,13 +81,14 @@ from heapq import heappush as _heappush
 
 from simpy.events import NORMAL, Timeout
 
-__all__ = ["CpuPool", "Thread", "wake_after"]
+__all__ = ["CpuPool", "Entity", "Thread", "wake_after"]
 
 # CFS tunables (kernel/sched/fair.c, the 4.14-6.5 guests: before EEVDF), each times
 # 1 + ilog2(min(CPUs, 8)) (SCHED_TUNABLESCALING_LOG, update_sysctl): CpuPool.cfs_factor
 CFS_LATENCY = 6e-3  # sysctl_sched_latency
 CFS_MIN_GRAN = 0.75e-3  # sysctl_sched_min_granularity
 CFS_WAKEUP_GRAN = 1e-3  # sysctl_sched_wakeup_granularity
+MIN_VRUNTIME_ORIGIN = 1.0  # seconds: any origin past half the largest latency (24 ms at 8 vCPUs)
 _new_timeout = Timeout.__new__  # Thread.run builds its Timeout without the __init__ call
 HALT_POLL_GROW = 2  # virt/kvm/kvm_main.c halt_poll_ns_grow
 HALT_POLL_GROW_START = 10e-6  # halt_poll_ns_grow_start = 10000 ns
@@ -101,12 +113,23 @@ class _Cpu:
         self.cpu = cpu
 
 
+class Entity:
+    """A CFS scheduling entity's vruntime (kernel/sched/fair.c ``sched_entity.vruntime``), in
+    seconds: every thread is nice 0, so it grows by the CPU time it gets."""
+
+    __slots__ = ("vr",)
+
+    def __init__(self, vr: float = 0.0):
+        self.vr = vr
+
+
 class CpuPool:
     """``size`` identical CPUs; FIFO hand-over when all are busy.  With ``halt_poll`` (seconds)
     > 0 each CPU's idle gaps are tracked and KVM halt polling is accounted (module doc)."""
 
     __slots__ = ("env", "name", "size", "free", "waiters", "holders", "preemptions", "halt_poll",
-                 "idle_since", "poll_window", "polled", "t0", "t1", "busy", "preempt_none", "workers", "cfs_factor")
+                 "idle_since", "poll_window", "polled", "t0", "t1", "busy", "preempt_none", "workers", "cfs_factor",
+                 "cfs_vruntime", "min_vr", "kworker")
 
     def __init__(self, env, name: str, size: int, *, halt_poll: float = 0.0,
                  window: tuple[float, float] = (0.0, float("inf"))):
@@ -124,6 +147,11 @@ class CpuPool:
         self.preempt_none = False  # a PREEMPT_NONE guest: kernel sections run to their end (module doc)
         self.workers = None  # its bound workqueue pool (model/workqueue.py), when cmwq is modelled
         self.cfs_factor = 1.0  # 1 + ilog2(min(guest vCPUs, 8)): CFS tunables' scaling (model/core.py)
+        self.cfs_vruntime = False  # vruntime per run queue (profile guest_cfs_vruntime; module doc)
+        # cfs_rq->min_vruntime (cfs_vruntime pools), from an origin past half a latency:
+        # the run queue has run since boot, so a kworker that slept through the start lags a new app
+        self.min_vr = MIN_VRUNTIME_ORIGIN
+        self.kworker = Entity()  # the vruntime of this CPU's kworker, shared by its work items
 
     def _poll(self, a: float, b: float, window: float) -> float:
         """Halt polling of an idle gap [a, b] inside the measured window: [a, a + min(b - a, window)]."""
@@ -186,14 +214,17 @@ class CpuPool:
 class Thread:
     """A schedulable thread: accumulates busy time within the measured window."""
 
-    __slots__ = ("env", "pool", "name", "side", "busy", "busy_total", "t0", "t1", "runs", "debt", "_release", "last_end",
+    __slots__ = ("env", "pool", "name", "side", "busy", "busy_total", "se", "t0", "t1", "runs", "debt", "_release", "last_end",
                  "delay", "cpu", "owed", "owed_at", "section", "held", "hold_gen", "slice_start")
 
     def __init__(self, env, pool: CpuPool, name: str, side: str, window: tuple[float, float]):
         self.env, self.pool, self.name, self.side = env, pool, name, side
         self.t0, self.t1 = window
         self.busy = 0.0  # seconds of CPU inside the measured window
-        self.busy_total = 0.0
+        self.busy_total = 0.0  # seconds of CPU over the whole run
+        # a new task starts at its run queue's min_vruntime (place_entity, initial); a work
+        # item's vruntime is its vCPU's kworker's (model/guest.py)
+        self.se = Entity(pool.min_vr)
         self.runs = 0
         self.debt = 0.0  # CPU owed on the critical path (an event loop's epoll round), paid at the next run
         self.owed = 0.0  # CPU spent off the critical path since ``owed_at`` (see ``owe``)
@@ -221,7 +252,15 @@ class Thread:
         waiter, else it keeps it for its next charge in this instant."""
         self.section = False
         if self.held is not None:
-            if self.pool.waiters and not self._need_resched():
+            pool = self.pool
+            if pool.cfs_vruntime:  # update_min_vruntime: the running thread's or a waiter's, the least
+                low = self.se.vr
+                for waiter, _, _ in pool.waiters:
+                    if waiter.se.vr < low:
+                        low = waiter.se.vr
+                if low > pool.min_vr:
+                    pool.min_vr = low
+            if pool.waiters and not self._need_resched():
                 self.hold_gen += 1
                 self._drop_at_end_of_instant()
                 return
@@ -239,9 +278,8 @@ class Thread:
 
     def _need_resched(self) -> bool:
         """CFS's TIF_NEED_RESCHED at a section end: the slice used up (check_preempt_tick,
-        approximated at the section end), or the first waiter's vruntime (its CPU time, with a
-        sleeper's credit of half the latency: place_entity) behind by more than the wake-up
-        granularity (check_preempt_wakeup)."""
+        approximated at the section end), or the first waiter's vruntime (placed when it became
+        runnable: ``run``) behind by more than the wake-up granularity (check_preempt_wakeup)."""
         pool = self.pool
         f = pool.cfs_factor
         latency = CFS_LATENCY * f
@@ -250,6 +288,10 @@ class Thread:
         if self.env._now - self.slice_start >= slice_:
             return True
         waiter = pool.waiters[0][0]
+        if pool.cfs_vruntime:
+            return self.se.vr - waiter.se.vr > CFS_WAKEUP_GRAN * f
+        # profiles fitted before guest_cfs_vruntime: CPU time since the start as vruntime, the
+        # running thread's as min_vruntime
         mine = self.busy_total
         theirs = max(waiter.busy_total, mine - latency / 2)
         return mine - theirs > CFS_WAKEUP_GRAN * f
@@ -298,8 +340,9 @@ class Thread:
         self._busy(start, cost)
 
     def _busy(self, start: float, cost: float) -> None:
-        """``cost`` seconds of CPU from ``start``: its total, and its part inside the window."""
+        """``cost`` seconds of CPU from ``start``: its total, its vruntime, and its part inside the window."""
         self.busy_total += cost
+        self.se.vr += cost
         lo = start if start > self.t0 else self.t0
         end = start + cost
         hi = end if end < self.t1 else self.t1
@@ -344,6 +387,10 @@ class Thread:
             cost += self._settle(self.env._now)
         pool = self.pool
         env = self.env
+        if pool.cfs_vruntime:  # place_entity: runnable again, no more than half the latency behind
+            floor = pool.min_vr - CFS_LATENCY * pool.cfs_factor / 2
+            if self.se.vr < floor:
+                self.se.vr = floor
         if self.held is not None:  # its section goes on on the CPU it kept
             cpu = self.held
             self.held = None
@@ -356,6 +403,7 @@ class Thread:
             start = env._now
             self.slice_start = start
             self.busy_total += cost
+            self.se.vr += cost
             self.runs += 1
             end = start + cost
             t0, t1 = self.t0, self.t1

@@ -136,6 +136,8 @@ class GuestQueue:
         self.t_send = model.thread("guest", f"g:send_pkt_work-{name}", self.irq_vcpu)
         self.t_tx = model.thread("guest", f"g:tx_work-{name}", self.irq_vcpu)
         self.t_rx = model.thread("guest", f"g:rx_work-{name}", self.irq_vcpu)
+        for item in (self.t_send, self.t_tx, self.t_rx):  # run by their vCPU's kworker (one vruntime)
+            item.se = item.pool.kworker
         self.pinned = model.pinned
         self._send_ev = self._rx_ev = None
         self._send_queued = self._rx_queued = False
@@ -207,6 +209,7 @@ class GuestQueue:
         if not self._send_queued:
             if self.pinned and by is not None and not self.send_work_running:
                 self.t_send.pool = by.pool  # bound workqueue: runs on the queuing CPU
+                self.t_send.se = by.pool.kworker  # by that CPU's kworker
             self._send_queued = True
             ev = self._send_ev
             if ev is not None:
