@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import simpy
+from test_preempt_none import _sender_and_waiter
 
 from vsockbench.measured import read_measured
 from vsockbench.model import cpu
@@ -25,44 +26,12 @@ US = 1e-6
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _sender_and_item(kworker: bool, vruntime: bool = True) -> float:
-    """A runs 10 us sections back to back from t=0 for 5 ms (a sender's send() calls) on a
-    PREEMPT_NONE vCPU; B asks for 2 us at t=5 us, as a work item run by the vCPU's kworker
-    (asleep since boot) or as a new thread.  ``vruntime``: the pool keeps vruntime per run
-    queue (profile guest_cfs_vruntime).  Returns when B's charge ended."""
-    env = simpy.Environment()
-    pool = CpuPool(env, "guest", 1, halt_poll=0.0)
-    pool.preempt_none = True
-    pool.cfs_vruntime = vruntime
-    a = Thread(env, pool, "g:a", "guest", (0.0, 1.0))
-    b = Thread(env, pool, "g:b", "guest", (0.0, 1.0))
-    if kworker:
-        b.se = pool.kworker
-    ends = {}
-
-    def sender():
-        while env.now < 5e-3:
-            a.enter()
-            yield a.run(10 * US)
-            a.leave()
-
-    def other():
-        yield env.timeout(5 * US)
-        yield b.run(2 * US)
-        ends["b"] = env.now
-
-    env.process(sender())
-    env.process(other())
-    env.run()
-    return ends["b"]
-
-
 def test_a_kworker_asleep_since_boot_runs_at_the_next_section_end():
     """place_entity puts the kworker half the latency (3 ms) behind min_vruntime: more than the
     1 ms wake-up granularity, so A's first section end switches to it.  A new thread starts at
     min_vruntime and waits until A leads it by the granularity (~1 ms)."""
-    assert _sender_and_item(kworker=True) == pytest.approx(12 * US)
-    assert _sender_and_item(kworker=False) == pytest.approx(1002 * US, abs=10 * US)
+    assert _sender_and_waiter(kworker=True, vruntime=True) == pytest.approx(12 * US)
+    assert _sender_and_waiter(vruntime=True) == pytest.approx(1002 * US, abs=10 * US)
 
 
 def test_a_new_thread_starts_at_its_pools_min_vruntime():
@@ -137,26 +106,23 @@ def test_two_senders_on_two_vcpus_do_not_run_stop_and_go():
 
 def test_every_shipped_profile_states_it_and_only_firecracker_fits_have_it():
     """A profile file says whether it was fitted with vruntime per run queue, so the estimate's
-    default never flips a fitted profile; the built-in vmm profile and the cross-validated
-    Firecracker setups have it, the vhost fits (preemptible guests: it plays no part) do not."""
+    default never flips a fitted profile; the built-in vmm profile and every Firecracker profile
+    (all 39 refitted with it, 2026-11-27) have it, the vhost fits (preemptible guests: it plays no
+    part) do not."""
     from vsockbench.profiles import DATA_DIR, load_profile
 
     assert builtin_profile("vmm").guest_cfs_vruntime
     assert not builtin_profile("vhost").guest_cfs_vruntime
-    on = set()
-    for f in sorted(DATA_DIR.glob("*.toml")):
+    files = sorted(DATA_DIR.glob("*.toml"))
+    assert len([f for f in files if f.name.startswith("vmm__")]) == 39
+    for f in files:
         assert "\nguest_cfs_vruntime = " in f.read_text(), f.name
         prof = load_profile(f)
-        if prof.guest_cfs_vruntime:
-            assert prof.backend == "vmm" and prof.guest_preempt_none, f.name
-            on.add(f.name)
-    assert {"vmm__firecracker-2023_05__m6i.metal-host6.1-guest4.14.toml",
-            "vmm__firecracker-2023_05__m5d.metal-8259cl-host5.10-guest5.10.toml",
-            "vmm__firecracker-2020_12__m5d.metal-8259cl-guest4.14.toml"} <= on
-
+        assert prof.guest_cfs_vruntime is (prof.backend == "vmm"), f.name
+        assert not prof.guest_cfs_vruntime or prof.guest_preempt_none, f.name
 
 
 def test_off_it_is_the_earlier_approximation():
     """Without the field the sender and a kworker asleep since boot compare CPU totals: the
     kworker waits until the sender has run the granularity (the start-up transient)."""
-    assert _sender_and_item(kworker=True, vruntime=False) == pytest.approx(1002 * US, abs=10 * US)
+    assert _sender_and_waiter(kworker=True, vruntime=False) == pytest.approx(1002 * US, abs=10 * US)

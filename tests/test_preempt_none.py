@@ -139,17 +139,22 @@ def test_rx_work_runs_end_so_the_sender_on_its_vcpu_gets_a_share():
     assert 4.0 < g2h + h2g < 8.0  # the CI measured 6.04 Gbps
 
 
-def _sender_and_waiter(b_cpu_time: float = 0.0):
+def _sender_and_waiter(b_cpu_time: float = 0.0, *, kworker: bool = False, vruntime: bool = False):
     """CFS at a PREEMPT_NONE section end (model/cpu.py Thread.leave): A runs 10 us sections back
     to back from t=0 (a sender's send() calls) for 5 ms; B asks for 2 us at t=5 us, with
-    ``b_cpu_time`` of CPU time behind it.  One vCPU (CFS tunables unscaled: latency 6 ms,
-    wake-up granularity 1 ms).  Returns when B's charge ended."""
+    ``b_cpu_time`` of CPU time behind it, or (``kworker``) as a work item run by the vCPU's
+    kworker, asleep since boot.  One vCPU (CFS tunables unscaled: latency 6 ms, wake-up
+    granularity 1 ms); ``vruntime``: kept per run queue (profile guest_cfs_vruntime,
+    tests/test_cfs_vruntime.py).  Returns when B's charge ended."""
     env = simpy.Environment()
     pool = CpuPool(env, "guest", 1, halt_poll=0.0)
     pool.preempt_none = True
+    pool.cfs_vruntime = vruntime
     a = Thread(env, pool, "g:a", "guest", (0.0, 1.0))
     b = Thread(env, pool, "g:b", "guest", (0.0, 1.0))
     b.busy_total = b_cpu_time
+    if kworker:
+        b.se = pool.kworker
     ends = {}
 
     def sender():
