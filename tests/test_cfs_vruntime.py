@@ -51,6 +51,12 @@ def _m6i_1k_g2h(vcpus: int):
     return simulate(row_scenario(row_key(row), builtin_profile(setup)), keep_model=True)
 
 
+@pytest.fixture(scope="module")
+def two_vcpu_run():
+    """One unpatched 2-vCPU run, shared by the tests that only read it."""
+    return _m6i_1k_g2h(2)
+
+
 def test_min_vruntime_never_decreases_and_no_waiter_is_placed_further_behind(monkeypatch):
     """update_min_vruntime only moves forward; place_entity never leaves a runnable thread more
     than half the latency behind it.  Checked at every section end of a 2-vCPU stream."""
@@ -77,8 +83,8 @@ def test_min_vruntime_never_decreases_and_no_waiter_is_placed_further_behind(mon
     assert all(p.min_vr > cpu.MIN_VRUNTIME_ORIGIN for p in result.model.vcpu_pools)  # it moved
 
 
-def test_work_items_share_the_kworker_of_the_vcpu_they_run_on():
-    result = _m6i_1k_g2h(2)
+def test_work_items_share_the_kworker_of_the_vcpu_they_run_on(two_vcpu_run):
+    result = two_vcpu_run
     pools = result.model.vcpu_pools
     queues = [q for qs in result.model.queues.values() for q in qs]
     assert queues
@@ -90,12 +96,12 @@ def test_work_items_share_the_kworker_of_the_vcpu_they_run_on():
     assert sum(p.kworker.vr for p in pools) >= items
 
 
-def test_two_senders_on_two_vcpus_do_not_run_stop_and_go():
+def test_two_senders_on_two_vcpus_do_not_run_stop_and_go(two_vcpu_run):
     """The m6i 1 KiB g2h stream at two vCPUs: with one CPU total for send_pkt_work the model
     queued ~120 packets behind the senders and kicked once per ~58 packets (3.1 at one vCPU; the
     CI's VMM CPU per Gbps is the same at one and two vCPUs).  Each vCPU's kworker, placed half a
     latency behind, now runs at a sender's next return to user space."""
-    one, two = (_m6i_1k_g2h(v) for v in (1, 2))
+    one, two = _m6i_1k_g2h(1), two_vcpu_run
     per_kick = []
     for result in (one, two):
         queues = [q for qs in result.model.queues.values() for q in qs]
