@@ -102,6 +102,32 @@ def records(rows, profile, pred):
     return out
 
 
+def start_records(res, rows, kept_recs, setup, variant, pred) -> list[dict]:
+    """Every search start of the fit ``res`` (calibrate.StartFit) with its in-sample objective and
+    its held-out summary; each of ``kept_recs`` (the kept start's held-out records) gains
+    ``by_start``, its prediction from every start that was not kept.  Empty when the fit had one start.  Two starts
+    that fit the training rows about equally well and predict the held-out rows apart mark what
+    the training rows cannot tell (README, "What the training rows cannot tell")."""
+    if len(res.starts) < 2:
+        return []
+    kept = min(res.starts, key=lambda st: st.cost)  # as calibrate_setup: the first start keeps a tie
+    key = lambda r: (r["file"], r["row"])  # noqa: E731
+    out = []
+    for st in res.starts:
+        if st is kept:
+            recs = kept_recs
+        else:
+            prof = with_code_constants(st.profile, setup, variant).replace(name=setup, setup=setup)
+            recs = records(rows, prof, pred)
+        if st is not kept:
+            got = {key(r): r["predicted"] for r in recs}
+            for r in kept_recs:
+                r.setdefault("by_start", {})[st.start] = got.get(key(r))
+        out.append({"start": st.start, "kept": st is kept, "cost": st.cost, "rms_log_error": st.rms_log_error,
+                    "params": st.params, "summary_held_out": summarize(recs)})
+    return out
+
+
 def repo_path(file: str) -> str:
     """A measured file's path relative to the checkout it was read from (results/measured/...),
     so cv.json does not depend on where the run was made."""
@@ -176,9 +202,23 @@ def plot(setup, recs_test, recs_train, out: Path):
     return f"{stem}.png"
 
 
+def _table(part) -> list[str]:
+    """The held-out table's header: with a column per start that was not kept, when there were several."""
+    others = [st["start"] for st in part.get("starts", []) if not st["kept"]]
+    return ["| held-out row | measured | predicted | rel. error |" + "".join(f" from {o} |" for o in others),
+            "|---|---:|---:|---:|" + "---:|" * len(others)]
+
+
+def _starts_md(starts) -> list[str]:
+    return [f"- fit from the {st['start']} start{' (kept)' if st['kept'] else ''}: objective {st['cost']:.4f}, "
+            f"training rms log error {st['rms_log_error']:.3f}; held out {fmt_summary(st['summary_held_out'])}"
+            for st in starts]
+
+
 def _row_md(r) -> str:
+    others = "".join(f" {p / r['value'] - 1:+.1%} |" if p else " - |" for p in r.get("by_start", {}).values())
     return (f"| {r['workload']} {r['direction']} {r['msg_bytes']} B x{r['flows'] or 1} {r['vcpus'] or '-'} vCPU "
-            f"{r['metric']} {r['stat']} | {r['value']:.4g} | {r['predicted']:.4g} | {r['rel_error']:+.1%} |")
+            f"{r['metric']} {r['stat']} | {r['value']:.4g} | {r['predicted']:.4g} | {r['rel_error']:+.1%} |{others}")
 
 
 def fmt_summary(s):
@@ -225,6 +265,8 @@ def main() -> int:
         test = [r for r in ok if not is_train(r)]
         cv, cv_profile = fit(members, [r for r in rs if expressible(r) is None and is_train(r)], "cv")
         rec_test = records(test, cv_profile, pred)
+        variant = groups[setup][0].variant
+        starts = start_records(cv, test, rec_test, setup, variant, pred)
         rec_train = records(train, cv_profile, pred)
         full, full_profile = fit(members, rs, "full")
         full = dataclasses.replace(full, profile=full_profile)
@@ -240,14 +282,20 @@ def main() -> int:
         report[setup] = {"split": desc, "free": cv.free, "cv_params": cv.params, "full_params": full.params,
                          "held_out": rec_test, "summary_held_out": s_test, "summary_in_sample": s_full,
                          "fitted_on": fitted_domain(full.rows), "wall_s": round(time.time() - t0, 1)}
+        if starts:
+            report[setup]["starts"] = starts
         print(f"{setup}: held out {fmt_summary(s_test)}", flush=True)
         if setup in SECOND_SPLITS:
             desc2, is_train2 = SECOND_SPLITS[setup]
             cv2, cv2_profile = fit(members, [r for r in rs if expressible(r) is None and is_train2(r)], "cv2")
-            rec2 = records([r for r in ok if not is_train2(r)], cv2_profile, pred)
+            test2 = [r for r in ok if not is_train2(r)]
+            rec2 = records(test2, cv2_profile, pred)
+            starts2 = start_records(cv2, test2, rec2, setup, variant, pred)
             s2 = summarize(rec2)
             report[setup]["second_split"] = {"split": desc2, "cv_params": cv2.params, "held_out": rec2,
                                              "summary_held_out": s2}
+            if starts2:
+                report[setup]["second_split"]["starts"] = starts2
             print(f"{setup}: second split held out {fmt_summary(s2)}", flush=True)
         if setup in TRANSFERS:
             # a transfer tests the mechanisms on a profile that never saw the target's rows
@@ -274,18 +322,18 @@ def render_report(report: dict) -> str:
           "`held out` = rows the profile was NOT fitted on; `in-sample` = residuals of the shipped "
           "profile fitted on all rows of the setup. Measured effects of a code change (Firecracker's "
           "EVENT_IDX) against the model: `effects.md` (`python bench/effects.py`).", ""]
-    table = ["| held-out row | measured | predicted | rel. error |", "|---|---:|---:|---:|"]
     for setup, rep in report.items():
         md += [f"## {setup}", "", f"Split: {rep['split']}. Free: scale (closed form), {', '.join(rep['free'])}. "
                f"Wall time (CV fit + full fit, 2 workers): {rep['wall_s']:.0f} s.", "",
                f"- held out: {fmt_summary(rep['summary_held_out'])}",
-               f"- in-sample (shipped profile): {fmt_summary(rep['summary_in_sample'])}", "", *table]
+               f"- in-sample (shipped profile): {fmt_summary(rep['summary_in_sample'])}",
+               *_starts_md(rep.get("starts", [])), "", *_table(rep)]
         md += [_row_md(r) for r in rep["held_out"]]
         md += ["", f"![{setup}]({setup.replace('/', '__')}.png)", ""]
         if "second_split" in rep:
             sec = rep["second_split"]
-            md += [f"Second split: {sec['split']}.", "", f"- held out: {fmt_summary(sec['summary_held_out'])}", "",
-                   *table]
+            md += [f"Second split: {sec['split']}.", "", f"- held out: {fmt_summary(sec['summary_held_out'])}",
+                   *_starts_md(sec.get("starts", [])), "", *_table(sec)]
             md += [_row_md(r) for r in sec["held_out"]] + [""]
     md += ["## Kernel transfer: same machine, other kernel code, no refit", "",
            "The shipped profile of the source setup, with the code constants of the target's kernels "

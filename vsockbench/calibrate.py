@@ -41,7 +41,7 @@ from .predict import (
 from .profiles import Profile
 
 # row_key, row_scenario and Predictor live in .predict (shared with validate); re-exported here
-__all__ = ["GROUPS", "LOCAL_BASE", "CalibrationResult", "base_profile", "with_code_constants", "expressible", "row_key",
+__all__ = ["GROUPS", "LOCAL_BASE", "CalibrationResult", "StartFit", "base_profile", "with_code_constants", "expressible", "row_key",
            "row_scenario", "apply_params", "Predictor", "free_groups", "fitted_rows", "polish", "calibrate_setup",
            "calibrate"]
 
@@ -80,6 +80,21 @@ def expressible(row: MeasuredRow) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class StartFit:
+    """Where the search from one start (:func:`fit_starts`) ended: ``params`` and ``profile`` as
+    :attr:`CalibrationResult.params` and ``.profile``, ``cost`` the objective (squared log errors plus the ridge
+    prior) and ``rms_log_error`` the fitted rows' root mean square log error alone.  Two starts
+    that end within the measurement spread of each other in-sample but predict other rows apart
+    say the fitted rows cannot tell those rows (bench/cross_validate.py reports both)."""
+
+    start: str  # "estimates" or "guest-rx" (GUEST_RX_START)
+    params: dict
+    profile: Profile
+    cost: float
+    rms_log_error: float
+
+
 @dataclass
 class CalibrationResult:
     setup: str
@@ -91,6 +106,7 @@ class CalibrationResult:
     skipped: list  # (row, reason)
     simulations: int = 0
     notes: list = field(default_factory=list)
+    starts: list = field(default_factory=list)  # StartFit per search start; the lowest cost is ``params``
 
     @property
     def residuals(self) -> np.ndarray:
@@ -134,6 +150,11 @@ def fit_starts(free, guest_rx_start: bool = True) -> list[dict]:
     """The starts a fit of ``free`` groups searches from (above); the lowest cost wins."""
     both = guest_rx_start and all(g in free for g in GUEST_RX_START)
     return [{}] + ([GUEST_RX_START] if both else [])
+
+
+def start_name(start: dict) -> str:
+    """A start's label in reports: ``estimates`` or ``guest-rx``."""
+    return "guest-rx" if start else "estimates"
 
 
 RIDGE = 0.15  # prior weight: one log unit away from the estimate's ratio costs as much as a 15% misfit
@@ -253,6 +274,7 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
 
         bar = tqdm(total=max_nfev * len(fit_starts(free, guest_rx_start)), desc=setup[:40], unit="eval", leave=False)
     calls = [0]
+    starts: list[StartFit] = []
 
     def tracked(x):
         calls[0] += 1
@@ -290,7 +312,12 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
                 xs[i] = min(max(x0[i] + off, lo[i]), hi[i])
             sol = least_squares(tracked, xs, jac=jac, bounds=(lo, hi), max_nfev=max_nfev, x_scale=1.0)
             xi = polish(total, sol.x, lo, hi)
-            ci = total(xi)
+            res = tracked(xi)  # also sets state["scale"] for xi
+            ci = float((res ** 2).sum())
+            p_start = {"scale": state["scale"], **unpack(xi)}
+            starts.append(StartFit(start_name(start), p_start,
+                                   apply_params(base, p_start).replace(name=setup, setup=setup), ci,
+                                   float(np.sqrt(np.mean(res[:len(fit)] ** 2)))))
             if best is None or ci < best[0]:  # strictly lower: the first start keeps a tie
                 best = (ci, xi)
         x = best[1]
@@ -312,7 +339,7 @@ def calibrate_setup(rows, *, setup: str | None = None, predictor: Predictor | No
     if len(by_setup) > 1:
         notes.append("costs fitted jointly with " + ", ".join(s for s in by_setup if s != setup) +
                      " (same machine, other kernel code)")
-    return CalibrationResult(setup, profile, params, free, fit, predicted, skipped, runs, notes)
+    return CalibrationResult(setup, profile, params, free, fit, predicted, skipped, runs, notes, starts)
 
 
 def calibrate(rows, *, setups=None, workers: int | None = None, max_nfev: int = 15, progress: bool = True,
