@@ -114,25 +114,24 @@ def test_bytes_are_conserved_and_cpu_is_bounded_either_way(preempt_none):
 
 
 def test_rx_work_runs_end_so_the_sender_on_its_vcpu_gets_a_share():
-    """December 2020's bulk bidir row with the costs of a PREEMPT_NONE fit (guest-bound receive
-    side; bench/cross_validate.py --guest-rx-start with PREEMPT_NONE, 2026-11-27, before cmwq).
-    rx_work refills the ring only after its do/while (out:), so a run ends once the VMM has no
-    buffer left, and process_one_work()'s cond_resched() lets the woken g2h sender in before the
-    next run.  With the refill inside the loop the run never ended and the sender on the
-    interrupt vCPU got 0.00 Gbps (results/validation/findings.md, PREEMPT_NONE guests)."""
+    """December 2020's bulk bidir row with its shipped profile (PREEMPT_NONE, cmwq, CFS vruntime,
+    Firecracker's event loop).  rx_work refills the ring only after its do/while (out:), so a run
+    ends once the VMM has no buffer left, and process_one_work()'s cond_resched() lets the woken
+    g2h sender in before the next run.  With the refill inside the loop the run never ended and
+    the sender on the interrupt vCPU got 0.00 Gbps (results/validation/findings.md, PREEMPT_NONE
+    guests); the test's first costs (a PREEMPT_NONE fit of 2026-11-27) gave it a share too."""
     from pathlib import Path
 
-    from vsockbench.fitparams import apply_params, base_profile
     from vsockbench.measured import read_measured
     from vsockbench.predict import row_key, row_scenario
+    from vsockbench.profiles import builtin_profile
 
     setup = "vmm/firecracker-2020_12/m5d.metal-8259cl-guest4.14"
     csv = Path(__file__).resolve().parents[1] / "results" / "measured" / "fc_vsock_baselines_2020_12.csv"
     row = next(r for r in read_measured(csv) if r.setup == setup and r.direction == "bidir"
                and r.metric == "throughput" and r.msg_bytes == 1048576)
-    params = {"scale": 1.05, "copy": 1.25, "pkt": 0.88, "notify": 0.65, "host": 0.77, "rxbuf": 5.91,
-              "backend": 0.69, "backend_rx": 0.6, "xcpu": 1.35}
-    prof = apply_params(base_profile("vmm", setup, row.variant), params).replace(guest_preempt_none=True)
+    prof = builtin_profile(setup)
+    assert prof.guest_preempt_none
     flows = simulate(row_scenario(row_key(row), prof)).summary["flows"]
     g2h, h2g = flows["f"]["throughput_gbps"], flows["r"]["throughput_gbps"]
     assert g2h > 0.05 * (g2h + h2g), (g2h, h2g)

@@ -56,12 +56,8 @@ SOURCES: dict[str, str] = {
     "CREDIT_UPDATE after every read; applies to the Linux ends (guest; host with vhost) - see vsockbench.kernels",
     "uds_buffer_bytes": "code: net.core.wmem_default=212992 (AF_UNIX socket buffer between a userspace backend and the host app)",
     "rx_round_robin": "code: vhost-device-vsock backend_rxq pops one packet per connection per loop (vhu_vsock_thread.rs); "
-    "false for Firecracker, a calibrated simplification: its muxer keeps a connection at the head of the RX queue while "
-    "it has pending RX (unix/muxer.rs recv_pkt), but the connection's recv_pkt removes its Rw indication with its one "
-    "read (csm/connection.rs) and only the muxer's next epoll sets it again, so the 2020-26 code yields one data packet "
-    "per connection per event-loop pass (PR #6041, July 2026, keeps Rw). That order (bench/experiments/fc-event-loop.patch "
-    "VB_RX1) fits the VMM's CPU better but extrapolated 1 -> 2 vCPUs far worse (README, Firecracker's RX order); the "
-    "drained order starves g2h credit updates in a guest 4.14 bidir mix (bench/bidir_split.py)",
+    "false for Firecracker, whose muxer also yields one data packet per connection but then ends the pass "
+    "(backend_rx_one_per_pass); a Firecracker profile with neither drains each connection up to its credit in one pass",
     "guest_send_call_ns": "est: lkml_leonardi_fastpath_2024 64 B RTT (16.8 us mean) split over both send paths",
     "guest_send_per_pkt_ns": "est: lkml_krasnov_zerocopy_rfc_v5_2023 send_cost_skb_alloc (~0.3-0.8 us per skb)",
     "guest_copy_ns_per_kib": "est: lkml_krasnov_zerocopy_rfc_v5_2023 send_cost_memcpy 64 KiB; ~10 GB/s memcpy",
@@ -71,7 +67,11 @@ SOURCES: dict[str, str] = {
     "guest_rx_refill_ns": "est: virtio_vsock_alloc_linear_skb + virtqueue_add_inbuf per RX buffer (virtio_vsock_rx_fill)",
     "guest_pin_ns_per_page": "est: lkml_krasnov_zerocopy_rfc_v5_2023 send_cost_pin 3.5 us per 64 KiB (16 pages)",
     "guest_kick_ns": "est: MMIO/PIO write VM exit + ioeventfd (KVM commit 68c3b4d1: 'essentially as fast as PIO'); ~2 us",
-    "guest_irq_ns": "est: irqfd injection + guest IRQ entry + queue_work on the vCPU + the kworker run it wakes",
+    "guest_irq_ns": "est: irqfd injection + guest IRQ entry + queue_work on the vCPU + the kworker run it wakes. "
+    "Firecracker (virtio-mmio): 4 us, vm_interrupt's INTERRUPT_STATUS read and INTERRUPT_ACK write, two MMIO exits to "
+    "the VMM's vCPU thread, scaled and not fitted (fitparams.SCALED_ONLY); 4 / 2.5 / 1 us (with backend_signal_ns and "
+    "kvm_irq_inject_ns) is the best of nine combinations tried against Firecracker PR #5872's EVENT_IDX effect "
+    "(findings, the interrupt-cost variants), so those values are not independent of it",
     "guest_wq_latency_ns": "est: workqueue hop, queue_work() -> the kworker runs (scheduling delay on the vCPU)",
     "guest_wq_run_ns": "est: CPU of one send_pkt_work run besides its work: the sender's queue_work() waking the "
     "kworker (kick_pool -> wake_up_process) and the switches to it and back (__schedule); ~0.5 us per switch of a "
@@ -93,7 +93,8 @@ SOURCES: dict[str, str] = {
     "free, sk_write_space); small: lkml_garzarella2019_v4 h2g >= 64 KiB is as fast with 4 KiB skbs (5.2) as with 64 KiB (5.4)",
     "backend_per_rxbuf_ns": "est: one guest RX buffer filled by the backend; lkml_garzarella2019_v4 h2g 64 KiB 21.9 Gbps",
     "backend_copy_ns_per_kib": "est: lkml_garzarella2019_v4 g2h 64 KiB 35.3 Gbps (copy-bound)",
-    "backend_signal_ns": "est: eventfd_signal(call_ctx) -> irqfd",
+    "backend_signal_ns": "est: eventfd_signal(call_ctx) -> irqfd. Firecracker: 2.5 us, the VMM's write() to the "
+    "irqfd's eventfd (a syscall with mitigations, irqfd_wakeup, schedule_work), scaled and not fitted (guest_irq_ns)",
     "backend_syscall_ns": "est: one read()/write()/epoll_ctl() of a userspace backend; fc_pr2574_measured_2021 h2g 1 KiB",
     "backend_loop_ns": "est: one epoll_wait round of a userspace event loop",
     "backend_other_util": "est: share of the VMM thread taken by the VM's other devices (net, block); 0 = idle",
@@ -102,7 +103,7 @@ SOURCES: dict[str, str] = {
     "schedule_work()s irqfd_inject on the signalling CPU (virt/kvm/eventfd.c): a kworker on the VMM's core, outside "
     "its thread's CPU. Firecracker's virtio-mmio devices signal GSIs (register_irqfd(interrupt_evt, irq)); QEMU's "
     "virtio-pci (vhost, vhost-user) signals MSI-X, injected inline: 0. est: the kworker's wake-up, two context "
-    "switches and kvm_set_irq (assert, deassert) through the PIC and IOAPIC",
+    "switches and kvm_set_irq (assert, deassert) through the PIC and IOAPIC: 1 us (guest_irq_ns)",
     "host_send_call_ns": "est: host sendmsg() fixed cost",
     "host_copy_ns_per_kib": "est: host user<->kernel copy, ~10 GB/s",
     "host_recv_call_ns": "est: host recvmsg() fixed cost",
@@ -146,6 +147,23 @@ SOURCES: dict[str, str] = {
     "since 2026-11-27 (findings, CFS vruntime per run queue); false: fitted with the earlier approximation, CPU time "
     "since the run's start as vruntime, which at two vCPUs never let send_pkt_work's kworker in and ran 1 KiB g2h "
     "streams stop-and-go",
+    "backend_rx_one_per_pass": "code: Firecracker 2020-26 (before PR #6041, July 2026): the muxer keeps a connection in "
+    "its RX queue while it has pending RX (unix/muxer.rs recv_pkt), but the connection's recv_pkt removes its Rw "
+    "indication with its one read() into one RX buffer (csm/connection.rs), and only the muxer's next epoll_wait of "
+    "its nested epoll fd (VsockMuxer::notify) sets it again: one data packet per connection per pass of the event "
+    "loop, each pass ending in an interrupt (model/backend.py). Host data that arrives during a pass is seen at the "
+    "next. False: a pass drains a connection up to its credit (the order the profiles fitted before 2026-11-27, "
+    "thirteenth session, were fitted with)",
+    "backend_one_irq_per_event": "code: Firecracker's vsock event handler processes both queues of an event and "
+    "signals once (vsock/event_handler.rs: raise_irq |= process_tx / process_rx, then signal_used_queue; "
+    "virtio-mmio has one interrupt line a device), so TX and RX used in one pass take one interrupt, whose "
+    "vm_interrupt handles both queues; tx_work's run then carries no interrupt of its own",
+    "guest_irq_preempts": "code: a device without EVENT_IDX interrupts while the guest has callbacks disabled "
+    "(Firecracker before PR #5872); the hard interrupt runs on its vCPU at once (vm_interrupt: an INTERRUPT_STATUS "
+    "read and an INTERRUPT_ACK write, two MMIO exits to the VMM's vCPU thread), delaying whatever runs there, and one "
+    "that arrives while the previous is being handled is merged (the LAPIC's IRR holds one). False: its cost is "
+    "accounted to the work item without taking CPU from anyone (the profiles fitted before 2026-11-27, thirteenth "
+    "session)",
     "guest_tx_fast_path": "code: efcd71af38be (vsock/virtio: avoid queuing packets when intermediate queue is empty, "
     "2024) lets virtio_transport_send_pkt() add to the TX ring in the sender's context; older guests always go "
     "through send_pkt_work (set false for them in vsockbench.kernels)",
@@ -214,6 +232,11 @@ class Profile:
     # --- guest driver: the sender adds to the TX ring itself when send_pkt_queue is empty ---
     guest_tx_fast_path: bool = True
     device_event_idx: bool = True
+    # --- Firecracker's event loop: one RW packet a connection per pass, one interrupt an event (SOURCES) ---
+    backend_rx_one_per_pass: bool = False
+    backend_one_irq_per_event: bool = False
+    # --- an interrupt the guest did not want preempts its vCPU's running thread (SOURCES) ---
+    guest_irq_preempts: bool = False
     # --- guest kernel: CONFIG_PREEMPT_NONE (kernel sections run to their end; model/cpu.py) ---
     guest_preempt_none: bool = False
     # --- guest kernel: a per-CPU workqueue pool runs one work item unless it sleeps (model/cpu.py) ---
@@ -275,19 +298,24 @@ ESTIMATES: dict[str, Profile] = {
         backend_wakeup_latency_ns=2500.0,
     ),
     # Firecracker: the VMM thread's event loop (shared with net/block), 256-entry rings without
-    # indirect descriptors, 64 KiB per-connection buffer, 4 KiB credit threshold, drain-one-conn RX.
+    # indirect descriptors, 64 KiB per-connection buffer, 4 KiB credit threshold, an RX packet a
+    # connection per event-loop pass.
     "vmm": Profile(
         name="vmm", backend="vmm", ring_size=256, indirect_desc=False, seqpacket=False,
         weight_pkts=0, weight_bytes=0, host_buf_alloc_bytes=65536, host_credit_threshold_bytes=4096,
         host_credit_on_drain=False, host_sends_credit_request=True, rx_round_robin=False,
         backend_per_pkt_ns=900.0, backend_per_rxbuf_ns=900.0, backend_copy_ns_per_kib=120.0,
-        backend_syscall_ns=1300.0, backend_loop_ns=1200.0, backend_signal_ns=1200.0,
-        backend_wakeup_latency_ns=3000.0, guest_credit_on_drain=False, kvm_irq_inject_ns=3000.0,
+        backend_syscall_ns=1300.0, backend_loop_ns=1200.0,
+        backend_wakeup_latency_ns=3000.0, guest_credit_on_drain=False,
         # no hop CPU: no Firecracker guest has the fast path, so no row can tell it from the per-packet
         # costs, and with the vhost estimate the 1 -> 2 vCPU extrapolation got worse (SOURCES)
         guest_wq_run_ns=0.0,
         # Firecracker's microvm guests are PREEMPT_NONE; cmwq and CFS as in every Linux guest (SOURCES)
         guest_preempt_none=True, guest_cmwq=True, guest_cfs_vruntime=True,
+        # the event loop as Firecracker's 2020-26 code runs it, and the virtio-mmio interrupt's costs
+        # (scaled, not fitted: fitparams.SCALED_ONLY): two MMIO exits, the irqfd write, the injection
+        backend_rx_one_per_pass=True, backend_one_irq_per_event=True, guest_irq_preempts=True,
+        guest_irq_ns=4000.0, backend_signal_ns=2500.0, kvm_irq_inject_ns=1000.0,
     ),
 }
 

@@ -201,6 +201,14 @@ class UserspaceBackend(_Worker):
         # credit-less Rw with a CREDIT_REQUEST, and only a guest CREDIT_UPDATE re-registers the
         # socket (vhu_vsock_thread.rs, vsock_conn.rs) - one request per stall, as modelled.
         self.credit_gated = prof.backend == "vmm"
+        # Firecracker's event loop (profiles.SOURCES): a pass yields one RW packet per connection
+        # (csm/connection.rs recv_pkt drops the Rw indication, VsockMuxer::notify's next epoll_wait
+        # sets it again) and signals once for both queues (vsock/event_handler.rs)
+        self.rx_one = prof.backend_rx_one_per_pass
+        self.one_irq = prof.backend_one_irq_per_event
+        self._tx_used = 0  # TX buffers used this pass, signalled with the RX ones (one_irq)
+        self._in_rx = False  # inside _process_rx: EPOLLIN now is seen by the next pass (rx_one)
+        self._deferred: list = []  # connections that became readable during the pass
         # Firecracker signals a GSI irqfd, which KVM injects from a kworker queued on the signalling
         # CPU (irqfd_wakeup -> schedule_work(&irqfd->inject); profiles.SOURCES kvm_irq_inject_ns):
         # the VMM thread and that kworker share the VMM's core (the CI pins the VMM to a core of its
@@ -230,6 +238,10 @@ class UserspaceBackend(_Worker):
         if self.credit_gated and conn.h.credit() == 0:
             return
         q = conn.q
+        if self.rx_one and self._in_rx and not conn.in_rxq:
+            if conn not in self._deferred:  # the muxer's next epoll_wait sees it, not this pass
+                self._deferred.append(conn)
+            return
         if not conn.in_rxq:
             conn.in_rxq = True
             q.rx_pending.append(conn)
@@ -306,7 +318,9 @@ class UserspaceBackend(_Worker):
             model.backend_recv_pkt(pkt, q)
             n += 1
         q.tx_kick_enabled = True
-        if n:
+        if self.one_irq:  # signalled with the RX pass that follows (_loop), one interrupt for both
+            self._tx_used += n
+        elif n:
             self.thread.debt += self._signal(q.signal_tx())
 
     def _process_rx(self, q):
@@ -318,6 +332,8 @@ class UserspaceBackend(_Worker):
         pending = q.rx_pending
         copy_kib, per_byte = prof.backend_copy_ns_per_kib, self.copy_fixed
         bufs = 0
+        again = []  # rx_one: connections served this pass that still have data and credit
+        self._in_rx = True
         while pending:
             conn = pending[0]
             if conn.ctrl_h2g:
@@ -354,10 +370,26 @@ class UserspaceBackend(_Worker):
             q.held -= pkt.len
             q.put_rx(pkt)
             bufs += 1
+            if self.rx_one and pkt.op == RW:  # its Rw indication is spent: out until the next epoll
+                pending.popleft()
+                conn.in_rxq = False
+                if conn.uds_h2g and conn.h.credit() > 0:
+                    again.append(conn)
+                continue
             if prof.rx_round_robin and pending and pending[0] is conn:
                 pending.rotate(-1)  # one packet per connection per round
-        if bufs:
+        if self.one_irq:
+            tx, self._tx_used = self._tx_used, 0
+            if bufs or tx:
+                self.thread.debt += self._signal(q.signal_used(tx > 0, bufs > 0))
+        elif bufs:
             self.thread.debt += self._signal(q.signal_rx())
+        self._in_rx = False
+        if self.rx_one:  # level-triggered EPOLLIN: the next pass (a new epoll round) serves them
+            again += [c for c in self._deferred if c not in again]
+            self._deferred.clear()
+            for conn in again:
+                self.host_data(conn)
 
 
 def make_backend(model, name: str, prof):

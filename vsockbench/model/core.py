@@ -269,6 +269,8 @@ class Model:
         conn, end, op = pkt.conn, pkt.conn.h, pkt.op
         end.space_update(pkt)
         backend = q.backend
+        if backend.rx_one and conn.uds_h2g and not conn.in_rxq and end.credit() > 0:
+            backend.host_data(conn)  # the muxer re-arms EPOLLIN after every guest packet (apply_conn_mutation)
         if op == RW:
             n = pkt.len
             room = conn.uds_cap - conn.uds_g2h

@@ -138,6 +138,13 @@ class GuestQueue:
         self.t_rx = model.thread("guest", f"g:rx_work-{name}", self.irq_vcpu)
         for item in (self.t_send, self.t_tx, self.t_rx):  # run by their vCPU's kworker (one vruntime)
             item.se = item.pool.kworker
+        # a hard interrupt on the interrupt vCPU (profile guest_irq_preempts): its CPU is accounted
+        # here; the thread it preempts is delayed by as much
+        self.irq_preempts = prof.guest_irq_preempts
+        self.t_irq = model.thread("guest", f"g:irq-{name}", self.irq_vcpu) if self.irq_preempts else None
+        self._irq_until = 0.0  # the interrupt being handled ends then; one arriving before merges
+        self.merged_irqs = 0
+        self._tx_irq_paid = False  # tx_work's interrupt came with an RX one (signal_used)
         self.pinned = model.pinned
         self._send_ev = self._rx_ev = None
         self._send_queued = self._rx_queued = False
@@ -197,7 +204,26 @@ class GuestQueue:
         Firecracker 1 KiB h2g rows worse held out: m6i +92 %); returns the backend's signal
         cost."""
         self.irqs += 1
-        thread._account(self.env.now, self.irq_s)
+        if not self.irq_preempts:
+            thread._account(self.env.now, self.irq_s)
+            return self.signal_s
+        # vm_interrupt runs at once on the interrupt vCPU (guest_irq_preempts): the running thread
+        # is delayed by its cost; one that arrives while the previous is handled is merged into it
+        # (the LAPIC's IRR holds one pending vector)
+        now, cost = self.env._now, self.irq_s
+        if now < self._irq_until:
+            self.irqs -= 1
+            self.merged_irqs += 1
+            return self.signal_s
+        self._irq_until = now + cost
+        holders = self.t_irq.pool.holders
+        if holders:
+            victim = max(holders, key=holders.__getitem__)
+            victim.delay += cost
+            holders[victim] += cost
+            self.t_irq._account(now, cost)
+        else:  # an idle vCPU wakes for it
+            self.t_irq.run(cost)
         return self.signal_s
 
     def _wq_delay(self) -> float:
@@ -289,7 +315,9 @@ class GuestQueue:
         self._tx_run(None)
 
     def _tx_run(self, _event) -> None:
-        ev = self.t_tx.run(self.irq_s + len(self.tx_used) * self.txq_s)
+        irq = 0.0 if self._tx_irq_paid else self.irq_s  # one vm_interrupt served both queues
+        self._tx_irq_paid = False
+        ev = self.t_tx.run(irq + len(self.tx_used) * self.txq_s)
         ev.callbacks.append(self._tx_reclaim)
 
     def _tx_reclaim(self, _event) -> None:
@@ -302,6 +330,26 @@ class GuestQueue:
         self.tx_cb_enabled = True
         if n and self.sendq:
             self._queue_send_work(self.t_tx)
+
+    def signal_used(self, tx: bool, rx: bool) -> float:
+        """One interrupt for both queues (profile backend_one_irq_per_event): vm_interrupt runs
+        the callbacks of every queue with used buffers (vring_interrupt), so when both want it,
+        rx_work's run carries the interrupt and tx_work's none; when neither does, the device
+        (without EVENT_IDX) interrupts anyway.  Returns the backend's signal cost."""
+        woke_rx = rx and self.rx_cb_enabled
+        woke_tx = tx and self.tx_cb_enabled
+        if not (woke_rx or woke_tx):
+            if self.suppress:
+                return 0.0
+            return self._unsuppressed_irq(self.t_rx if rx else self.t_tx)
+        if woke_rx:
+            self.signal_rx()
+        if woke_tx:
+            if woke_rx:
+                self.irqs -= 1  # counted once, by signal_rx
+                self._tx_irq_paid = True
+            self.signal_tx()
+        return self.signal_s
 
     # ------------------------------------------------------------------ RX
     def take_rx_buffer(self) -> bool:

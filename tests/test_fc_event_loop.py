@@ -1,0 +1,137 @@
+"""Firecracker's event loop as its 2020-26 code runs it (profiles.SOURCES).
+
+- ``backend_rx_one_per_pass``: a pass yields one RW packet per connection (csm/connection.rs
+  recv_pkt drops the Rw indication; only the muxer's next epoll_wait sets it again) and ends in an
+  interrupt; without it a pass drains a connection up to its credit.
+- ``backend_one_irq_per_event``: TX and RX used in one pass take one interrupt.
+- ``guest_irq_preempts``: an interrupt the guest did not want (no EVENT_IDX) runs at once on its
+  vCPU, delaying the running thread; one that arrives while the previous is handled merges.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vsockbench.measured import read_measured
+from vsockbench.model import backend, guest
+from vsockbench.model.core import Model
+from vsockbench.model.socket import RW
+from vsockbench.predict import row_key, row_scenario
+from vsockbench.profiles import BUILTIN_PROFILES, builtin_profile, load_profile
+from vsockbench.simulate import simulate
+
+US = 1e-6
+ROOT = Path(__file__).resolve().parents[1]
+SETUP = "vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14"
+FLAGS = ("backend_rx_one_per_pass", "backend_one_irq_per_event", "guest_irq_preempts")
+
+
+def _row(direction: str, msg_bytes: int, vcpus: int):
+    rows = read_measured(ROOT / "results" / "measured" / "fc_vsock_baselines_2023_05.csv")
+    return next(r for r in rows if r.setup == SETUP and r.direction == direction and r.msg_bytes == msg_bytes
+                and r.vcpus == vcpus and r.metric == "throughput" and r.stat == "mean")
+
+
+def _profile(on: bool):
+    return builtin_profile(SETUP).replace(**{f: on for f in FLAGS})
+
+
+def _passes(monkeypatch, direction: str, msg_bytes: int, vcpus: int, on: bool):
+    """Simulate a CI row and return, per RX pass of the VMM, the (connection, op) of every packet
+    it put in the guest's RX ring and the interrupts signalled since the previous pass ended."""
+    passes, current, signals = [], [], [0]
+    put_rx, process_rx, signal = guest.GuestQueue.put_rx, backend.UserspaceBackend._process_rx, \
+        backend.UserspaceBackend._signal
+
+    def traced_put(q, pkt):
+        current.append((pkt.conn.id, pkt.op))
+        put_rx(q, pkt)
+
+    def traced_pass(self, q):
+        yield from process_rx(self, q)
+        passes.append((list(current), signals[0]))
+        current.clear()
+        signals[0] = 0
+
+    def traced_signal(self, cost):
+        signals[0] += cost > 0
+        return signal(self, cost)
+
+    monkeypatch.setattr(guest.GuestQueue, "put_rx", traced_put)
+    monkeypatch.setattr(backend.UserspaceBackend, "_process_rx", traced_pass)
+    monkeypatch.setattr(backend.UserspaceBackend, "_signal", traced_signal)
+    simulate(row_scenario(row_key(_row(direction, msg_bytes, vcpus)), _profile(on)))
+    return passes
+
+
+def test_a_pass_yields_one_data_packet_per_connection(monkeypatch):
+    """Two 1 MiB h2g clients: every pass carries at most one RW packet of each connection (and
+    some carry one of each); the drained order puts dozens of one connection in a pass."""
+    on = _passes(monkeypatch, "h2g", 1048576, 2, True)
+    per_conn = [max((sum(1 for c, op in pkts if c == cid and op == RW) for cid in {c for c, _ in pkts}), default=0)
+                for pkts, _ in on]
+    assert max(per_conn) == 1
+    assert any(len({c for c, op in pkts if op == RW}) == 2 for pkts, _ in on)
+    off = _passes(monkeypatch, "h2g", 1048576, 2, False)
+    assert max(sum(1 for _, op in pkts if op == RW) for pkts, _ in off) > 20
+
+
+def test_one_interrupt_per_pass_for_both_queues(monkeypatch):
+    """A bidir mix uses TX and RX buffers in the same passes: with one interrupt per event no pass
+    signals twice; with an interrupt per queue some do."""
+    on = _passes(monkeypatch, "bidir", 1024, 2, True)
+    assert max(n for _, n in on) == 1 and sum(n for _, n in on) > 100
+    off = _passes(monkeypatch, "bidir", 1024, 2, False)
+    assert max(n for _, n in off) == 2
+
+
+@pytest.fixture
+def idle_queue():
+    """A built, not yet run, model of the 1-vCPU 1 MiB h2g row with the three flags on: its queue."""
+    sc = row_scenario(row_key(_row("h2g", 1048576, 1)), _profile(True))
+    model = Model(sc, 1)
+    return model, model.queues[sc.devices[0].cid][0]
+
+
+def test_an_unwanted_interrupt_delays_the_running_thread_and_merges(idle_queue):
+    model, q = idle_queue
+    irq = q.irq_s
+    assert irq > 0
+    busy = model.thread("guest", "g:busy", q.irq_vcpu)
+    busy.run(100 * US)  # takes the idle vCPU until t = 100 us
+    pool = busy.pool
+    assert pool.holders[busy] == pytest.approx(100 * US)
+    q.irqs = 0
+    assert q._unsuppressed_irq(q.t_rx) == q.signal_s
+    assert (q.irqs, q.merged_irqs) == (1, 0)
+    assert busy.delay == pytest.approx(irq) and pool.holders[busy] == pytest.approx(100 * US + irq)
+    q._unsuppressed_irq(q.t_rx)  # the same instant: the LAPIC holds one pending, so it merges
+    assert (q.irqs, q.merged_irqs) == (1, 1) and busy.delay == pytest.approx(irq)
+    model.env.run(until=irq * 1.01)  # the first one has been handled: the next one is taken
+    q._unsuppressed_irq(q.t_rx)
+    assert (q.irqs, q.merged_irqs) == (2, 1) and busy.delay == pytest.approx(2 * irq)
+
+
+def test_flags_off_account_the_interrupt_without_taking_cpu():
+    sc = row_scenario(row_key(_row("h2g", 1048576, 1)), _profile(False))
+    model = Model(sc, 1)
+    q = model.queues[sc.devices[0].cid][0]
+    busy = model.thread("guest", "g:busy", q.irq_vcpu)
+    busy.run(100 * US)
+    q._unsuppressed_irq(q.t_rx)
+    assert busy.delay == 0.0 and q.t_irq is None and q.irqs == 1
+
+
+def test_firecracker_estimate_and_profiles_state_the_flags():
+    """The Firecracker estimate (and so every new fit) runs the event loop; every shipped profile
+    file states the three fields, so a profile fitted without them keeps the order it was fitted with."""
+    est = BUILTIN_PROFILES["vmm"]
+    assert all(getattr(est, f) for f in FLAGS)
+    for path in sorted((ROOT / "vsockbench" / "data" / "profiles").glob("*.toml")):
+        text = path.read_text()
+        assert all(f"\n{f} = " in text for f in FLAGS), path.name
+        prof = load_profile(path)
+        if prof.backend != "vmm":
+            assert not any(getattr(prof, f) for f in FLAGS), path.name
