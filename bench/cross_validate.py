@@ -105,9 +105,9 @@ def records(rows, profile, pred):
 def start_records(res, rows, kept_recs, setup, variant, pred) -> list[dict]:
     """Every search start of the fit ``res`` (calibrate.StartFit) with its in-sample objective and
     its held-out summary; each of ``kept_recs`` (the kept start's held-out records) gains
-    ``by_start``, its prediction from every start that was not kept.  Empty when the fit had one start.  Two starts
-    that fit the training rows about equally well and predict the held-out rows apart mark what
-    the training rows cannot tell (README, "What the training rows cannot tell")."""
+    ``by_start``, its prediction from every start that was not kept.  Empty when the fit had one
+    start.  Two starts that fit the training rows about equally well and predict the held-out rows
+    apart mark what the training rows cannot tell (README, "What the training rows cannot tell")."""
     if len(res.starts) < 2:
         return []
     kept = min(res.starts, key=lambda st: st.cost)  # as calibrate_setup: the first start keeps a tie
@@ -119,7 +119,6 @@ def start_records(res, rows, kept_recs, setup, variant, pred) -> list[dict]:
         else:
             prof = with_code_constants(st.profile, setup, variant).replace(name=setup, setup=setup)
             recs = records(rows, prof, pred)
-        if st is not kept:
             got = {key(r): r["predicted"] for r in recs}
             for r in kept_recs:
                 r.setdefault("by_start", {})[st.start] = got.get(key(r))

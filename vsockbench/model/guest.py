@@ -199,10 +199,11 @@ class GuestQueue:
 
     def _unsuppressed_irq(self, thread) -> float:
         """An interrupt the guest had disabled but the device sends anyway (no EVENT_IDX):
-        vring_interrupt runs and queue_work finds the item queued.  Simplification: accounted to
-        ``thread`` without competing for a vCPU (charging it as a run, like tx_work's, made the
-        Firecracker 1 KiB h2g rows worse held out: m6i +92 %); returns the backend's signal
-        cost."""
+        vring_interrupt runs and queue_work finds the item queued.  With ``guest_irq_preempts``
+        (Firecracker profiles fitted since 2026-11-27, thirteenth session) vm_interrupt takes its
+        vCPU at once (below); without it, a simplification the older profiles were fitted with,
+        its cost is accounted to ``thread`` without competing for a vCPU.  Returns the backend's
+        signal cost."""
         self.irqs += 1
         if not self.irq_preempts:
             thread._account(self.env.now, self.irq_s)
