@@ -110,7 +110,7 @@ def start_records(res, rows, kept_recs, setup, variant, pred) -> list[dict]:
     apart mark what the training rows cannot tell (README, "What the training rows cannot tell")."""
     if len(res.starts) < 2:
         return []
-    kept = min(res.starts, key=lambda st: st.cost)  # as calibrate_setup: the first start keeps a tie
+    kept = res.kept_start
     key = lambda r: (r["file"], r["row"])  # noqa: E731
     out = []
     for st in res.starts:

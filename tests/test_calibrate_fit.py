@@ -233,6 +233,7 @@ def test_every_search_start_is_reported_and_the_lowest_cost_kept(synthetic, monk
     assert [st.start for st in res.starts] == ["estimates", "guest-rx"]
     assert res.starts[0].params == one.params  # the first start's search is unchanged by a second
     kept = min(res.starts, key=lambda st: st.cost)
+    assert res.kept_start is kept
     assert res.params == kept.params and res.profile == kept.profile
     other = next(st for st in res.starts if st is not kept)
     assert other.cost >= kept.cost and other.params != kept.params

@@ -87,16 +87,16 @@ def test_one_interrupt_per_pass_for_both_queues(monkeypatch):
     assert max(n for _, n in off) == 2
 
 
-@pytest.fixture
-def idle_queue():
-    """A built, not yet run, model of the 1-vCPU 1 MiB h2g row with the three flags on: its queue."""
-    sc = row_scenario(row_key(_row("h2g", 1048576, 1)), _profile(True))
+def _idle_queue(on: bool):
+    """A built, not yet run, model of the 1-vCPU 1 MiB h2g row (the three flags ``on`` or off):
+    the model and its queue."""
+    sc = row_scenario(row_key(_row("h2g", 1048576, 1)), _profile(on))
     model = Model(sc, 1)
     return model, model.queues[sc.devices[0].cid][0]
 
 
-def test_an_unwanted_interrupt_delays_the_running_thread_and_merges(idle_queue):
-    model, q = idle_queue
+def test_an_unwanted_interrupt_delays_the_running_thread_and_merges():
+    model, q = _idle_queue(True)
     irq = q.irq_s
     assert irq > 0
     busy = model.thread("guest", "g:busy", q.irq_vcpu)
@@ -115,9 +115,7 @@ def test_an_unwanted_interrupt_delays_the_running_thread_and_merges(idle_queue):
 
 
 def test_flags_off_account_the_interrupt_without_taking_cpu():
-    sc = row_scenario(row_key(_row("h2g", 1048576, 1)), _profile(False))
-    model = Model(sc, 1)
-    q = model.queues[sc.devices[0].cid][0]
+    model, q = _idle_queue(False)
     busy = model.thread("guest", "g:busy", q.irq_vcpu)
     busy.run(100 * US)
     q._unsuppressed_irq(q.t_rx)

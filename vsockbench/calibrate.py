@@ -109,6 +109,12 @@ class CalibrationResult:
     starts: list = field(default_factory=list)  # StartFit per search start; the lowest cost is ``params``
 
     @property
+    def kept_start(self) -> StartFit | None:
+        """The start whose end point is ``params``: the lowest objective, the first on a tie (as
+        calibrate_setup keeps it); None for a fit without a search."""
+        return min(self.starts, key=lambda st: st.cost) if self.starts else None
+
+    @property
     def residuals(self) -> np.ndarray:
         return np.log(np.asarray(self.predicted) / np.array([r.value for r in self.rows]))
 

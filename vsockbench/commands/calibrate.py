@@ -51,9 +51,9 @@ def run(args) -> int:
         print(f"  free: scale (closed form), {', '.join(res.free) or '-'}; fitted: {params}; "
               f"{res.simulations} simulations")
         if len(res.starts) > 1:  # the fit searched from several starts (calibrate.fit_starts): the lowest cost is kept
-            kept = min(res.starts, key=lambda st: st.cost)
             print("  searched from " + ", ".join(f"{st.start} (cost {st.cost:.4f}, rms log error "
-                                                 f"{st.rms_log_error:.3f})" for st in res.starts) + f"; kept {kept.start}")
+                                                 f"{st.rms_log_error:.3f})" for st in res.starts) +
+                  f"; kept {res.kept_start.start}")
         print(f"  {'row':>4} {'workload':<8} {'dir':<5} {'bytes':>8} {'fl':>2} {'vc':>2} {'metric':<11} "
               f"{'stat':<6} {'measured':>10} {'fitted':>10} {'residual':>8}")
         for row, pred, r in zip(res.rows, res.predicted, res.residuals):
