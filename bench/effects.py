@@ -6,7 +6,8 @@ Each row is a relative change a source measured between two builds (Firecracker 
 VIRTIO_RING_F_EVENT_IDX in the vsock device).  The shipped profile of the matching instance,
 calibrated on runs without the change, is simulated with and without it over the CI's grid
 (vsockbench.effects); nothing is fitted.  Writes effects.md and effects.json, and the
-summary the accuracy lines quote, vsockbench/data/effects.json.  ~10 s on 2 cores.
+summary the accuracy lines quote into vsockbench/data/effects.json (merged: its other
+sources, bench/vcpu_scaling.py's, are kept).  ~10 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.effects import (  # noqa: E402
-    EFFECTS_FILE,
     effect_checks,
     format_effects,
+    merge_checks,
     predict_effects,
     read_effects,
 )
@@ -55,8 +56,9 @@ def main() -> int:
                       "(1 KiB, 128 KiB, 1 MiB writes x 1, 2 vCPUs; a 64 B round trip), range in brackets.  "
                       "Ratio error: predicted after/before ratio against the measured one.\n\n" + table)
     write_text_atomic(out / "effects.json", json.dumps(result, indent=1, sort_keys=True) + "\n")
-    # the summary every accuracy line quotes (vsockbench.accuracy.accuracy_lines)
-    write_text_atomic(EFFECTS_FILE, json.dumps(effect_checks(result), indent=1, sort_keys=True) + "\n")
+    # the summary every accuracy line quotes (vsockbench.accuracy.accuracy_lines); bench/vcpu_scaling.py's
+    # check beside it is kept
+    merge_checks(effect_checks(result))
     return 0
 
 

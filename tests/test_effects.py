@@ -13,6 +13,7 @@ from vsockbench.effects import (
     effect_checks,
     effect_lines,
     format_effects,
+    merge_checks,
     predict_effect,
     predict_effects,
     read_effects,
@@ -102,15 +103,48 @@ def test_a_check_is_flagged_missed_only_where_the_ratio_is_off_by_more_than_a_qu
     assert effect_lines(["vhost", "vhost-user"], effect_checks(_result(0.7))) == []
 
 
+def test_a_check_over_many_setups_is_flagged_by_its_median_and_says_it_is_in_sample():
+    """bench/vcpu_scaling.py's cells: one figure per setup, fitted on, judged by the median."""
+    cell = {"unit": "setups", "fitted": True, "verdict": "median"}
+    checks = {"vmm": {"scaling": {
+        "throughput g2h 1 KiB": {**cell, "measured_pct": [40.0, 30.0, 20.0], "predicted_pct": [90.0, 80.0, 20.0],
+                                 "ratio_error_pct": [35.7, 38.5, 0.0]},
+        "throughput h2g bulk": {**cell, "measured_pct": [20.0, 10.0], "predicted_pct": [80.0, 10.0],
+                                "ratio_error_pct": [50.0, 0.0]}}}}
+    (line,) = effect_lines(["vmm"], checks)
+    assert line.startswith("`vmm` mechanism check, scaling (n=3 setups, in-sample: the profiles were fitted on")
+    assert "throughput g2h 1 KiB measured +20..+40 %, predicted +20..+90 %, ratio error median +36 %" in line
+    # h2g's worst setup is 50 % off but its median 25 %: not flagged, where a max verdict would
+    assert line.endswith("MISSED: throughput g2h 1 KiB")
+    checks["vmm"]["scaling"]["throughput g2h 1 KiB"]["ratio_error_pct"] = [0.0, 38.5, 0.0]
+    assert effect_lines(["vmm"], checks)[0].endswith("within 25 % of the measured ratio in median")
+
+
+def test_merging_checks_keeps_the_other_sources(tmp_path):
+    path = tmp_path / "effects.json"
+    merge_checks(effect_checks(_result(0.7)), path)
+    merge_checks({"vmm": {"scaling": {"throughput g2h 1 KiB": {"measured_pct": [1.0], "predicted_pct": [2.0],
+                                                               "ratio_error_pct": [1.0]}}}}, path)
+    merged = merge_checks(effect_checks(_result(80.0)), path)  # a rerun replaces its own source only
+    assert sorted(merged["vmm"]) == ["scaling", "src: device_event_idx=true (mmio)"]
+    assert merged["vmm"]["src: device_event_idx=true (mmio)"] == effect_checks(_result(80.0))["vmm"][
+        "src: device_event_idx=true (mmio)"]
+    assert json.loads(path.read_text()) == merged
+
+
 def test_accuracy_lines_quote_the_shipped_check_of_the_profiles_backend():
     from vsockbench.accuracy import accuracy_lines
     from vsockbench.effects import EFFECTS_FILE
 
     shipped = json.loads(EFFECTS_FILE.read_text())
     report = json.loads((Path(__file__).resolve().parents[1] / "results" / "validation" / "effects.json").read_text())
-    assert shipped == effect_checks(report)  # written together by bench/effects.py
+    for backend, sources in effect_checks(report).items():  # written together by bench/effects.py
+        assert {s: shipped[backend][s] for s in sources} == sources
     lines = accuracy_lines([builtin_profile("vmm/firecracker-2023_05/m6i.metal-host6.1-guest5.10")])
-    assert len(lines) == 2 and lines[1].startswith("`vmm` mechanism check, fc_pr5872_event_idx_2026")
+    assert len(lines) == 3 and lines[1].startswith("`vmm` mechanism check, fc_pr5872_event_idx_2026")
+    # bench/vcpu_scaling.py's check: in-sample, so it says so
+    assert lines[2].startswith("`vmm` mechanism check, fc_vsock_baselines: 1 -> 2 vCPUs")
+    assert "in-sample: the profiles were fitted on these rows" in lines[2]
     assert not any("mechanism check" in line for line in accuracy_lines([builtin_profile("vhost")]))
 
 

@@ -124,7 +124,9 @@ def test_flags_off_account_the_interrupt_without_taking_cpu():
 
 def test_firecracker_estimate_and_profiles_state_the_flags():
     """The Firecracker estimate (and so every new fit) runs the event loop; every shipped profile
-    file states the three fields, so a profile fitted without them keeps the order it was fitted with."""
+    file states the three fields, so a profile fitted without them keeps the order it was fitted
+    with; every shipped Firecracker profile was fitted with them (all 39 refitted by 2026-11-27),
+    and no other backend has them."""
     est = BUILTIN_PROFILES["vmm"]
     assert all(getattr(est, f) for f in FLAGS)
     for path in sorted((ROOT / "vsockbench" / "data" / "profiles").glob("*.toml")):
@@ -133,3 +135,5 @@ def test_firecracker_estimate_and_profiles_state_the_flags():
         prof = load_profile(path)
         if prof.backend != "vmm":
             assert not any(getattr(prof, f) for f in FLAGS), path.name
+        else:
+            assert all(getattr(prof, f) for f in FLAGS), path.name

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""What a second vCPU buys: the Firecracker CI's 2-vCPU / 1-vCPU throughput ratio, measured and predicted.
+
+    python bench/vcpu_scaling.py [--out results/validation] [--workers 2]
+
+The question multi-queue answers is how a guest's vsock throughput grows with its vCPUs, so the
+model's vCPU scaling matters more than any one row.  For every Firecracker setup of the CI
+campaigns with a shipped profile, and each direction and write size measured at one vCPU (one
+connection) and two (two connections, one pinned to each vCPU), this compares the measured ratio
+of the two throughputs with the ratio the shipped profile predicts.  Most profiles are fitted on
+all their rows (in-sample), so a ratio the model misses here is a structural miss, not one of
+information.  Writes vcpu_scaling.md: per host architecture, guest kernel, direction and write
+size, the medians of the measured and predicted ratios and of the ratio error (predicted ratio /
+measured ratio - 1), and its largest absolute value; and merges the same comparison over every
+setup (1 MiB writes for bulk) into vsockbench/data/effects.json as a mechanism check of the
+``vmm`` profiles, which `simulate`, `compare` and `profiles` quote beside their accuracy
+(vsockbench.effects.effect_lines: in-sample, flagged by the median ratio error).  ~1 min on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+from statistics import median
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vsockbench.atomic import write_text_atomic  # noqa: E402
+from vsockbench.calibrate import Predictor  # noqa: E402
+from vsockbench.effects import merge_checks  # noqa: E402
+from vsockbench.kernels import host_arch  # noqa: E402
+from vsockbench.measured import group_by_setup, profile_path, read_measured_files  # noqa: E402
+from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
+from vsockbench.validate import predict_rows  # noqa: E402
+
+SMALL = 16384  # below: the CI's 1 KiB writes; above: its 128 KiB and 1 MiB ones
+CHECK = "fc_vsock_baselines: 1 -> 2 vCPUs, a connection per vCPU (mmio)"  # its key in effects.json
+
+
+def guest_kernel(setup: str) -> str:
+    """``4.14`` / ``5.10``: the guest kernel a CI setup names (``...-guest4.14``)."""
+    m = re.search(r"guest(\d+\.\d+)", setup)
+    return m.group(1) if m else "?"
+
+
+def collect(workers: int) -> dict:
+    """(arch, guest kernel, direction, size class) -> [(setup, bytes, measured ratio, predicted ratio)]."""
+    rows = read_measured_files(sorted((ROOT / "results" / "measured").glob("fc_vsock_baselines_*.csv")))
+    out: dict = {}
+    pred = Predictor(workers=workers)
+    try:
+        for setup, rs in sorted(group_by_setup(rows).items()):
+            path = profile_path(DATA_DIR, setup)
+            want = [r for r in rs if r.metric == "throughput" and r.direction in ("g2h", "h2g")
+                    and (r.vcpus or 1) in (1, 2)]
+            if not path.exists() or not want:
+                continue
+            got = {(r.direction, r.msg_bytes, r.vcpus or 1): (r.value, value)
+                   for r, value, _why in predict_rows(want, {setup: load_profile(path)}, predictor=pred) if value}
+            for (direction, nbytes, vcpus), (m1, p1) in sorted(got.items()):
+                if vcpus != 1 or (direction, nbytes, 2) not in got:
+                    continue
+                m2, p2 = got[(direction, nbytes, 2)]
+                key = (host_arch(setup), guest_kernel(setup), direction, "1 KiB" if nbytes < SMALL else "bulk")
+                out.setdefault(key, []).append((setup, nbytes, m2 / m1, p2 / p1))
+    finally:
+        pred.close()
+    return out
+
+
+def table(groups: dict) -> list[str]:
+    lines = ["| host | guest | direction | writes | pairs | measured 2/1 (median, range) | predicted 2/1 (median) "
+             "| ratio error median | abs. max |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for (arch, guest, direction, size), items in sorted(groups.items()):
+        measured = [m for *_, m, _p in items]
+        predicted = [p for *_, p in items]
+        errors = [p / m - 1 for *_, m, p in items]
+        lines.append(f"| {arch} | {guest} | {direction} | {size} | {len(items)} "
+                     f"| x{median(measured):.2f} ({min(measured):.2f}-{max(measured):.2f}) | x{median(predicted):.2f} "
+                     f"| {100 * median(errors):+.0f} % | {100 * max(abs(e) for e in errors):.0f} % |")
+    return lines
+
+
+def checks(groups: dict) -> dict:
+    """The ``vmm`` mechanism check (vsockbench.effects.effect_lines): per direction and write size,
+    the measured and predicted gain of the second vCPU and the ratio error, one figure per setup
+    (bulk: its 1 MiB writes; 128 KiB ones move the same)."""
+    cells: dict = {}
+    for (_arch, _guest, direction, size), items in sorted(groups.items()):
+        for _setup, nbytes, m, p in sorted(items):
+            if size == "bulk" and nbytes != 1048576:
+                continue
+            c = cells.setdefault(f"throughput {direction} {size}", {
+                "measured_pct": [], "predicted_pct": [], "ratio_error_pct": [],
+                "unit": "setups", "fitted": True, "verdict": "median"})
+            c["measured_pct"].append(round(100 * (m - 1), 1))
+            c["predicted_pct"].append(round(100 * (p - 1), 1))
+            c["ratio_error_pct"].append(round(100 * (p / m - 1), 1))
+    return {"vmm": {CHECK: cells}}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "results" / "validation"))
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    t0 = time.time()
+    groups = collect(args.workers)
+    lines = table(groups)
+    print("\n".join(lines))
+    body = ["# What a second vCPU buys", "",
+            "Generated by `python bench/vcpu_scaling.py`: the Firecracker CI's throughput with two vCPUs (two "
+            "connections, one pinned to each) over its throughput with one (one connection), measured and "
+            "predicted by the shipped profile of each setup (most fitted on all their rows, so in-sample). "
+            "Ratio error: predicted ratio / measured ratio - 1.", "", *lines, ""]
+    write_text_atomic(Path(args.out) / "vcpu_scaling.md", "\n".join(body))
+    merge_checks(checks(groups))
+    print(f"{sum(len(v) for v in groups.values())} setup pairs in {time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
