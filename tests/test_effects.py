@@ -155,3 +155,25 @@ def test_a_row_on_another_transport_than_the_profiles_is_listed_not_predicted(tm
     assert out["effects"] == [] and out["simulations"] == 0
     assert out["skipped"][0]["reason"] == "pci transport; the vmm profiles were fitted on mmio runs"
     assert "Not predicted (pci transport; the vmm profiles were fitted on mmio runs): m6i.metal." in format_effects(out)
+
+
+def test_the_vcpu_scaling_check_is_one_figure_per_setup_and_reads_as_a_mechanism_check():
+    """bench/vcpu_scaling.py's check: a bulk stream counts once per setup (its 1 MiB writes), the
+    ratios become percent changes, and effect_lines reads the result; the shipped one is its output."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("vcpu_scaling", root / "bench" / "vcpu_scaling.py")
+    vcpu_scaling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vcpu_scaling)
+    groups = {("x86", "4.14", "g2h", "bulk"): [("s1", 131072, 1.10, 1.40), ("s1", 1048576, 1.12, 1.42)],
+              ("x86", "5.10", "g2h", "bulk"): [("s2", 1048576, 1.40, 1.50)],
+              ("x86", "4.14", "g2h", "1 KiB"): [("s1", 1024, 1.40, 1.90)]}
+    cells = vcpu_scaling.checks(groups)["vmm"][vcpu_scaling.CHECK]
+    bulk = cells["throughput g2h bulk"]
+    assert bulk["measured_pct"] == [12.0, 40.0] and bulk["predicted_pct"] == [42.0, 50.0]
+    assert bulk["ratio_error_pct"] == [round(100 * (1.42 / 1.12 - 1), 1), round(100 * (1.5 / 1.4 - 1), 1)]
+    (line,) = effect_lines(["vmm"], {"vmm": {vcpu_scaling.CHECK: cells}})
+    assert "(n=2 setups, in-sample" in line and line.endswith("MISSED: throughput g2h 1 KiB")  # +36 % vs +17 %
+    shipped = json.loads((root / "vsockbench" / "data" / "effects.json").read_text())["vmm"][vcpu_scaling.CHECK]
+    assert set(shipped) == {f"throughput {d} {s}" for d in ("g2h", "h2g") for s in ("1 KiB", "bulk")}
