@@ -177,3 +177,32 @@ def test_a_run_lists_its_extrapolations():
                              "flow": [{"name": "p", "kind": "pingpong", "direction": "h2g2h", "msg_bytes": 64}]})
     lines = simulate(sc).extrapolations
     assert any("a 4-vCPU guest" in x for x in lines) and any("no round trip" in x for x in lines)
+
+
+def test_an_equally_good_fit_from_another_start_is_quoted_beside_the_held_out_error():
+    """A fit that matches the training rows within EQUAL_FIT_RMS of the kept one, from another search
+    start, is as supported by the rows; its held-out error is quoted, a worse-fitting one is not."""
+    from vsockbench.accuracy import EQUAL_FIT_RMS, equally_good_starts
+
+    def start(name, kept, rms, med):
+        return {"start": name, "kept": kept, "rms_log_error": rms, "summary_held_out": {
+            "throughput": {"n": 9, "median_abs_rel_error": med, "max_abs_rel_error": 2 * med}}}
+
+    starts = [start("estimates", True, 0.061, 0.19), start("guest-rx", False, 0.064, 0.17),
+              start("far", False, 0.061 + EQUAL_FIT_RMS + 0.001, 0.05)]
+    (equal,) = equally_good_starts(starts)
+    assert equal["start"] == "guest-rx" and equal["rms_log_error_gap"] == 0.003
+    assert equally_good_starts(starts[:1]) == [] and equally_good_starts([]) == []
+    prof = BUILTIN_PROFILES["vmm"].replace(setup="s")
+    entry = {"split": "fit on 1 vCPU", "held_out": starts[0]["summary_held_out"], "in_sample": {},
+             "equal_fits": [equal]}
+    (line, *_checks) = accuracy_lines([prof], {"s": entry})
+    assert line.endswith("throughput 19 % / 38 % (n=9) - an equally good fit of the same rows (search from "
+                         "guest-rx, training rms log error +0.003) predicts them with throughput 17 % / 34 %")
+    # an in-sample entry has no held-out figure to put a band beside
+    (line, *_checks) = accuracy_lines([prof], {"s": {**entry, "held_out": {}, "in_sample": entry["held_out"]}})
+    assert "equally good" not in line
+    # the shipped table: m6i's 1 -> 2 vCPU split has one (guest-rx, +0.003), m5d's none (its other start is 0.049 worse)
+    table = load_accuracy(ACCURACY_FILE)
+    assert [e["start"] for e in table["vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14"]["equal_fits"]] == ["guest-rx"]
+    assert "equal_fits" not in table["vmm/firecracker-2023_05/m5d.metal-8259cl-host5.10-guest5.10"]

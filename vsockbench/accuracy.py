@@ -19,19 +19,44 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["ACCURACY_FILE", "summaries_from_cv", "merge_accuracy", "load_accuracy", "accuracy_of",
+__all__ = ["ACCURACY_FILE", "EQUAL_FIT_RMS", "equally_good_starts", "summaries_from_cv", "merge_accuracy", "load_accuracy", "accuracy_of",
            "accuracy_lines", "shown_summary", "fitted_domain", "extrapolations", "user_fit_entry", "table_for"]
 
 ACCURACY_FILE = Path(__file__).parent / "data" / "accuracy.json"
 
 
+# Two fits whose training rms log errors differ by less than this are equally supported by the
+# rows: about 1 %, the lower end of the 1-9 % between two measurement campaigns of one host
+# (README, the floor no fit should go below).  The held-out error of such another fit is quoted
+# beside the kept one's: the spread is how much of the extrapolation rests on the prior.
+EQUAL_FIT_RMS = 0.01
+
+
+def equally_good_starts(starts: list) -> list:
+    """The search starts of a cross-validation fit (cv.json ``starts``, calibrate.StartFit) that were
+    not kept but fit the training rows within :data:`EQUAL_FIT_RMS` of the kept one: their held-out
+    summaries, with the start's name and how much worse (or better) it fitted the training rows."""
+    kept = next((s for s in starts if s["kept"]), None)
+    if kept is None:
+        return []
+    return [{"start": s["start"], "rms_log_error_gap": round(s["rms_log_error"] - kept["rms_log_error"], 4),
+             "held_out": s["summary_held_out"]}
+            for s in starts if not s["kept"] and s["rms_log_error"] - kept["rms_log_error"] < EQUAL_FIT_RMS]
+
+
 def summaries_from_cv(cv: dict) -> dict:
     """The accuracy table of a ``cv.json`` (bench/cross_validate.py): per setup, its split and the
-    held-out and in-sample summaries (``validate.summarize``: n, median/p90/max |rel. error|), and
-    the domain of the shipped profile's rows (``fitted_on``, when the cv.json has it)."""
-    return {setup: {"split": e["split"], "held_out": e["summary_held_out"], "in_sample": e["summary_in_sample"],
-                    **({"fitted_on": e["fitted_on"]} if "fitted_on" in e else {})}
-            for setup, e in sorted(cv.items())}
+    held-out and in-sample summaries (``validate.summarize``: n, median/p90/max |rel. error|), the
+    held-out summaries of the equally good fits from other starts (``equal_fits``, when there are
+    any: :func:`equally_good_starts`), and the domain of the shipped profile's rows (``fitted_on``,
+    when the cv.json has it)."""
+    out = {}
+    for setup, e in sorted(cv.items()):
+        equal = equally_good_starts(e.get("starts", []))
+        out[setup] = {"split": e["split"], "held_out": e["summary_held_out"], "in_sample": e["summary_in_sample"],
+                      **({"equal_fits": equal} if equal else {}),
+                      **({"fitted_on": e["fitted_on"]} if "fitted_on" in e else {})}
+    return out
 
 
 def merge_accuracy(path: Path, table: dict) -> dict:
@@ -118,6 +143,11 @@ def accuracy_lines(profiles, table: dict | None = None, checks: dict | None = No
         which = "held out" if held else "in-sample only, not cross-validated"
         figures = "; ".join(f"{metric} {_pct(s['median_abs_rel_error'])} / {_pct(s['max_abs_rel_error'])} "
                             f"(n={s['n']})" for metric, s in sorted(summary.items()))
+        for other in entry.get("equal_fits", []) if held else []:  # how much rests on the prior
+            alt = "; ".join(f"{metric} {_pct(s['median_abs_rel_error'])} / {_pct(s['max_abs_rel_error'])}"
+                            for metric, s in sorted(other["held_out"].items()) if metric in ("throughput", "rtt"))
+            figures += (f" - an equally good fit of the same rows (search from {other['start']}, training rms log "
+                        f"error {other['rms_log_error_gap']:+.3f}) predicts them with {alt}")
         out.append(f"`{prof.name}` (fitted on {prof.setup}; {entry['split']}): {which} {figures}".rstrip())
     return out + effect_lines((prof.backend for prof in profiles), checks)
 
