@@ -7,6 +7,10 @@ profiles behind them were off on held-out measured runs - or that a profile was
 never cross-validated (first estimates, a setup without enough rows).  The figures
 are the report's (``results/validation/report.md``); nothing is recomputed here.
 
+Where a fit's other search start matched the training rows about as well, its held-out error
+is kept too (``equal_fits``) and quoted beside the kept fit's: how much of an extrapolation
+rests on the prior rather than on the rows.
+
 Each entry also records what the shipped profile was fitted on (``fitted_on``: the
 workloads, directions, write sizes, connection and vCPU counts of its rows), so a run
 can say where it asks a profile for more than it was fitted on (:func:`extrapolations`):
@@ -19,8 +23,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["ACCURACY_FILE", "EQUAL_FIT_RMS", "equally_good_starts", "summaries_from_cv", "merge_accuracy", "load_accuracy", "accuracy_of",
-           "accuracy_lines", "shown_summary", "fitted_domain", "extrapolations", "user_fit_entry", "table_for"]
+__all__ = ["ACCURACY_FILE", "EQUAL_FIT_RMS", "equally_good_starts", "summaries_from_cv", "merge_accuracy",
+           "load_accuracy", "accuracy_of", "accuracy_lines", "shown_summary", "fitted_domain", "extrapolations",
+           "user_fit_entry", "table_for"]
 
 ACCURACY_FILE = Path(__file__).parent / "data" / "accuracy.json"
 
