@@ -49,9 +49,10 @@ def collect(workers: int) -> dict:
             for row, value, _why in predict_rows(want, {setup: profile}, predictor=pred):
                 if value:
                     # the model's guest work without halt polling, from the same (cached) simulation
-                    work = pred.sims([row_key(row)], profile)[row_key(row)]["cpu_guest_work"]
-                    key = (host_arch(setup), row.direction, "1 KiB" if row.msg_bytes < SMALL else "bulk")
-                    out.setdefault(key, []).append((row.value, value, work))
+                    key = row_key(row)
+                    work = pred.sims([key], profile)[key]["cpu_guest_work"]
+                    group = (host_arch(setup), row.direction, "1 KiB" if row.msg_bytes < SMALL else "bulk")
+                    out.setdefault(group, []).append((row.value, value, work))
     finally:
         pred.close()
     return out

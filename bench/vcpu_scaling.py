@@ -22,7 +22,6 @@ setup (1 MiB writes for bulk) into vsockbench/data/effects.json as a mechanism c
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.calibrate import Predictor  # noqa: E402
 from vsockbench.effects import merge_checks  # noqa: E402
-from vsockbench.kernels import host_arch  # noqa: E402
+from vsockbench.kernels import host_arch, linux_versions  # noqa: E402
 from vsockbench.measured import group_by_setup, profile_path, read_measured_files  # noqa: E402
 from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
 from vsockbench.validate import predict_rows  # noqa: E402
@@ -43,10 +42,10 @@ SMALL = 16384  # below: the CI's 1 KiB writes; above: its 128 KiB and 1 MiB ones
 CHECK = "fc_vsock_baselines: 1 -> 2 vCPUs, a connection per vCPU (mmio)"  # its key in effects.json
 
 
-def guest_kernel(setup: str) -> str:
-    """``4.14`` / ``5.10``: the guest kernel a CI setup names (``...-guest4.14``)."""
-    m = re.search(r"guest(\d+\.\d+)", setup)
-    return m.group(1) if m else "?"
+def guest_kernel(setup: str, variant: str) -> str:
+    """``4.14`` / ``5.10``: the guest kernel a CI setup runs (kernels.linux_versions, as irq_placement.py)."""
+    guest = linux_versions(setup, variant)[0]
+    return f"{guest[0]}.{guest[1]}" if guest else "?"
 
 
 def collect(workers: int) -> tuple[dict, dict]:
@@ -70,7 +69,7 @@ def collect(workers: int) -> tuple[dict, dict]:
                 if metric != "throughput" or vcpus != 1 or (metric, direction, nbytes, 2) not in got:
                     continue
                 m2, p2 = got[(metric, direction, nbytes, 2)]
-                key = (host_arch(setup), guest_kernel(setup), direction, "1 KiB" if nbytes < SMALL else "bulk")
+                key = (host_arch(setup), guest_kernel(setup, rs[0].variant), direction, "1 KiB" if nbytes < SMALL else "bulk")
                 tput.setdefault(key, []).append((setup, nbytes, m2 / m1, p2 / p1))
                 for cpu_metric, table_ in per_byte.items():
                     cpu = [got.get((cpu_metric, direction, nbytes, v)) for v in (1, 2)]
@@ -83,8 +82,8 @@ def collect(workers: int) -> tuple[dict, dict]:
     return tput, per_byte
 
 
-def table(groups: dict, what: str = "2/1") -> list[str]:
-    lines = [f"| host | guest | direction | writes | pairs | measured {what} (median, range) | predicted {what} (median) "
+def table(groups: dict) -> list[str]:
+    lines = ["| host | guest | direction | writes | pairs | measured 2/1 (median, range) | predicted 2/1 (median) "
              "| ratio error median | abs. max |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for (arch, guest, direction, size), items in sorted(groups.items()):
         measured = [m for *_, m, _p in items]
