@@ -13,10 +13,12 @@ information.  Writes vcpu_scaling.md: per host architecture, guest kernel, direc
 size, the medians of the measured and predicted ratios and of the ratio error (predicted ratio /
 measured ratio - 1), and its largest absolute value, with a plot (vcpu_scaling.png / .svg) of every
 setup's measured against predicted ratio; the same for the VMM thread's CPU per Gbps
-and for the vCPU threads' time per Gbps (1 where the work scales with the traffic); and merges the same comparison over every
+and for the vCPU threads' time per Gbps (1 where the work scales with the traffic), and what
+doubling loses (2 - ratio) over the VMM thread's share at two vCPUs; and merges the same comparison over every
 setup (1 MiB writes for bulk) into vsockbench/data/effects.json as a mechanism check of the
 ``vmm`` profiles, which `simulate`, `compare` and `profiles` quote beside their accuracy
-(vsockbench.effects.effect_lines: in-sample, flagged by the median ratio error).  ~1 min on 2 cores.
+(vsockbench.effects.effect_lines: in-sample, flagged by the median ratio error).  Under a minute on
+2 cores (10 s on this machine, 32-64 s on an earlier one).
 """
 
 from __future__ import annotations
@@ -48,18 +50,25 @@ def guest_kernel(setup: str, variant: str) -> str:
     return f"{guest[0]}.{guest[1]}" if guest else "?"
 
 
+def shortfall(ratio: float, vmm_share: float) -> float:
+    """What doubling lost, in units of the VMM thread's CPU share at two vCPUs: (2 - ratio) / c2.
+    1 where each connection's guest and VMM take turns and the VMM serves the two connections one
+    after the other (round G + V at one vCPU, G + 2V at two: 2 - ratio = 2V / (G + 2V) = c2)."""
+    return (2 - ratio) / vmm_share
+
+
 def collect(workers: int) -> tuple[dict, dict]:
     """(arch, guest kernel, direction, size class) -> [(setup, bytes, measured ratio, predicted ratio)]:
     of the throughputs; and per CPU metric (``cpu_backend``: the VMM thread, ``cpu_guest``: the vCPU
     threads, halt polling included) the same for its CPU per Gbps (two vCPUs over one)."""
     rows = read_measured_files(sorted((ROOT / "results" / "measured").glob("fc_vsock_baselines_*.csv")))
     tput: dict = {}
-    per_byte: dict = {"cpu_backend": {}, "cpu_guest": {}}
+    per_byte: dict = {"cpu_backend": {}, "cpu_guest": {}, "shortfall": {}}
     pred = Predictor(workers=workers)
     try:
         for setup, rs in sorted(group_by_setup(rows).items()):
             path = profile_path(DATA_DIR, setup)
-            want = [r for r in rs if r.metric in ("throughput", *per_byte) and r.direction in ("g2h", "h2g")
+            want = [r for r in rs if r.metric in ("throughput", "cpu_backend", "cpu_guest") and r.direction in ("g2h", "h2g")
                     and (r.vcpus or 1) in (1, 2)]
             if not path.exists() or not want:
                 continue
@@ -71,12 +80,18 @@ def collect(workers: int) -> tuple[dict, dict]:
                 m2, p2 = got[(metric, direction, nbytes, 2)]
                 key = (host_arch(setup), guest_kernel(setup, rs[0].variant), direction, "1 KiB" if nbytes < SMALL else "bulk")
                 tput.setdefault(key, []).append((setup, nbytes, m2 / m1, p2 / p1))
-                for cpu_metric, table_ in per_byte.items():
+                for cpu_metric in ("cpu_backend", "cpu_guest"):
+                    table_ = per_byte[cpu_metric]
                     cpu = [got.get((cpu_metric, direction, nbytes, v)) for v in (1, 2)]
                     if all(cpu):  # CPU per Gbps, two vCPUs over one
                         (c1, q1), (c2, q2) = cpu
                         table_.setdefault(key, []).append((setup, nbytes, (c2 / m2) / (c1 / m1),
                                                            (q2 / p2) / (q1 / p1)))
+                vmm2 = got.get(("cpu_backend", direction, nbytes, 2))
+                if vmm2 and direction == "g2h":  # what doubling lost, in units of the VMM thread's share at two vCPUs
+                    c2, q2 = (v / 100 for v in vmm2)
+                    per_byte["shortfall"].setdefault(key, []).append(
+                        (setup, nbytes, shortfall(m2 / m1, c2), shortfall(p2 / p1, q2)))
     finally:
         pred.close()
     return tput, per_byte
@@ -92,6 +107,19 @@ def table(groups: dict) -> list[str]:
         lines.append(f"| {arch} | {guest} | {direction} | {size} | {len(items)} "
                      f"| x{median(measured):.2f} ({min(measured):.2f}-{max(measured):.2f}) | x{median(predicted):.2f} "
                      f"| {100 * median(errors):+.0f} % | {100 * max(abs(e) for e in errors):.0f} % |")
+    return lines
+
+
+def shortfall_table(groups: dict) -> list[str]:
+    """What doubling loses over the VMM's share, (2 - ratio) / c2: measured and predicted medians
+    and their difference (a shortfall near 0 makes a ratio error meaningless)."""
+    lines = ["| host | guest | direction | writes | pairs | measured (median, range) | predicted (median) "
+             "| predicted - measured (median) |", "|---|---|---|---|---:|---:|---:|---:|"]
+    for (arch, guest, direction, size), items in sorted(groups.items()):
+        measured = [m for *_, m, _p in items]
+        lines.append(f"| {arch} | {guest} | {direction} | {size} | {len(items)} "
+                     f"| {median(measured):.2f} ({min(measured):.2f}-{max(measured):.2f}) "
+                     f"| {median(p for *_, p in items):.2f} | {median(p - m for *_, m, p in items):+.2f} |")
     return lines
 
 
@@ -163,7 +191,8 @@ def main() -> int:
     lines = table(groups)
     vmm_lines = table(per_byte["cpu_backend"])
     vcpu_lines = table(per_byte["cpu_guest"])
-    print("\n".join(lines + [""] + vmm_lines + [""] + vcpu_lines))
+    short_lines = shortfall_table(per_byte["shortfall"])
+    print("\n".join(lines + [""] + vmm_lines + [""] + vcpu_lines + [""] + short_lines))
     body = ["# What a second vCPU buys", "",
             "Generated by `python bench/vcpu_scaling.py`: the Firecracker CI's throughput with two vCPUs (two "
             "connections, one pinned to each) over its throughput with one (one connection), measured and "
@@ -177,7 +206,15 @@ def main() -> int:
             "## The vCPUs' time per byte", "",
             "The vCPU threads' time (work and KVM's halt polling, as the CI reads it) per Gbps with two vCPUs "
             "over that with one: 1 where it is work that scales with the traffic, about 2 where polling fills "
-            "the second vCPU.", "", *vcpu_lines, ""]
+            "the second vCPU.", "", *vcpu_lines, "",
+            "## What doubling loses, against the VMM's share (g2h)",
+            "", "With a connection per vCPU, perfect scaling would double the throughput. Below: the shortfall "
+            "(2 - ratio) over the VMM thread's CPU share at two vCPUs (c2). If each connection's guest "
+            "and VMM took turns (the guest sends, then waits while the VMM forwards: round G + V at one "
+            "vCPU) and the VMM served the two connections one after the other (G + 2V at two), then "
+            "2 - ratio = 2V / (G + 2V) = c2: a shortfall of 1. Below 1 the two connections' VMM work "
+            "overlaps the guests' (a pipeline); above 1 some stage beyond the VMM thread is shared too "
+            "(the guest's interrupt vCPU and its kworkers, the VMM's core).", "", *short_lines, ""]
     write_text_atomic(Path(args.out) / "vcpu_scaling.md", "\n".join(body))
     plot(groups, Path(args.out) / "vcpu_scaling.png")
     merge_checks(checks(groups))

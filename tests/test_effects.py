@@ -157,15 +157,21 @@ def test_a_row_on_another_transport_than_the_profiles_is_listed_not_predicted(tm
     assert "Not predicted (pci transport; the vmm profiles were fitted on mmio runs): m6i.metal." in format_effects(out)
 
 
+def _bench_module(name: str):
+    """A bench/ script imported as a module (bench/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_vcpu_scaling_check_is_one_figure_per_setup_and_reads_as_a_mechanism_check():
     """bench/vcpu_scaling.py's check: a bulk stream counts once per setup (its 1 MiB writes), the
     ratios become percent changes, and effect_lines reads the result; the shipped one is its output."""
-    import importlib.util
-
     root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("vcpu_scaling", root / "bench" / "vcpu_scaling.py")
-    vcpu_scaling = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(vcpu_scaling)
+    vcpu_scaling = _bench_module("vcpu_scaling")
     groups = {("x86", "4.14", "g2h", "bulk"): [("s1", 131072, 1.10, 1.40), ("s1", 1048576, 1.12, 1.42)],
               ("x86", "5.10", "g2h", "bulk"): [("s2", 1048576, 1.40, 1.50)],
               ("x86", "4.14", "g2h", "1 KiB"): [("s1", 1024, 1.40, 1.90)]}
@@ -177,3 +183,20 @@ def test_the_vcpu_scaling_check_is_one_figure_per_setup_and_reads_as_a_mechanism
     assert "(n=2 setups, in-sample" in line and line.endswith("MISSED: throughput g2h 1 KiB")  # +36 % vs +17 %
     shipped = json.loads((root / "vsockbench" / "data" / "effects.json").read_text())["vmm"][vcpu_scaling.CHECK]
     assert set(shipped) == {f"throughput {d} {s}" for d in ("g2h", "h2g") for s in ("1 KiB", "bulk")}
+
+
+def test_vcpu_scaling_shortfall_is_one_when_guest_and_vmm_take_turns():
+    """bench/vcpu_scaling.py's shortfall: 0 for a perfect doubling; exactly 1 for connections whose
+    guest work G and VMM work V alternate, with one VMM serving both (round G + V, then G + 2V),
+    whatever G and V; below 1 for a VMM whose work overlaps the guests' (a pipeline)."""
+    vcpu_scaling = _bench_module("vcpu_scaling")
+    assert vcpu_scaling.shortfall(2.0, 0.5) == 0.0
+    for g, v in ((10.0, 5.0), (3.0, 30.0), (1.0, 1.0)):
+        t1, t2 = g + v, g + 2 * v
+        ratio, c2 = 2 * t1 / t2, 2 * v / t2  # two connections' bytes per round; the VMM busy 2V a round
+        assert vcpu_scaling.shortfall(ratio, c2) == pytest.approx(1.0)
+    # a pipeline: the VMM forwards while the guests send (round max(G, V) at one vCPU), one VMM
+    # for both (max(G, 2V) at two): it loses only where the VMM saturates
+    g, v = 10.0, 6.0
+    t1, t2 = max(g, v), max(g, 2 * v)
+    assert vcpu_scaling.shortfall(2 * t1 / t2, 2 * v / t2) == pytest.approx(1 / 3)
