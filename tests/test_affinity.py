@@ -81,7 +81,9 @@ def test_simulate_command_shows_each_pinned_vcpu(tmp_path, capsys):
     assert main(["simulate", str(path)]) == 0
     line = next(s for s in capsys.readouterr().out.splitlines() if "pinned, per vCPU" in s)
     shares = [float(x.split(": ")[1].rstrip("%")) for x in line.split("vCPU: ")[1].split(", ")]
-    assert len(shares) == 2 and all(0 < s <= 100.0 for s in shares) and shares[0] > shares[1]
+    # vCPU 0 takes the interrupt and its kworkers besides its reader: never less than vCPU 1 (both
+    # may read 100 %, halt polling filling the gaps)
+    assert len(shares) == 2 and all(0 < s <= 100.0 for s in shares) and shares[0] >= shares[1]
 
 
 def test_measured_rows_are_simulated_with_their_sources_placement():

@@ -183,10 +183,13 @@ def test_guest_cpu_rows_are_fitted_at_one_vcpu_only():
 
 
 def test_fit_starts_guest_bound_by_default_where_both_receive_factors_are_free():
-    from vsockbench.calibrate import GUEST_RX_START, fit_starts
+    from vsockbench.calibrate import GUEST_RX_START, HOST_START, fit_starts, start_name
 
     both = ["copy", "pkt", "rxbuf", "backend", "backend_rx"]
     assert fit_starts(both) == [{}, GUEST_RX_START]  # the default (the shipped Firecracker profiles)
+    assert fit_starts([*both, "host"]) == [{}, GUEST_RX_START, HOST_START]  # 1 KiB h2g rows: host-bound too
+    assert fit_starts([*both, "host"], guest_rx_start=False) == [{}]
+    assert [start_name(s) for s in fit_starts([*both, "host"])] == ["estimates", "guest-rx", "host"]
     assert fit_starts(both, guest_rx_start=False) == [{}]  # --no-guest-rx-start: the estimates only
     assert fit_starts(["copy", "pkt", "rxbuf", "backend"], guest_rx_start=True) == [{}]  # no h2g CPU rows
     assert GUEST_RX_START["rxbuf"] > 0 > GUEST_RX_START["backend_rx"]  # guest's work up, backend's kept

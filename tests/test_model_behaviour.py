@@ -169,13 +169,15 @@ def test_the_injecting_kworker_takes_the_vmm_core_not_the_vmm_threads_cpu(tmp_pa
     raised): the calibrated profile's 2-stream 1 KiB g2h run is guest bound, where the
     injection's delay only batches the interrupts."""
     vmm_bound = "backend_per_pkt_ns = 6000.0\n"
-    without, with_ = _fc_1k_g2h(tmp_path, 0, vmm_bound), _fc_1k_g2h(tmp_path, 20000, vmm_bound)
+    # a dear injection (100 us a run): VMM bound, the passes are long and the interrupts few, so a
+    # cheap one would take too little of the core to tell from the batching it changes
+    without, with_ = _fc_1k_g2h(tmp_path, 0, vmm_bound), _fc_1k_g2h(tmp_path, 100000, vmm_bound)
     assert "kworker:irqfd_inject-vmm-event-loop" not in without.summary["threads"]
     g0, g1 = (r.summary["flows"]["f"]["throughput_gbps"] for r in (without, with_))
     vmm0, vmm1 = (r.summary["threads"]["vmm-event-loop"]["cpu_util"] for r in (without, with_))
     kworker = with_.summary["threads"]["kworker:irqfd_inject-vmm-event-loop"]["cpu_util"]
     assert vmm0 > 0.95 and vmm1 + kworker > 0.95  # the VMM's core is the bottleneck both times
-    assert g1 < g0
+    assert g1 < 0.95 * g0 and kworker > 0.05
     assert g1 / g0 == pytest.approx(vmm1 / vmm0, rel=0.05)  # what the VMM moves follows its share of the core
     assert vmm1 / g1 == pytest.approx(vmm0 / g0, rel=0.05)  # its CPU per byte does not change
 

@@ -164,6 +164,10 @@ SOURCES: dict[str, str] = {
     "that arrives while the previous is being handled is merged (the LAPIC's IRR holds one). False: its cost is "
     "accounted to the work item without taking CPU from anyone (the profiles fitted before 2026-11-27, thirteenth "
     "session)",
+    "guest_kick_after_adds": "code: virtio_transport_send_pkt_work (net/vmw_vsock/virtio_transport.c) "
+    "calls virtqueue_add_sgs for each queued packet and virtqueue_kick once after the loop, so the device "
+    "is notified when the adds are done; False: notified at the run's start, the adds charged after "
+    "(the simplification every profile before 2026-11-27, fifteenth session, was fitted with)",
     "guest_tx_fast_path": "code: efcd71af38be (vsock/virtio: avoid queuing packets when intermediate queue is empty, "
     "2024) lets virtio_transport_send_pkt() add to the TX ring in the sender's context; older guests always go "
     "through send_pkt_work (set false for them in vsockbench.kernels)",
@@ -237,6 +241,8 @@ class Profile:
     backend_one_irq_per_event: bool = False
     # --- an interrupt the guest did not want preempts its vCPU's running thread (SOURCES) ---
     guest_irq_preempts: bool = False
+    # --- send_pkt_work kicks after its adds (the device sees the batch when they are done; SOURCES) ---
+    guest_kick_after_adds: bool = False
     # --- guest kernel: CONFIG_PREEMPT_NONE (kernel sections run to their end; model/cpu.py) ---
     guest_preempt_none: bool = False
     # --- guest kernel: a per-CPU workqueue pool runs one work item unless it sleeps (model/cpu.py) ---
@@ -315,6 +321,8 @@ ESTIMATES: dict[str, Profile] = {
         # the event loop as Firecracker's 2020-26 code runs it, and the virtio-mmio interrupt's costs
         # (scaled, not fitted: fitparams.SCALED_ONLY): two MMIO exits, the irqfd write, the injection
         backend_rx_one_per_pass=True, backend_one_irq_per_event=True, guest_irq_preempts=True,
+        # send_pkt_work notifies the device after its adds, as the kernel (2026-11-27, fifteenth session)
+        guest_kick_after_adds=True,
         guest_irq_ns=4000.0, backend_signal_ns=2500.0, kvm_irq_inject_ns=1000.0,
     ),
 }

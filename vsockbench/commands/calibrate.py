@@ -18,8 +18,8 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--guest-rx-start", action=argparse.BooleanOptionalAction, default=True,
                    help="also search from a guest-bound receive side where the rows free both receive factors "
-                   "(Firecracker's); the lower cost wins (default: on, as the shipped profiles were fitted; "
-                   "README, calibration)")
+                   "(Firecracker's), and from a host-bound send side where the host's calls are free too; the "
+                   "lowest cost wins (default: on, as the shipped profiles were fitted; README, calibration)")
     p.set_defaults(func=run)
 
 

@@ -103,6 +103,7 @@ class GuestQueue:
         # tx_work runs, queued by the interrupt, are in guest_irq_ns with the interrupt itself)
         self.run_s = prof.guest_wq_run_ns * 1e-9
         self.txq_s = prof.guest_txq_per_pkt_ns * 1e-9
+        self.kick_after_adds = prof.guest_kick_after_adds
         self.xcpu_s = prof.guest_cross_vcpu_pkt_ns * 1e-9  # a packet handled off its app's vCPU
         self.jitter = model.jitter
         # record_packet is a no-op without packet records (run.packets = "none"): skip the call
@@ -277,8 +278,12 @@ class GuestQueue:
                     remote += 1
             if batch:
                 self.cross_vcpu[1] += remote
-                kick = self._maybe_kick()
-                yield self.t_send.run(per_pkt * batch + kick + xcpu * remote)
+                if self.kick_after_adds:  # the adds, then one kick (virtio_transport_send_pkt_work)
+                    yield self.t_send.run(per_pkt * batch + xcpu * remote)
+                    self.t_send.owe(self._maybe_kick())  # the exit, after the device was notified
+                else:
+                    kick = self._maybe_kick()
+                    yield self.t_send.run(per_pkt * batch + kick + xcpu * remote)
             if workers is not None:
                 workers.stop()
             self.send_work_running = False
