@@ -247,8 +247,12 @@ class GuestQueue:
     def _send_pkt_work(self):
         """virtio_transport_send_pkt_work: take packets off send_pkt_queue while the ring has
         room (virtqueue_add_sgs each), then one kick.  The kworker's switch-in comes first (on
-        the path); simplification: the adds and the kick are charged after the device is
-        notified (one charge per batch), as if the device saw the batch at once."""
+        the path).  With ``guest_kick_after_adds`` (the Firecracker profiles refitted since
+        2026-11-27, fifteenth session) the adds are one charge and the device is notified at its
+        end, the kick's exit owed after; simplification: the ring shows the batch's packets from
+        the charge's start, so a VMM pass already running may take some early.  Without it (the
+        profiles fitted before) the device is notified at the run's start and the adds and the
+        kick are charged after, as if it saw the batch at once."""
         env = self.env
         per_pkt = self.txq_s
         run_s = self.run_s
