@@ -105,16 +105,23 @@ def test_seqpacket_preserves_message_boundaries_and_updates_credit_per_message()
     assert res.checks["conserved"]
 
 
-@pytest.mark.parametrize("backend", ["vmm", "vhost-user"])
-def test_firecracker_stops_reading_without_credit_instead_of_asking_for_it(backend):
+@pytest.mark.parametrize("backend, gated", [("vmm", None), ("vhost-user", None), ("vhost-user", True)])
+def test_firecracker_stops_reading_without_credit_instead_of_asking_for_it(tmp_path, backend, gated):
     """Firecracker polls a connection's host socket only while the guest has credit
     (get_polled_evset) and resumes on the guest's CREDIT_UPDATE, so a host-to-guest stream that
     keeps filling a small guest buffer never makes it send a CREDIT_REQUEST; vhost-device-vsock
     asks once per stall (its readable socket leaves epoll until the guest's CREDIT_UPDATE).
-    Either way the window holds and nothing is lost."""
+    The profile field backend_epollin_needs_credit decides, not the backend's kind (``gated``:
+    set in a profile file on top of the backend's built-in one).  Either way the window holds
+    and nothing is lost."""
     from vsockbench.model.socket import CREDIT_REQUEST
 
-    sc = make_scenario([{"cid": 3, "backend": backend}],
+    device = {"cid": 3, "backend": backend}
+    if gated is not None:
+        prof = tmp_path / "gated.toml"
+        prof.write_text(f'[profile]\nbase = "{backend}"\nname = "gated"\nbackend_epollin_needs_credit = true\n')
+        device["profile"] = str(prof)
+    sc = make_scenario([device],
                        [{"name": "f", "kind": "stream", "direction": "h2g", "msg_bytes": 1024,
                          "buffer_bytes": 8192}], duration=0.003, vcpus=1)
     res = simulate(sc, keep_model=True)
@@ -124,7 +131,7 @@ def test_firecracker_stops_reading_without_credit_instead_of_asking_for_it(backe
     assert conn.h.max_in_flight == conn.h.peer_buf_alloc == 8192  # the guest's window filled up
     assert conn.h.credit() >= 0 and res.checks["conserved"] and res.checks["credit_respected"]
     assert res.summary["flows"]["f"]["throughput_gbps"] > 0.1  # it keeps moving on credit updates
-    if backend == "vmm":
+    if backend == "vmm" or gated:
         assert requests == 0
     else:
         assert requests > 10

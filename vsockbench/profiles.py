@@ -154,6 +154,14 @@ SOURCES: dict[str, str] = {
     "loop, each pass ending in an interrupt (model/backend.py). Host data that arrives during a pass is seen at the "
     "next. False: a pass drains a connection up to its credit (the order the profiles fitted before 2026-11-27, "
     "thirteenth session, were fitted with)",
+    "backend_epollin_needs_credit": "code: Firecracker polls a connection's host socket for EPOLLIN only while the "
+    "guest has credit (VsockConnection::get_polled_evset skips IN when need_credit_update_from_peer(); the muxer's "
+    "apply_conn_mutation re-arms it after every guest packet), and recv_pkt turns a pending Rw into a "
+    "CREDIT_REQUEST only if credit ran out after the EPOLLIN: one Rw yields one packet, so in a stream that never "
+    "happens. False (vhost-device-vsock): handle_event unregisters a readable socket and queues an Rw, recv_pkt "
+    "answers a credit-less Rw with a CREDIT_REQUEST, and only a guest CREDIT_UPDATE re-registers the socket "
+    "(vhu_vsock_thread.rs, vsock_conn.rs): one request per stall (model/backend.py). Userspace backends only; "
+    "on in the Firecracker estimate (keyed on the backend kind before the sixteenth session)",
     "backend_one_irq_per_event": "code: Firecracker's vsock event handler processes both queues of an event and "
     "signals once (vsock/event_handler.rs: raise_irq |= process_tx / process_rx, then signal_used_queue; "
     "virtio-mmio has one interrupt line a device), so TX and RX used in one pass take one interrupt, whose "
@@ -239,6 +247,8 @@ class Profile:
     # --- Firecracker's event loop: one RW packet a connection per pass, one interrupt an event (SOURCES) ---
     backend_rx_one_per_pass: bool = False
     backend_one_irq_per_event: bool = False
+    # --- a host socket is polled for EPOLLIN only while the guest has credit (Firecracker; SOURCES) ---
+    backend_epollin_needs_credit: bool = False
     # --- an interrupt the guest did not want preempts its vCPU's running thread (SOURCES) ---
     guest_irq_preempts: bool = False
     # --- send_pkt_work kicks after its adds (the device sees the batch when they are done; SOURCES) ---
@@ -324,6 +334,7 @@ ESTIMATES: dict[str, Profile] = {
         # the event loop as Firecracker's 2020-26 code runs it, and the virtio-mmio interrupt's costs
         # (scaled, not fitted: fitparams.SCALED_ONLY): two MMIO exits, the irqfd write, the injection
         backend_rx_one_per_pass=True, backend_one_irq_per_event=True, guest_irq_preempts=True,
+        backend_epollin_needs_credit=True,
         # send_pkt_work notifies the device after its adds, as the kernel (2026-11-27, fifteenth session)
         guest_kick_after_adds=True,
         guest_irq_ns=4000.0, backend_signal_ns=2500.0, kvm_irq_inject_ns=1000.0,

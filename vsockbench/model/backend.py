@@ -192,15 +192,10 @@ class UserspaceBackend(_Worker):
         super().__init__(model, name, prof)
         self.kind = prof.backend
         self.loop_s = prof.backend_loop_ns * 1e-9
-        # Firecracker polls a connection's host socket for EPOLLIN only while the guest has credit
-        # (VsockConnection::get_polled_evset skips IN when need_credit_update_from_peer(); the
-        # muxer's apply_conn_mutation re-arms it after every guest packet), and recv_pkt turns a
-        # pending Rw into a CREDIT_REQUEST only if credit ran out after the EPOLLIN: one Rw
-        # yields one packet, so in a stream that never happens.  vhost-device-vsock asks: its
-        # handle_event unregisters a readable socket and queues an Rw, recv_pkt answers a
-        # credit-less Rw with a CREDIT_REQUEST, and only a guest CREDIT_UPDATE re-registers the
-        # socket (vhu_vsock_thread.rs, vsock_conn.rs) - one request per stall, as modelled.
-        self.credit_gated = prof.backend == "vmm"
+        # EPOLLIN on a connection's host socket only while the guest has credit (Firecracker's
+        # get_polled_evset), or a CREDIT_REQUEST per stall (vhost-device-vsock): profile field
+        # backend_epollin_needs_credit, profiles.SOURCES
+        self.credit_gated = prof.backend_epollin_needs_credit
         # Firecracker's event loop (profiles.SOURCES): a pass yields one RW packet per connection
         # (csm/connection.rs recv_pkt drops the Rw indication, VsockMuxer::notify's next epoll_wait
         # sets it again) and signals once for both queues (vsock/event_handler.rs)
