@@ -200,3 +200,14 @@ def test_vcpu_scaling_shortfall_is_one_when_guest_and_vmm_take_turns():
     g, v = 10.0, 6.0
     t1, t2 = max(g, v), max(g, 2 * v)
     assert vcpu_scaling.shortfall(2 * t1 / t2, 2 * v / t2) == pytest.approx(1 / 3)
+
+
+def test_vcpu_scaling_guest_turn_is_the_guest_work_at_two_vcpus_over_one():
+    """bench/vcpu_scaling.py's guest turn: for guest and VMM that take turns (round G1 + V at one
+    vCPU, G2 + 2V at two: two windows a round), the throughput ratio and the VMM's shares give
+    back G2 / G1, whatever V."""
+    vcpu_scaling = _bench_module("vcpu_scaling")
+    for g1, g2, v in ((10.0, 10.0, 5.0), (10.0, 14.0, 5.0), (30.0, 25.0, 60.0)):
+        t1, t2 = g1 + v, g2 + 2 * v
+        ratio, c1, c2 = 2 * t1 / t2, v / t1, 2 * v / t2
+        assert vcpu_scaling.guest_turn(ratio, c1, c2) == pytest.approx(g2 / g1)
