@@ -198,10 +198,6 @@ class Model:
         self.packets.append((self.env.now, q.cid, q.index, src, dst, sp, dp, pkt.len, c.type, pkt.op,
                              pkt.flags, pkt.buf_alloc, pkt.fwd_cnt, c.flow, c.id))
 
-    def charge(self, thread: Thread, cost: float) -> None:
-        """CPU used off the critical path of its thread (e.g. a reply's kick from rx_work)."""
-        thread.owe(cost)
-
     # ------------------------------------------------------------ sending control packets
     def _ctrl_queue(self, conn: Conn, op: int) -> GuestQueue:
         if op in CONTROL_ON_QUEUE0:
@@ -231,15 +227,16 @@ class Model:
             end.enqueue(pkt)
         elif op == CREDIT_REQUEST:
             end.credit_updates += 1
-            self.charge(q.t_rx, self.guest_ctrl(conn, CREDIT_UPDATE, reply=False, sender=q.t_rx))
+            # a control reply's kick: owed by rx_work, paid off its critical path (Thread.owe)
+            q.t_rx.owe(self.guest_ctrl(conn, CREDIT_UPDATE, reply=False, sender=q.t_rx))
         elif op == REQUEST:  # a host connect() reached a guest listener (virtio_transport_recv_listen)
             self.guest_listeners.setdefault((q.cid, conn.guest_port), []).append(conn)
-            self.charge(q.t_rx, self.guest_ctrl(conn, RESPONSE, reply=True, sender=q.t_rx))
+            q.t_rx.owe(self.guest_ctrl(conn, RESPONSE, reply=True, sender=q.t_rx))
         elif op == RESPONSE:
             self._wake_connector(conn)
         elif op == SHUTDOWN:  # peer shut both ways: reply RST (virtio_transport_recv_connected)
             conn.closed = True
-            self.charge(q.t_rx, self.guest_ctrl(conn, RST, reply=True, sender=q.t_rx))
+            q.t_rx.owe(self.guest_ctrl(conn, RST, reply=True, sender=q.t_rx))
         elif op == RST:
             conn.closed = True
             self._wake_connector(conn)
