@@ -7,7 +7,11 @@ A ``bidir`` row of Firecracker's CI is one g2h and one h2g iperf3 client on one 
 (test_vsock_throughput.py, mode "bd"), and the CI reports their sum.  The sum hides the
 noisy-neighbour question - which direction got the device - so this check puts the model's
 split beside the one the measured VMM CPU implies (vsockbench.validate.implied_split: each
-direction's VMM CPU per Gbps from its single-direction row).  Profiles: every shipped Firecracker
+direction's VMM CPU per Gbps from its single-direction row), with two references: the 2-vCPU rows
+(the mix's vCPUs, but two connections a direction) and the 1-vCPU rows (one connection a direction,
+as in the mix).  Which one the VMM's cost per byte in the mix follows, the model's own rows say:
+its implied splits, from its predicted single-direction and bidir rows, against its simulated
+split.  Profiles: every shipped Firecracker
 profile (fitted on all its rows, the bidir totals included: in-sample), and for the setups of
 bench/cross_validate.py's second split the profile fitted without any bidir row (held out,
 results/validation/cv.json).  Writes bidir_split.md; ~10 s on 2 cores.
@@ -46,24 +50,45 @@ def flow_split(args) -> tuple[float, float]:
     return flows["f"]["throughput_gbps"], flows["r"]["throughput_gbps"]
 
 
-def cases(rows) -> list[dict]:
-    """Every bidir throughput row with the implied split of its setup's CPU rows (None if unknown)."""
-    by = {(r.setup, r.direction, r.msg_bytes, r.vcpus, r.metric): r.value for r in rows}
-    out = []
-    for r in rows:
-        if r.direction != "bidir" or r.metric != "throughput":
-            continue
-        def value(direction, metric, r=r):
-            return by.get((r.setup, direction, r.msg_bytes, r.vcpus, metric))
+REFERENCES = (("implied", None), ("implied_1", 1))  # the single-direction rows' vCPUs: the mix's, or one
 
-        pairs = {d: (value(d, "throughput"), value(d, "cpu_backend")) for d in ("g2h", "h2g", "bidir")}
-        split = None
-        # bulk sizes only: at 1 KiB the mix changes the VMM's per-packet batching, and the balance
-        # misses the model's own split by 0.7 of 5.2 Gbps (tests/test_validate_cli.py)
-        if r.msg_bytes >= SMALL and all(None not in p for p in pairs.values()):
-            split = implied_split({d: pairs[d] for d in ("g2h", "h2g")}, pairs["bidir"])
-        out.append({"row": r, "implied": split})
-    return out
+
+def split_of(value, r, ref_vcpus):
+    """The implied (g2h, h2g) of bidir row ``r`` from ``value(setup, direction, bytes, vcpus, metric)``
+    (measured or predicted), the single-direction rows taken at ``ref_vcpus`` (None: the row's own);
+    None below 16 KiB (at 1 KiB the mix changes the VMM's per-packet batching, and the balance
+    misses the model's own split by 0.7 of 5.2 Gbps: tests/test_validate_cli.py), where a row is
+    missing, or where the balance has no solution."""
+    ref = ref_vcpus or r.vcpus
+    pairs = {d: (value(r.setup, d, r.msg_bytes, ref, "throughput"), value(r.setup, d, r.msg_bytes, ref, "cpu_backend"))
+             for d in ("g2h", "h2g")}
+    mixed = (value(r.setup, "bidir", r.msg_bytes, r.vcpus, "throughput"),
+             value(r.setup, "bidir", r.msg_bytes, r.vcpus, "cpu_backend"))
+    if r.msg_bytes < SMALL or None in mixed or any(None in p for p in pairs.values()):
+        return None
+    return implied_split(pairs, mixed)
+
+
+def cases(rows) -> list[dict]:
+    """Every bidir throughput row with the implied splits of its setup's CPU rows (None if unknown)."""
+    by = {(r.setup, r.direction, r.msg_bytes, r.vcpus, r.metric): r.value for r in rows}
+
+    def value(*key):
+        return by.get(key)
+
+    return [{"row": r, **{name: split_of(value, r, ref) for name, ref in REFERENCES}}
+            for r in rows if r.direction == "bidir" and r.metric == "throughput"]
+
+
+def model_values(rows, setups) -> dict:
+    """The shipped profiles' predictions of the rows an implied split needs, keyed as ``cases``'s."""
+    from vsockbench.validate import predict_rows
+
+    want = [r for r in rows if r.setup in setups and r.metric in ("throughput", "cpu_backend")
+            and r.msg_bytes >= SMALL and r.stat == "mean"]
+    profiles = {s: load_profile(profile_path(DATA_DIR, s)) for s in setups}
+    return {(r.setup, r.direction, r.msg_bytes, r.vcpus, r.metric): v
+            for r, v, _why in predict_rows(want, profiles, workers=2) if v is not None}
 
 
 def main() -> int:
@@ -91,29 +116,42 @@ def main() -> int:
     by_case: dict[int, dict] = {}
     for (cid, kind), res in zip(labels, results):
         by_case.setdefault(cid, {})[kind] = res
-    lines = ["| setup | size | measured total | implied g2h / h2g (VMM CPU) | model g2h / h2g, held out "
-             "| model g2h / h2g, in-sample |", "|---|---:|---:|---:|---:|---:|"]
-    shares: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (guest, kind) -> (implied, model)
+    lines = ["| setup | size | measured total | implied g2h / h2g (VMM CPU, 2-vCPU rows) | implied, 1-vCPU rows "
+             "| model g2h / h2g, held out | model g2h / h2g, in-sample |", "|---|---:|---:|---:|---:|---:|---:|"]
+    shares: dict[tuple, list[tuple[float, float]]] = {}  # (guest, kind, reference) -> (implied, model)
+    shipped_setups = {c["row"].setup for c in found if profile_path(DATA_DIR, c["row"].setup).exists()}
+    predicted = model_values(rows, shipped_setups)
+    own: dict[tuple, list[float]] = {}  # (guest, reference) -> |model's implied g2h share - its simulated one|
 
     def fmt(pair):
         return "-" if pair is None else f"{pair[0]:.2f} / {pair[1]:.2f}"
 
     for c in found:
-        r, imp = c["row"], c["implied"]
+        r = c["row"]
         got = by_case.get(id(c), {})
         if not got:
             continue
         version = linux_versions(r.setup, r.variant)[0]  # the guest's
         guest = ".".join(map(str, version)) if version else "?"
-        for kind, pair in got.items():
-            if imp is not None and sum(pair) > 0:
-                shares.setdefault((guest, kind), []).append((imp[0] / sum(imp), pair[0] / sum(pair)))
+        for name, ref in REFERENCES:
+            imp = c[name]
+            for kind, pair in got.items():
+                if imp is not None and sum(pair) > 0:
+                    shares.setdefault((guest, kind, name), []).append((imp[0] / sum(imp), pair[0] / sum(pair)))
+            sim = got.get("in-sample")
+            mine = split_of(lambda *key: predicted.get(key), r, ref) if sim and sum(sim) > 0 else None
+            if mine is not None:
+                own.setdefault((guest, name), []).append(abs(mine[0] / sum(mine) - sim[0] / sum(sim)))
         size = f"{r.msg_bytes // 1024} KiB"
-        lines.append(f"| {r.setup.removeprefix('vmm/')} | {size} | {r.value:.2f} | {fmt(imp)} | "
-                     f"{fmt(got.get('held out'))} | {fmt(got.get('in-sample'))} |")
-    summary = [f"guest {guest}, {kind}: g2h share of the total, median over {len(v)} rows with an implied split: "
-               f"implied {100 * median(a for a, _ in v):.0f} %, model {100 * median(b for _, b in v):.0f} %"
-               for (guest, kind), v in sorted(shares.items())]
+        lines.append(f"| {r.setup.removeprefix('vmm/')} | {size} | {r.value:.2f} | {fmt(c['implied'])} | "
+                     f"{fmt(c['implied_1'])} | {fmt(got.get('held out'))} | {fmt(got.get('in-sample'))} |")
+    refname = {"implied": "2-vCPU rows", "implied_1": "1-vCPU rows"}
+    summary = [f"guest {guest}, {kind}: g2h share of the total, median over {len(v)} rows with an implied split "
+               f"({refname[name]}): implied {100 * median(a for a, _ in v):.0f} %, model "
+               f"{100 * median(b for _, b in v):.0f} %" for (guest, kind, name), v in sorted(shares.items())]
+    summary += [f"guest {guest}, the model's own rows ({refname[name]}): its implied g2h share is off its simulated "
+                f"one by {100 * median(v):.0f} points (median over {len(v)} rows), {100 * max(v):.0f} at most"
+                for (guest, name), v in sorted(own.items())]
     table = "\n".join(lines)
     print(table)
     print("\n".join(summary))
@@ -122,7 +160,9 @@ def main() -> int:
                       "# Firecracker bidir rows: the split between directions\n\n"
                       "Generated by `python bench/bidir_split.py`.  Measured: the CI's sum of a g2h and an h2g "
                       "client on one device.  Implied: the split the measured VMM CPU gives with each "
-                      "direction's CPU per Gbps from its single-direction row (vsockbench.validate.implied_split; "
+                      "direction's CPU per Gbps from its single-direction row at two vCPUs (two connections a "
+                      "direction), or at one (one connection a direction, as in the mix) "
+                      "(vsockbench.validate.implied_split; "
                       "'-' below 16 KiB, where the mix changes the VMM's batching, or where the balance has no "
                       "solution; it assumes each direction costs the VMM as much per byte in the mix as alone: an "
                       "estimate, not a measurement - README, 'Which direction gets a shared device').  Model: the "
