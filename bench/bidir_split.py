@@ -80,7 +80,7 @@ def cases(rows) -> list[dict]:
             for r in rows if r.direction == "bidir" and r.metric == "throughput"]
 
 
-def model_values(rows, setups) -> dict:
+def model_values(rows, setups, workers: int) -> dict:
     """The shipped profiles' predictions of the rows an implied split needs, keyed as ``cases``'s."""
     from vsockbench.validate import predict_rows
 
@@ -88,7 +88,7 @@ def model_values(rows, setups) -> dict:
             and r.msg_bytes >= SMALL and r.stat == "mean"]
     profiles = {s: load_profile(profile_path(DATA_DIR, s)) for s in setups}
     return {(r.setup, r.direction, r.msg_bytes, r.vcpus, r.metric): v
-            for r, v, _why in predict_rows(want, profiles, workers=2) if v is not None}
+            for r, v, _why in predict_rows(want, profiles, workers=workers) if v is not None}
 
 
 def main() -> int:
@@ -120,7 +120,7 @@ def main() -> int:
              "| model g2h / h2g, held out | model g2h / h2g, in-sample |", "|---|---:|---:|---:|---:|---:|---:|"]
     shares: dict[tuple, list[tuple[float, float]]] = {}  # (guest, kind, reference) -> (implied, model)
     shipped_setups = {c["row"].setup for c in found if profile_path(DATA_DIR, c["row"].setup).exists()}
-    predicted = model_values(rows, shipped_setups)
+    predicted = model_values(rows, shipped_setups, args.workers)
     own: dict[tuple, list[float]] = {}  # (guest, reference) -> |model's implied g2h share - its simulated one|
 
     def fmt(pair):
