@@ -247,12 +247,13 @@ class GuestQueue:
     def _send_pkt_work(self):
         """virtio_transport_send_pkt_work: take packets off send_pkt_queue while the ring has
         room (virtqueue_add_sgs each), then one kick.  The kworker's switch-in comes first (on
-        the path).  With ``guest_kick_after_adds`` (the Firecracker profiles refitted since
-        2026-11-27, fifteenth session) the adds are one charge and the device is notified at its
+        the path).  With ``guest_kick_after_adds`` (every estimate and every shipped profile since
+        2026-11-27, sixteenth session) the adds are one charge and the device is notified at its
         end, the kick's exit owed after; simplification: the ring shows the batch's packets from
-        the charge's start, so a VMM pass already running may take some early.  Without it (the
-        profiles fitted before) the device is notified at the run's start and the adds and the
-        kick are charged after, as if it saw the batch at once."""
+        the charge's start, so a VMM pass already running may take some early.  Without it (a
+        profile file that says false: the order every profile was fitted with before the fifteenth
+        session) the device is notified at the run's start and the adds and the kick are charged
+        after, as if it saw the batch at once."""
         env = self.env
         per_pkt = self.txq_s
         run_s = self.run_s
