@@ -65,6 +65,13 @@ work items of a vCPU share its worker pool (``CpuPool.workers``), which starts
 one only while no worker runs: a run of send_pkt_work, tx_work or rx_work
 waits for the running item to end its run or to sleep (rx_work in
 ``lock_sock``); a do/while round of rx_work is the same run.
+``tx_lock`` (profile ``guest_tx_lock``): send_pkt_work's adds and kick and tx_work's reclaim
+run under the mutex; one that finds it held by the other on another vCPU spins until it is
+released (``mutex_optimistic_spin``: the owner is running), CPU time on its own vCPU.  Each holder
+publishes its window (``_LockWindow``) when its charge starts, and the one that comes second
+spins; the fast path's ``mutex_trylock`` fails while tx_work holds it.  Simplifications: a
+waiter's spin is priced when it asks for the lock, once it has its vCPU (and is not extended
+if the holder is delayed meanwhile); the fast path's own add holds nothing.
 Simplification: ``queued_replies`` throttling is not modelled (it only
 matters under connection storms larger than the ring).
 """
@@ -79,6 +86,30 @@ from .cpu import wake_after
 __all__ = ["GuestQueue"]
 
 RX_BATCH = 8  # buffers delivered per CPU charge in rx_work (speed; per-buffer cost is kept)
+
+
+class _LockWindow:
+    """When one holder has ``tx_lock``: ``lock_start`` + ``lead`` to ``lock_end`` + ``tail``, on
+    ``lock_pool`` (set by Thread.run's ``lock`` at the charge's start, as a socket's lock_sock).
+    ``lead``: the charge's part before mutex_lock (tx_work's interrupt); ``tail``: the kick's exit
+    after the charge, before mutex_unlock."""
+
+    __slots__ = ("lock_start", "lock_end", "lock_pool", "lead", "tail")
+
+    def __init__(self):
+        self.lock_start = self.lock_end = self.lead = self.tail = 0.0
+        self.lock_pool = None
+
+    def left(self, pool, now: float) -> float:
+        """How long a thread of ``pool`` asking now spins: until the holder releases, if it
+        holds the lock now on another CPU (another pool, or another CPU of a larger pool)."""
+        holder = self.lock_pool
+        if holder is None or (holder is pool and pool.size == 1):
+            return 0.0
+        end = self.lock_end + self.tail
+        if self.lock_start + self.lead <= now < end:
+            return end - now
+        return 0.0
 
 
 class GuestQueue:
@@ -104,6 +135,12 @@ class GuestQueue:
         self.run_s = prof.guest_wq_run_ns * 1e-9
         self.txq_s = prof.guest_txq_per_pkt_ns * 1e-9
         self.kick_after_adds = prof.guest_kick_after_adds
+        self.adds_on_vcpu = prof.guest_adds_on_vcpu
+        # tx_lock's holders (guest_tx_lock): send_pkt_work's adds and tx_work's reclaim
+        self.tx_lock = prof.guest_tx_lock
+        self.lock_send, self.lock_tx = _LockWindow(), _LockWindow()
+        self.spins = 0  # tx_lock waits that spun (either side)
+        self.spin_s = 0.0  # and their CPU time, seconds
         self.xcpu_s = prof.guest_cross_vcpu_pkt_ns * 1e-9  # a packet handled off its app's vCPU
         self.jitter = model.jitter
         # record_packet is a no-op without packet records (run.packets = "none"): skip the call
@@ -157,7 +194,8 @@ class GuestQueue:
         """Would virtio_transport_send_pkt() take the fast path now: send_pkt_queue empty, the
         work item not holding tx_lock, room on the ring (virtio_transport_send_skb_fast_path)."""
         return (self.fast_path and not self.sendq and not self.send_work_running
-                and self.tx_free >= (self.slots if nbytes else 1))
+                and self.tx_free >= (self.slots if nbytes else 1)
+                and not (self.tx_lock and self.lock_tx.left(None, self.env._now)))  # mutex_trylock
 
     def xmit(self, pkt, sender=None, prepaid: bool = False) -> float:
         """virtio_transport_send_pkt() called by thread ``sender``; returns the CPU the caller's
@@ -247,7 +285,8 @@ class GuestQueue:
     def _send_pkt_work(self):
         """virtio_transport_send_pkt_work: take packets off send_pkt_queue while the ring has
         room (virtqueue_add_sgs each), then one kick.  The kworker's switch-in comes first (on
-        the path).  With ``guest_kick_after_adds`` (every estimate and every shipped profile since
+        the path); with ``guest_adds_on_vcpu`` and no such cost (``guest_wq_run_ns`` = 0) a zero
+        charge takes the vCPU first, so the adds wait for the kworker to run.  With ``guest_kick_after_adds`` (every estimate and every shipped profile since
         2026-11-27, sixteenth session) the adds are one charge and the device is notified at its
         end, the kick's exit owed after; simplification: the ring shows the batch's packets from
         the charge's start, so a VMM pass already running may take some early.  Without it (a
@@ -273,8 +312,17 @@ class GuestQueue:
                     yield wait
             if run_s:  # the sender's queue_work woke the kworker; the vCPU switches to it
                 yield self.t_send.run(run_s)
-            batch = remote = 0
+            elif self.adds_on_vcpu and self.t_send.held is None:
+                # no switch-in cost to pay, but the kworker still adds only once it runs: behind a
+                # sender in send() on a PREEMPT_NONE vCPU, the device sees nothing until it ends
+                yield self.t_send.run(0.0)
             pool = self.t_send.pool  # this run's vCPU (the item moves while idle: _queue_send_work)
+            lock = None
+            if self.tx_lock:  # mutex_lock(&vsock->tx_lock) before the loop
+                lock = self.lock_send
+                if self.lock_tx.left(pool, env._now):
+                    yield from self._spin(self.t_send, pool, self.lock_tx)
+            batch = remote = 0
             while self.sendq and self.tx_free >= self._slots(self.sendq[0]):
                 pkt = self.sendq.popleft()
                 self._add_tx(pkt)
@@ -284,8 +332,13 @@ class GuestQueue:
             if batch:
                 self.cross_vcpu[1] += remote
                 if self.kick_after_adds:  # the adds, then one kick (virtio_transport_send_pkt_work)
-                    yield self.t_send.run(per_pkt * batch + xcpu * remote)
-                    self.t_send.owe(self._maybe_kick())  # the exit, after the device was notified
+                    if lock is not None:  # the kick's exit comes before mutex_unlock
+                        lock.tail = self.kick_s if (self.tx_kick_enabled or not self.suppress) else 0.0
+                    yield self.t_send.run(per_pkt * batch + xcpu * remote, lock)
+                    kick = self._maybe_kick()
+                    if lock is not None:
+                        lock.tail = kick
+                    self.t_send.owe(kick)  # the exit, after the device was notified
                 else:
                     kick = self._maybe_kick()
                     yield self.t_send.run(per_pkt * batch + kick + xcpu * remote)
@@ -293,6 +346,17 @@ class GuestQueue:
                 workers.stop()
             self.send_work_running = False
             # packets queued while we ran: the sender saw send_work_running and queued work
+
+    def _spin(self, thread, pool, window):
+        """mutex_lock on tx_lock held by the other work item on another vCPU: spin until it is
+        released (mutex_optimistic_spin), on ``thread``'s vCPU, which it takes first."""
+        if thread.held is None:  # not yet on its vCPU: the spin starts when it gets it
+            yield thread.run(0.0)
+        left = window.left(pool, self.env._now)
+        if left:
+            self.spins += 1
+            self.spin_s += left
+            yield thread.run(left)
 
     # device side hands TX packets over here
     def pop_tx(self):
@@ -328,7 +392,25 @@ class GuestQueue:
     def _tx_run(self, _event) -> None:
         irq = 0.0 if self._tx_irq_paid else self.irq_s  # one vm_interrupt served both queues
         self._tx_irq_paid = False
+        if self.tx_lock:  # the interrupt on the vCPU, then mutex_lock (_tx_locked)
+            self.t_tx.enter()  # the vCPU is kept between the two charges (a kworker's run)
+            self.t_tx.run(irq).callbacks.append(self._tx_locked)
+            return
         ev = self.t_tx.run(irq + len(self.tx_used) * self.txq_s)
+        ev.callbacks.append(self._tx_reclaim)
+
+    def _tx_locked(self, _event) -> None:
+        """tx_work's mutex_lock once it runs on its vCPU: spin while send_pkt_work holds tx_lock
+        on another vCPU, then reclaim under it.  (Two charges, so that the lock is asked for when
+        the work item has its vCPU, not when it was queued behind a sender's send().)"""
+        t_tx = self.t_tx
+        left = self.lock_send.left(t_tx.pool, self.env._now)
+        if left:
+            self.spins += 1
+            self.spin_s += left
+        self.lock_tx.lead = left
+        ev = t_tx.run(left + len(self.tx_used) * self.txq_s, self.lock_tx)
+        t_tx.leave()  # the CPU stays with the charge just started; given up at its end
         ev.callbacks.append(self._tx_reclaim)
 
     def _tx_reclaim(self, _event) -> None:
