@@ -321,8 +321,9 @@ class Profile:
 # First estimates (see SOURCES); the built-in profiles below replace their costs with calibrated ones.
 ESTIMATES: dict[str, Profile] = {
     # copycost.py: SOURCES["copy_hot_ratio"]; send_pkt_work kicks after its adds (SOURCES; every
-    # vhost profile refitted with it 2026-11-27, sixteenth session); tx_lock (SOURCES)
-    "vhost": Profile(copy_hot_ratio=0.25, guest_kick_after_adds=True, guest_tx_lock=True),
+    # vhost profile refitted with it 2026-11-27, sixteenth session); tx_lock and the adds on the
+    # kworker's vCPU (SOURCES; a no-op here: the vhost profiles' switch-in charge already takes it)
+    "vhost": Profile(copy_hot_ratio=0.25, guest_kick_after_adds=True, guest_tx_lock=True, guest_adds_on_vcpu=True),
     # vhost-device-vsock (rust-vmm): one vring thread for RX+TX+backend epoll, one read()/write()
     # per packet, epoll re-arm per RX packet, per-descriptor mpsc hop to the used-ring helper.
     "vhost-user": Profile(
@@ -333,7 +334,7 @@ ESTIMATES: dict[str, Profile] = {
         backend_syscall_ns=1100.0, backend_loop_ns=900.0, backend_signal_ns=900.0,
         backend_wakeup_latency_ns=2500.0,
         guest_kick_after_adds=True,  # the guest driver is the same whatever the backend (SOURCES)
-        guest_tx_lock=True,
+        guest_tx_lock=True, guest_adds_on_vcpu=True,
     ),
     # Firecracker: the VMM thread's event loop (shared with net/block), 256-entry rings without
     # indirect descriptors, 64 KiB per-connection buffer, 4 KiB credit threshold, an RX packet a
