@@ -214,7 +214,7 @@ class ConnApp:
             end.take_credit(n)
             remaining -= n
             # the fast path's virtqueue_add_sgs runs in this call, before the kick (GuestQueue.xmit)
-            fast = from_guest and q.fast_path_open(n)
+            fast = from_guest and q.fast_path_open(n, th.pool)
             if fast:
                 cost += q.txq_s
             # the copy's rate depends on the data in flight (copycost.py)

@@ -190,12 +190,14 @@ class GuestQueue:
         env.process(self._rx_work())
 
     # ------------------------------------------------------------------ TX
-    def fast_path_open(self, nbytes: int) -> bool:
+    def fast_path_open(self, nbytes: int, pool=None) -> bool:
         """Would virtio_transport_send_pkt() take the fast path now: send_pkt_queue empty, the
-        work item not holding tx_lock, room on the ring (virtio_transport_send_skb_fast_path)."""
+        work item not holding tx_lock, room on the ring (virtio_transport_send_skb_fast_path).
+        ``pool``: the sender's vCPU; tx_work holding tx_lock there cannot be running (its
+        critical section has no preemption point), so only a holder elsewhere fails the trylock."""
         return (self.fast_path and not self.sendq and not self.send_work_running
                 and self.tx_free >= (self.slots if nbytes else 1)
-                and not (self.tx_lock and self.lock_tx.left(None, self.env._now)))  # mutex_trylock
+                and not (self.tx_lock and self.lock_tx.left(pool, self.env._now)))  # mutex_trylock
 
     def xmit(self, pkt, sender=None, prepaid: bool = False) -> float:
         """virtio_transport_send_pkt() called by thread ``sender``; returns the CPU the caller's
@@ -205,7 +207,7 @@ class GuestQueue:
         # the fast path exists since efcd71af38be (Sep 2024, ~6.12); older guests (4.14, 5.10: the
         # Firecracker CI) always queue to send_pkt_queue, so one send_pkt_work serialises every
         # connection's TX (profile guest_tx_fast_path, set per guest kernel by vsockbench.kernels)
-        if self.fast_path_open(pkt.len):
+        if self.fast_path_open(pkt.len, None if sender is None else sender.pool):
             if not prepaid and sender is not None:  # control packets: the add is paid on the way
                 sender.debt += self.txq_s
             self._add_tx(pkt)  # fast path in the sender's context
@@ -274,8 +276,11 @@ class GuestQueue:
         """queue_work(send_pkt_work) from thread ``by``; an idle item moves to ``by``'s vCPU."""
         if not self._send_queued:
             if self.pinned and by is not None and not self.send_work_running:
-                self.t_send.pool = by.pool  # bound workqueue: runs on the queuing CPU
-                self.t_send.se = by.pool.kworker  # by that CPU's kworker
+                t = self.t_send
+                if t.held is not None and t.pool is not by.pool:
+                    t._drop(t.hold_gen)  # its last run's vCPU, still kept this instant, goes back now
+                t.pool = by.pool  # bound workqueue: runs on the queuing CPU
+                t.se = by.pool.kworker  # by that CPU's kworker
             self._send_queued = True
             ev = self._send_ev
             if ev is not None:
