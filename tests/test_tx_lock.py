@@ -115,3 +115,22 @@ def test_every_estimate_has_both_and_the_defaults_are_off():
     """The guest driver is the same whatever the backend; a bare Profile() keeps the old model."""
     assert all(est.guest_tx_lock and est.guest_adds_on_vcpu for est in ESTIMATES.values())
     assert not Profile().guest_tx_lock and not Profile().guest_adds_on_vcpu
+
+
+def test_send_pkt_work_moving_between_vcpus_keeps_every_vcpu_accounted():
+    """A regression from a fit (December 2020's 8175M, its host-bound start): send_pkt_work's run
+    ended with its vCPU kept to the end of the instant, and a sender on the other vCPU queued it
+    there in that instant.  The kept vCPU went back to the new pool, leaving the old one a CPU
+    short forever and the new one a phantom (CpuPool._take then crashed).  Every pinned vCPU's
+    free count must match its CPUs that are idle."""
+    from vsockbench.fitparams import base_profile
+    from vsockbench.predict import row_scenario
+
+    setup = "vmm/firecracker-2020_12/m5d.metal-8175m-guest4.14"
+    prof = base_profile("vmm", setup).replace(host_send_call_ns=3605.0, host_recv_call_ns=3004.0)
+    key = ("stream", "g2h", 131072, 2, 2, False, "pinned")
+    res = simulate(row_scenario(key, prof), keep_model=True)
+    assert res.checks["conserved"]
+    for pool in res.model.vcpu_pools:
+        assert pool.free == sum(t is not None for t in pool.idle_since) <= pool.size
+    assert res.summary["flows"]["f"]["throughput_gbps"] > 1.0
