@@ -69,9 +69,12 @@ waits for the running item to end its run or to sleep (rx_work in
 run under the mutex; one that finds it held by the other on another vCPU spins until it is
 released (``mutex_optimistic_spin``: the owner is running), CPU time on its own vCPU.  Each holder
 publishes its window (``_LockWindow``) when its charge starts, and the one that comes second
-spins; the fast path's ``mutex_trylock`` fails while tx_work holds it.  Simplifications: a
-waiter's spin is priced when it asks for the lock, once it has its vCPU (and is not extended
-if the holder is delayed meanwhile); the fast path's own add holds nothing.
+spins; the fast path's ``mutex_trylock`` fails while tx_work holds it on another vCPU.
+Simplifications: a waiter's spin is priced when it asks for the lock, once it has its vCPU
+(and is not extended if the holder is delayed meanwhile); the fast path's own add holds nothing.
+send_pkt_work adds only once its kworker runs (profile ``guest_adds_on_vcpu``): queued by a
+sender on a PREEMPT_NONE vCPU, it waits for that sender's send() to end or sleep, and the
+device sees nothing before (a zero charge takes the vCPU where no switch-in cost does).
 Simplification: ``queued_replies`` throttling is not modelled (it only
 matters under connection storms larger than the ring).
 """
@@ -291,8 +294,10 @@ class GuestQueue:
         """virtio_transport_send_pkt_work: take packets off send_pkt_queue while the ring has
         room (virtqueue_add_sgs each), then one kick.  The kworker's switch-in comes first (on
         the path); with ``guest_adds_on_vcpu`` and no such cost (``guest_wq_run_ns`` = 0) a zero
-        charge takes the vCPU first, so the adds wait for the kworker to run.  With ``guest_kick_after_adds`` (every estimate and every shipped profile since
-        2026-11-27, sixteenth session) the adds are one charge and the device is notified at its
+        charge takes the vCPU first, so the adds wait for the kworker to run.  With
+        ``guest_tx_lock`` the adds and the kick hold tx_lock (``_spin`` first if tx_work holds it
+        on another vCPU).  With ``guest_kick_after_adds`` (every estimate and every shipped profile
+        since 2026-11-27, sixteenth session) the adds are one charge and the device is notified at its
         end, the kick's exit owed after; simplification: the ring shows the batch's packets from
         the charge's start, so a VMM pass already running may take some early.  Without it (a
         profile file that says false: the order every profile was fitted with before the fifteenth
