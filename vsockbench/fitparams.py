@@ -111,7 +111,6 @@ LOCAL_BASE = ESTIMATES["vhost"].replace(
     backend_per_rxbuf_ns=0.0, backend_copy_ns_per_kib=0.0, guest_txq_per_pkt_ns=0.0, guest_rx_refill_ns=0.0,
     guest_recv_per_pkt_ns=0.0, guest_wq_latency_ns=0.0, guest_wq_run_ns=0.0, backend_wakeup_latency_ns=0.0,
     rx_buf_payload_bytes=65536, ring_size=256,
-    guest_tx_lock=False, guest_adds_on_vcpu=False,  # no virtio driver, so no tx_lock and no kworker
     copy_hot_ratio=1.0)  # the copy cache effect (model/copycost.py) is not validated on local transports
 
 

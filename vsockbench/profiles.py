@@ -180,16 +180,19 @@ SOURCES: dict[str, str] = {
     "efcd71af38be); the kworker calls virtqueue_add_sgs when it runs, and on a PREEMPT_NONE vCPU it runs only when "
     "the sender's send() sleeps or returns (schedule() on the way to user space), so the device sees the packets "
     "then. With a switch-in cost (guest_wq_run_ns > 0) the adds already follow that charge; with none (the "
-    "Firecracker estimate) a zero charge takes the vCPU first. False: the adds were visible when the work was "
-    "queued, even while the sender kept the vCPU (every Firecracker profile fitted before 2026-11-28, seventeenth "
-    "session)",
+    "Firecracker estimate) a zero charge takes the vCPU first. False (every estimate and shipped profile): the adds "
+    "are visible when the work is queued, even while the sender keeps the vCPU - a simplification kept because "
+    "the Firecracker splits refitted with the flag predicted their held-out rows worse (findings, \"tx_lock and "
+    "the kworker's adds, tried\", 2026-11-28)",
     "guest_tx_lock": "code: virtio_transport_send_pkt_work and virtio_transport_tx_work "
     "(net/vmw_vsock/virtio_transport.c, every kernel since 4.8) each run under mutex_lock(&vsock->tx_lock): "
     "the adds and the kick, the virtqueue_get_buf loop and its frees; the fast path (efcd71af38be) only "
     "mutex_trylock()s it. A waiter whose owner runs on another CPU spins (mutex_optimistic_spin, "
     "CONFIG_MUTEX_SPIN_ON_OWNER, default y on SMP), so at two vCPUs the one that comes second burns its vCPU "
-    "until the other is done; on one vCPU the two never overlap (one worker pool, PREEMPT_NONE). False: no "
-    "lock (every profile fitted before 2026-11-28, seventeenth session)",
+    "until the other is done; on one vCPU the two never overlap (one worker pool, PREEMPT_NONE). False (every "
+    "estimate and shipped profile): no lock, the two may overlap on two vCPUs; on the Firecracker rows the "
+    "spins are rare (22 in 7.5 ms of a 1 KiB g2h stream at two vCPUs) and the refit with both flags was "
+    "worse held out (findings, \"tx_lock and the kworker's adds, tried\", 2026-11-28)",
     "guest_tx_fast_path": "code: efcd71af38be (vsock/virtio: avoid queuing packets when intermediate queue is empty, "
     "2024) lets virtio_transport_send_pkt() add to the TX ring in the sender's context; older guests always go "
     "through send_pkt_work (set false for them in vsockbench.kernels)",
@@ -321,9 +324,8 @@ class Profile:
 # First estimates (see SOURCES); the built-in profiles below replace their costs with calibrated ones.
 ESTIMATES: dict[str, Profile] = {
     # copycost.py: SOURCES["copy_hot_ratio"]; send_pkt_work kicks after its adds (SOURCES; every
-    # vhost profile refitted with it 2026-11-27, sixteenth session); tx_lock and the adds on the
-    # kworker's vCPU (SOURCES; a no-op here: the vhost profiles' switch-in charge already takes it)
-    "vhost": Profile(copy_hot_ratio=0.25, guest_kick_after_adds=True, guest_tx_lock=True, guest_adds_on_vcpu=True),
+    # vhost profile refitted with it 2026-11-27, sixteenth session)
+    "vhost": Profile(copy_hot_ratio=0.25, guest_kick_after_adds=True),
     # vhost-device-vsock (rust-vmm): one vring thread for RX+TX+backend epoll, one read()/write()
     # per packet, epoll re-arm per RX packet, per-descriptor mpsc hop to the used-ring helper.
     "vhost-user": Profile(
@@ -334,7 +336,6 @@ ESTIMATES: dict[str, Profile] = {
         backend_syscall_ns=1100.0, backend_loop_ns=900.0, backend_signal_ns=900.0,
         backend_wakeup_latency_ns=2500.0,
         guest_kick_after_adds=True,  # the guest driver is the same whatever the backend (SOURCES)
-        guest_tx_lock=True, guest_adds_on_vcpu=True,
     ),
     # Firecracker: the VMM thread's event loop (shared with net/block), 256-entry rings without
     # indirect descriptors, 64 KiB per-connection buffer, 4 KiB credit threshold, an RX packet a
@@ -355,9 +356,10 @@ ESTIMATES: dict[str, Profile] = {
         # (scaled, not fitted: fitparams.SCALED_ONLY): two MMIO exits, the irqfd write, the injection
         backend_rx_one_per_pass=True, backend_one_irq_per_event=True, guest_irq_preempts=True,
         backend_epollin_needs_credit=True,
-        # send_pkt_work notifies the device after its adds, as the kernel (2026-11-27, fifteenth session),
-        # and it and tx_work hold tx_lock (2026-11-28, seventeenth session)
-        guest_kick_after_adds=True, guest_tx_lock=True, guest_adds_on_vcpu=True,
+        # send_pkt_work notifies the device after its adds, as the kernel (2026-11-27, fifteenth session);
+        # guest_tx_lock and guest_adds_on_vcpu stay off: refitted with them the held-out splits got
+        # worse (SOURCES; findings, "tx_lock and the kworker's adds, tried")
+        guest_kick_after_adds=True,
         guest_irq_ns=4000.0, backend_signal_ns=2500.0, kvm_irq_inject_ns=1000.0,
     ),
 }
