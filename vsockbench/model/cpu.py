@@ -296,6 +296,11 @@ class Thread:
         theirs = max(waiter.busy_total, mine - latency / 2)
         return mine - theirs > CFS_WAKEUP_GRAN * f
 
+    def give_back(self) -> None:
+        """Give up now the CPU kept since the last charge (a work item about to move to another
+        vCPU's pool: the kept CPU belongs to the pool it ran on)."""
+        self._drop(self.hold_gen)
+
     def _drop(self, gen) -> None:
         """Give up the kept CPU, unless the section has taken it again since (``gen``)."""
         if self.held is None or gen != self.hold_gen:

@@ -281,7 +281,7 @@ class GuestQueue:
             if self.pinned and by is not None and not self.send_work_running:
                 t = self.t_send
                 if t.held is not None and t.pool is not by.pool:
-                    t._drop(t.hold_gen)  # its last run's vCPU, still kept this instant, goes back now
+                    t.give_back()  # its last run's vCPU, still kept this instant, goes back now
                 t.pool = by.pool  # bound workqueue: runs on the queuing CPU
                 t.se = by.pool.kworker  # by that CPU's kworker
             self._send_queued = True
