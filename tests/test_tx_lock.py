@@ -76,7 +76,7 @@ def test_without_the_lock_the_holds_would_overlap(monkeypatch):
     monkeypatch.setattr(guest._LockWindow, "left", lambda self, pool, now: 0.0)
     res = simulate(_g2h(2, 1024, guest_tx_lock=True), keep_model=True)
     held = sum(b - a for a, b, _ in sends) + sum(b - a for a, b, _ in txs)
-    assert _overlap(sends, txs) > 0.01 * held
+    assert _overlap(sends, txs) > 3e-3 * held  # 2.7 % on the built-in vmm profile
     assert res.model.queues[3][0].spins == 0
 
 
