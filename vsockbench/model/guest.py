@@ -362,11 +362,18 @@ class GuestQueue:
         released (mutex_optimistic_spin), on ``thread``'s vCPU, which it takes first."""
         if thread.held is None:  # not yet on its vCPU: the spin starts when it gets it
             yield thread.run(0.0)
+        left = self._lock_wait(window, pool)
+        if left:
+            yield thread.run(left)
+
+    def _lock_wait(self, window, pool) -> float:
+        """How long a mutex_lock on tx_lock asked now from ``pool`` spins for ``window``'s holder
+        (0 if free), counted in ``spins`` / ``spin_s``."""
         left = window.left(pool, self.env._now)
         if left:
             self.spins += 1
             self.spin_s += left
-            yield thread.run(left)
+        return left
 
     # device side hands TX packets over here
     def pop_tx(self):
@@ -414,10 +421,7 @@ class GuestQueue:
         on another vCPU, then reclaim under it.  (Two charges, so that the lock is asked for when
         the work item has its vCPU, not when it was queued behind a sender's send().)"""
         t_tx = self.t_tx
-        left = self.lock_send.left(t_tx.pool, self.env._now)
-        if left:
-            self.spins += 1
-            self.spin_s += left
+        left = self._lock_wait(self.lock_send, t_tx.pool)
         self.lock_tx.lead = left
         ev = t_tx.run(left + len(self.tx_used) * self.txq_s, self.lock_tx)
         t_tx.leave()  # the CPU stays with the charge just started; given up at its end
