@@ -202,10 +202,12 @@ def test_an_equally_good_fit_from_another_start_is_quoted_beside_the_held_out_er
     # an in-sample entry has no held-out figure to put a band beside
     (line, *_checks) = accuracy_lines([prof], {"s": {**entry, "held_out": {}, "in_sample": entry["held_out"]}})
     assert "equally good" not in line
-    # the shipped table: m6i's 1 -> 2 vCPU split has two (estimates +0.008, host +0.001: the kept start
-    # is guest-rx), m5d's none (its other starts fit 0.04 worse)
+    # the shipped table (2026-11-28, eighteenth session): m6i's 1 -> 2 vCPU split has two (the kept start
+    # is host; estimates +0.0024, guest-rx -0.0025: better on the training rows, not kept for the
+    # prior), m5d's one (guest-rx, -0.0016); every gap below EQUAL_FIT_RMS
     table = load_accuracy(ACCURACY_FILE)
     m6i = table["vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14"]["equal_fits"]
-    assert [e["start"] for e in m6i] == ["estimates", "host"]
-    assert all(0 < e["rms_log_error_gap"] <= EQUAL_FIT_RMS for e in m6i)
-    assert "equal_fits" not in table["vmm/firecracker-2023_05/m5d.metal-8259cl-host5.10-guest5.10"]
+    assert [e["start"] for e in m6i] == ["estimates", "guest-rx"]
+    m5d = table["vmm/firecracker-2023_05/m5d.metal-8259cl-host5.10-guest5.10"]["equal_fits"]
+    assert [e["start"] for e in m5d] == ["guest-rx"]
+    assert all(e["rms_log_error_gap"] < EQUAL_FIT_RMS for e in m6i + m5d)

@@ -55,7 +55,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "copy": ("guest_copy_ns_per_kib", "backend_copy_ns_per_kib", "host_copy_ns_per_kib"),
     "call": ("guest_send_call_ns", "guest_recv_call_ns"),
     "pkt": ("guest_send_per_pkt_ns", "guest_txq_per_pkt_ns", "backend_per_pkt_ns", "backend_syscall_ns",
-            "backend_loop_ns"),
+            "backend_loop_ns", "backend_wake_app_ns"),
     "host": ("host_send_call_ns", "host_recv_call_ns"),
     "notify": ("guest_kick_ns", "guest_irq_ns", "backend_signal_ns"),
     "rxbuf": ("backend_per_rxbuf_ns", "backend_h2g_per_skb_ns", "guest_recv_per_pkt_ns", "guest_rx_refill_ns"),

@@ -97,6 +97,10 @@ SOURCES: dict[str, str] = {
     "irqfd's eventfd (a syscall with mitigations, irqfd_wakeup, schedule_work), scaled and not fitted (guest_irq_ns)",
     "backend_syscall_ns": "est: one read()/write()/epoll_ctl() of a userspace backend; fc_pr2574_measured_2021 h2g 1 KiB",
     "backend_loop_ns": "est: one epoll_wait round of a userspace event loop",
+    "backend_wake_app_ns": "est: a userspace backend's write() to the host application's Unix socket that finds "
+    "its reader asleep (unix_stream_sendmsg -> sk_data_ready -> try_to_wake_up: select_task_rq, the remote run "
+    "queue's lock, the enqueue and a reschedule IPI to its idle core), or a read() that wakes a writer waiting for "
+    "space (unix_write_space); the waker's CPU, beside backend_syscall_ns",
     "backend_other_util": "est: share of the VMM thread taken by the VM's other devices (net, block); 0 = idle",
     "kvm_irq_inject_ns": "code: an irqfd on a GSI (IRQCHIP) route cannot inject in atomic context "
     "(kvm_arch_set_irq_inatomic returns -EWOULDBLOCK for non-MSI routes, arch/x86/kvm/irq_comm.c), so irqfd_wakeup "
@@ -154,6 +158,11 @@ SOURCES: dict[str, str] = {
     "loop, each pass ending in an interrupt (model/backend.py). Host data that arrives during a pass is seen at the "
     "next. False: a pass drains a connection up to its credit (the order the profiles fitted before 2026-11-27, "
     "thirteenth session, were fitted with)",
+    "uds_write_space_quarter": "code: a host application blocked writing to a userspace backend's Unix socket "
+    "(sock_alloc_send_pskb -> sock_wait_for_wmem) is woken by unix_write_space only once unix_writable(): the skbs "
+    "charged to it (sk_wmem_alloc) are a quarter of its sndbuf or less, so it wakes once the backend's reads have "
+    "drained three quarters, not at the first read that frees room (net/unix/af_unix.c). False: woken by every "
+    "read while it waits (the order the profiles fitted before 2026-11-28, eighteenth session, were fitted with)",
     "backend_epollin_needs_credit": "code: Firecracker polls a connection's host socket for EPOLLIN only while the "
     "guest has credit (VsockConnection::get_polled_evset skips IN when need_credit_update_from_peer(); the muxer's "
     "apply_conn_mutation re-arms it after every guest packet), and recv_pkt turns a pending Rw into a "
@@ -247,6 +256,7 @@ class Profile:
     backend_signal_ns: float = 400.0
     backend_syscall_ns: float = 0.0
     backend_loop_ns: float = 0.0
+    backend_wake_app_ns: float = 0.0  # a userspace backend's syscall that wakes a sleeping host app (SOURCES)
     backend_other_util: float = 0.0
     kvm_irq_inject_ns: float = 0.0  # per interrupt, on the backend's core but not its thread (SOURCES)
     # --- host application costs ----------------------------------------------
@@ -270,6 +280,8 @@ class Profile:
     guest_irq_preempts: bool = False
     # --- send_pkt_work kicks after its adds (the device sees the batch when they are done; SOURCES) ---
     guest_kick_after_adds: bool = False
+    # --- a host writer blocked on a full Unix socket wakes at a quarter full (unix_writable; SOURCES) ---
+    uds_write_space_quarter: bool = False
     # --- send_pkt_work and tx_work hold tx_lock; a holder on another vCPU makes the other spin (SOURCES) ---
     guest_tx_lock: bool = False
     # --- send_pkt_work's adds wait for its kworker to have the vCPU (SOURCES) ---
@@ -356,6 +368,9 @@ ESTIMATES: dict[str, Profile] = {
         # (scaled, not fitted: fitparams.SCALED_ONLY): two MMIO exits, the irqfd write, the injection
         backend_rx_one_per_pass=True, backend_one_irq_per_event=True, guest_irq_preempts=True,
         backend_epollin_needs_credit=True,
+        # the host writer wakes at a quarter-full Unix socket, and waking a sleeping host app costs the
+        # VMM's syscall (2026-11-28, eighteenth session; SOURCES)
+        uds_write_space_quarter=True, backend_wake_app_ns=1000.0,
         # send_pkt_work notifies the device after its adds, as the kernel (2026-11-27, fifteenth session);
         # guest_tx_lock and guest_adds_on_vcpu stay off: refitted with them the held-out splits got
         # worse (SOURCES; findings, "tx_lock and the kworker's adds, tried")

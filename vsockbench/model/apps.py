@@ -371,7 +371,9 @@ class ConnApp:
         call, copy_kib = self.recv_costs[1]
         yield th.run(pre + call + copy_seconds(n, self.copy_fixed[1], copy_kib, p, conn))
         conn.uds_g2h -= n
-        if conn.txbuf:
+        if conn.txbuf and (conn.uds_g2h * 4 <= conn.uds_cap or not self.prof.uds_write_space_quarter):
+            # the backend's EPOLLOUT: unix_poll reports it, and unix_write_space signals it, only
+            # once unix_writable() (uds_write_space_quarter; profiles.SOURCES)
             conn.q.backend.flush(conn)
         conn.recv[d] += n
         self.in_flight.bytes -= n

@@ -51,6 +51,8 @@ class _Worker:
         self.per_pkt_s = prof.backend_per_pkt_ns * 1e-9
         self.per_buf_s = prof.backend_per_rxbuf_ns * 1e-9
         self.syscall_s = prof.backend_syscall_ns * 1e-9
+        self.wake_app_s = prof.backend_wake_app_ns * 1e-9
+        self.write_space_quarter = prof.uds_write_space_quarter
         # the copy rate when it is constant for the run, else None (by the footprint: copycost.py)
         self.copy_fixed = fixed_s_per_byte(prof.backend_copy_ns_per_kib, prof)
         model.env.process(self._loop())
@@ -297,7 +299,7 @@ class UserspaceBackend(_Worker):
     def _process_tx(self, q):
         """Firecracker process_tx / vhost-device-vsock process_tx: one write() per packet."""
         prof, model, run = self.prof, self.model, self.thread.run
-        per_pkt, syscall = self.per_pkt_s, self.syscall_s
+        per_pkt, syscall, wake_app = self.per_pkt_s, self.syscall_s, self.wake_app_s
         copy_kib, per_byte = prof.backend_copy_ns_per_kib, self.copy_fixed
         q.tx_kick_enabled = False
         n = 0
@@ -310,7 +312,10 @@ class UserspaceBackend(_Worker):
             q.held += pkt.len
             yield run(cost)
             q.held -= pkt.len
+            asleep = wake_app and pkt.conn.host_reader_wake is not None
             model.backend_recv_pkt(pkt, q)
+            if asleep and pkt.conn.host_reader_wake is None:
+                yield run(wake_app)  # the write() woke the sleeping host reader: try_to_wake_up (SOURCES)
             n += 1
         q.tx_kick_enabled = True
         if self.one_irq:  # signalled with the RX pass that follows (_loop), one interrupt for both
@@ -353,7 +358,10 @@ class UserspaceBackend(_Worker):
                 pkt = conn.h.stamp(Pkt(conn, False, RW, n, 0, 0, 0))
                 cost = per_buf + syscall + rearm + copy_seconds(n, per_byte, copy_kib, prof, conn)
                 w = conn.host_writer_wake
-                if w is not None:
+                if w is not None and (conn.uds_h2g * 4 <= conn.uds_cap or not self.write_space_quarter):
+                    # the read() frees the skbs the writer is charged for (sock_wfree); unix_write_space
+                    # wakes it only once unix_writable(): a quarter of its sndbuf or less in use
+                    cost += self.wake_app_s
                     conn.host_writer_wake = None
                     conn.host_waker(w)
             else:
