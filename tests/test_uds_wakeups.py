@@ -16,7 +16,7 @@ import pytest
 from vsockbench.measured import read_measured
 from vsockbench.model import backend, core
 from vsockbench.predict import row_key, row_scenario
-from vsockbench.profiles import builtin_profile
+from vsockbench.profiles import ESTIMATES, builtin_profile, load_profile
 from vsockbench.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,3 +124,25 @@ def test_backend_writes_again_at_a_quarter_full(monkeypatch):
     on, off = _flush_fills(monkeypatch, True), _flush_fills(monkeypatch, False)
     assert len(on) > 5 and max(on) <= 0.25
     assert len(off) > 2 * len(on) and sum(f > 0.25 for f in off) > len(off) // 2
+
+
+def test_estimate_and_shipped_profiles_state_the_order():
+    """The Firecracker estimate (so every new fit) has both; every shipped Firecracker profile file
+    states both fields, so one fitted without them (before 2026-11-28) is predicted as it was
+    fitted, with neither; the three cross-validated ones were refitted with them; no other
+    backend has them (its host end is not a userspace backend's Unix socket, or no run was fitted)."""
+    est = ESTIMATES["vmm"]
+    assert est.uds_write_space_quarter and est.backend_wake_app_ns > 0
+    refitted = set()
+    for path in sorted((ROOT / "vsockbench" / "data" / "profiles").glob("*.toml")):
+        prof = load_profile(path)
+        if prof.backend != "vmm":
+            assert not prof.uds_write_space_quarter and prof.backend_wake_app_ns == 0.0, path.name
+            continue
+        text = path.read_text()
+        assert "\nuds_write_space_quarter = " in text and "\nbackend_wake_app_ns = " in text, path.name
+        assert prof.uds_write_space_quarter == (prof.backend_wake_app_ns > 0), path.name
+        if prof.uds_write_space_quarter:
+            refitted.add(prof.setup)
+    assert {SETUP, "vmm/firecracker-2020_12/m5d.metal-8259cl-guest4.14",
+            "vmm/firecracker-2023_05/m5d.metal-8259cl-host5.10-guest5.10"} <= refitted
