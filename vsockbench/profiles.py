@@ -161,8 +161,10 @@ SOURCES: dict[str, str] = {
     "uds_write_space_quarter": "code: a host application blocked writing to a userspace backend's Unix socket "
     "(sock_alloc_send_pskb -> sock_wait_for_wmem) is woken by unix_write_space only once unix_writable(): the skbs "
     "charged to it (sk_wmem_alloc) are a quarter of its sndbuf or less, so it wakes once the backend's reads have "
-    "drained three quarters, not at the first read that frees room (net/unix/af_unix.c). False: woken by every "
-    "read while it waits (the order the profiles fitted before 2026-11-28, eighteenth session, were fitted with)",
+    "drained three quarters, not at the first read that frees room (net/unix/af_unix.c); the backend, the writer "
+    "of a g2h stream, gets its EPOLLOUT the same way (unix_poll reports it only when unix_writable). False: woken "
+    "by every read while it waits (the order the profiles fitted before 2026-11-28, eighteenth session, were "
+    "fitted with)",
     "backend_epollin_needs_credit": "code: Firecracker polls a connection's host socket for EPOLLIN only while the "
     "guest has credit (VsockConnection::get_polled_evset skips IN when need_credit_update_from_peer(); the muxer's "
     "apply_conn_mutation re-arms it after every guest packet), and recv_pkt turns a pending Rw into a "
@@ -280,7 +282,7 @@ class Profile:
     guest_irq_preempts: bool = False
     # --- send_pkt_work kicks after its adds (the device sees the batch when they are done; SOURCES) ---
     guest_kick_after_adds: bool = False
-    # --- a host writer blocked on a full Unix socket wakes at a quarter full (unix_writable; SOURCES) ---
+    # --- a writer blocked on a full Unix socket (host app, backend's EPOLLOUT) wakes at a quarter full (SOURCES) ---
     uds_write_space_quarter: bool = False
     # --- send_pkt_work and tx_work hold tx_lock; a holder on another vCPU makes the other spin (SOURCES) ---
     guest_tx_lock: bool = False
