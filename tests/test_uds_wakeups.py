@@ -127,12 +127,12 @@ def test_backend_writes_again_at_a_quarter_full(monkeypatch):
 
 
 def test_estimate_and_shipped_profiles_state_the_order():
-    """The Firecracker estimate (so every new fit) has both; every shipped Firecracker profile file
+    """The Firecracker and vhost-user estimates (so every new fit) have both; every shipped Firecracker profile file
     states both fields, so a profile is predicted in the order it was fitted with, and all 39 were
-    refitted with them (2026-11-28); no other backend has them (a vhost host end is a Linux vsock
-    socket, and no vhost-user run was fitted)."""
-    est = ESTIMATES["vmm"]
-    assert est.uds_write_space_quarter and est.backend_wake_app_ns > 0
+    refitted with them (2026-11-28); vhost has neither (its host end is a Linux vsock socket)."""
+    for est in (ESTIMATES["vmm"], ESTIMATES["vhost-user"]):  # both are a userspace backend's Unix sockets
+        assert est.uds_write_space_quarter and est.backend_wake_app_ns > 0
+    assert not ESTIMATES["vhost"].uds_write_space_quarter and ESTIMATES["vhost"].backend_wake_app_ns == 0.0
     refitted = set()
     for path in sorted((ROOT / "vsockbench" / "data" / "profiles").glob("*.toml")):
         prof = load_profile(path)

@@ -350,6 +350,9 @@ ESTIMATES: dict[str, Profile] = {
         backend_syscall_ns=1100.0, backend_loop_ns=900.0, backend_signal_ns=900.0,
         backend_wakeup_latency_ns=2500.0,
         guest_kick_after_adds=True,  # the guest driver is the same whatever the backend (SOURCES)
+        # its host end is a Unix socket per connection, as Firecracker's: the kernel's wake-up rule and
+        # the daemon's wake-up cost (2026-11-28, eighteenth session; SOURCES; estimates, no run to fit)
+        uds_write_space_quarter=True, backend_wake_app_ns=1000.0,
     ),
     # Firecracker: the VMM thread's event loop (shared with net/block), 256-entry rings without
     # indirect descriptors, 64 KiB per-connection buffer, 4 KiB credit threshold, an RX packet a
