@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 
 from .copycost import copy_seconds, fixed_s_per_byte, in_flight
-from .socket import CREDIT_UPDATE, REQUEST, RW, SEQ_EOM, SHUTDOWN, SHUTDOWN_BOTH, Pkt
+from .socket import CREDIT_UPDATE, REQUEST, RW, SEQ_EOM, SHUTDOWN, SHUTDOWN_BOTH, Pkt, unix_writable
 
 __all__ = ["ConnApp", "start_flow"]
 
@@ -371,9 +371,8 @@ class ConnApp:
         call, copy_kib = self.recv_costs[1]
         yield th.run(pre + call + copy_seconds(n, self.copy_fixed[1], copy_kib, p, conn))
         conn.uds_g2h -= n
-        if conn.txbuf and (conn.uds_g2h * 4 <= conn.uds_cap or not self.prof.uds_write_space_quarter):
-            # the backend's EPOLLOUT: unix_poll reports it, and unix_write_space signals it, only
-            # once unix_writable() (uds_write_space_quarter; profiles.SOURCES)
+        if conn.txbuf and (not self.prof.uds_write_space_quarter or unix_writable(conn.uds_g2h, conn.uds_cap)):
+            # the backend's EPOLLOUT (uds_write_space_quarter; profiles.SOURCES)
             conn.q.backend.flush(conn)
         conn.recv[d] += n
         self.in_flight.bytes -= n

@@ -25,7 +25,7 @@ from collections import deque
 
 from .copycost import copy_seconds, fixed_s_per_byte
 from .cpu import CpuPool, wake_after
-from .socket import CREDIT_REQUEST, REQUEST, RW, SEQ_EOM, Pkt
+from .socket import CREDIT_REQUEST, REQUEST, RW, SEQ_EOM, Pkt, unix_writable
 
 __all__ = ["VhostBackend", "UserspaceBackend"]
 
@@ -358,9 +358,9 @@ class UserspaceBackend(_Worker):
                 pkt = conn.h.stamp(Pkt(conn, False, RW, n, 0, 0, 0))
                 cost = per_buf + syscall + rearm + copy_seconds(n, per_byte, copy_kib, prof, conn)
                 w = conn.host_writer_wake
-                if w is not None and (conn.uds_h2g * 4 <= conn.uds_cap or not self.write_space_quarter):
+                if w is not None and (not self.write_space_quarter or unix_writable(conn.uds_h2g, conn.uds_cap)):
                     # the read() frees the skbs the writer is charged for (sock_wfree); unix_write_space
-                    # wakes it only once unix_writable(): a quarter of its sndbuf or less in use
+                    # wakes it only once unix_writable()
                     cost += self.wake_app_s
                     conn.host_writer_wake = None
                     conn.host_waker(w)

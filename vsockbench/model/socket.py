@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["Pkt", "End", "Conn", "EVERY_READ", "REQUEST", "RESPONSE", "RST", "SHUTDOWN", "RW", "CREDIT_UPDATE",
+__all__ = ["Pkt", "End", "Conn", "unix_writable", "EVERY_READ", "REQUEST", "RESPONSE", "RST", "SHUTDOWN", "RW", "CREDIT_UPDATE",
            "CREDIT_REQUEST", "OP_NAMES", "HDR_BYTES", "SEQ_EOM"]
 
 # include/uapi/linux/virtio_vsock.h: enum virtio_vsock_op
@@ -25,6 +25,13 @@ HDR_BYTES = 44  # sizeof(struct virtio_vsock_hdr), packed
 SEQ_EOM = 1  # VIRTIO_VSOCK_SEQ_EOM
 SHUTDOWN_BOTH = 3  # VIRTIO_VSOCK_SHUTDOWN_RCV | _SEND
 HOST_CID = 2  # VMADDR_CID_HOST
+
+
+def unix_writable(fill: int, cap: int) -> bool:
+    """unix_writable() (net/unix/af_unix.c): a quarter of the socket's sndbuf or less in use - when
+    unix_write_space wakes a blocked writer and unix_poll reports EPOLLOUT (profile
+    ``uds_write_space_quarter``)."""
+    return fill * 4 <= cap
 
 
 def _succeed(event) -> None:
