@@ -130,7 +130,7 @@ SOURCES: dict[str, str] = {
     "guest_preempt_none": "code: Firecracker's microvm guest kernels are built with CONFIG_PREEMPT_NONE=y "
     "(resources/guest_configs/microvm-kernel-x86_64-4.14.config, -x86_64-5.10.config, -arm64-5.10.config): a send() "
     "or a work item such as rx_work runs until it sleeps or returns, and a woken task waits for that "
-    "(model/cpu.py; rx_work's run in the kernel's order, model/guest.py). On in the Firecracker profiles, all "
+    "(model/cpu.py; rx_work's run in the kernel's order, model/guest_rx.py). On in the Firecracker profiles, all "
     "fitted with it since 2026-11-27 (one that says false was fitted without it: README, PREEMPT_NONE guests); the "
     "distribution kernels of the vhost measurements are PREEMPT_VOLUNTARY, where lock_sock's might_sleep() is a "
     "preemption point in every packet",

@@ -124,7 +124,7 @@ class VhostBackend(_Worker):
             # is modelled: the worker's sync wake-up of the reader (sk_data_ready ->
             # wake_up_interruptible_sync_poll) lets wake_affine run the reader on the worker's
             # core, so its recvmsg rarely holds the lock while the worker runs (the guest's
-            # rx_work waits only for an app pinned elsewhere, model/guest.py).  Held out, a
+            # rx_work waits only for an app pinned elsewhere, model/guest_rx.py).  Held out, a
             # waiting worker (and rx_work waiting for unpinned apps) took Linux 5.2 from
             # 4.8 % / 22 % to 19 % / 45 % (bench/cross_validate.py).
             deliver(pkt, q)

@@ -5,7 +5,7 @@ A guest vCPU's bound workqueue pool runs the vsock driver's work items
 per-CPU workqueue) under concurrency management: it starts a pending item only
 while none of its workers runs, so on a pinned vCPU ``send_pkt_work`` and
 ``tx_work`` queued behind a running ``rx_work`` wait for its run to end or to
-sleep (model/guest.py).  Simplification: modelled on single-vCPU pools only
+sleep (model/guest.py, model/guest_rx.py).  Simplification: modelled on single-vCPU pools only
 (pinned vCPUs, 1-vCPU guests; model/core.py): a free multi-vCPU pool does not
 track which vCPU runs what.
 """
