@@ -12,11 +12,12 @@ estimate (``profiles.ESTIMATES["vmm"]``) times the fitted time scale and group f
 held-out errors for another estimate need no refit: this rebuilds the split's profile from
 results/validation/cv.json ``cv_params`` on the changed estimates (fitparams.apply_params, as the
 fit does) and predicts the held-out throughput rows.  With no ``--set`` it reproduces cv.json's
-figures.  ``--train`` also predicts the 1-vCPU rows the split was fitted on, which an estimate of
-this kind must leave unchanged (else the fit would have seen it and the what-if is not valid).
+figures.  The 1-vCPU rows the split was fitted on are predicted too, with and without the change:
+an estimate of this kind leaves them unchanged, and where one moves them the fit would have seen
+it, so the script says the what-if is not valid for that setup (``--train`` prints their errors).
 
 An estimate picked by this script's output is tuned on held-out rows and no longer independent of
-them; findings.md says so wherever such a choice was made.  ~10 s per setup on 2 cores.
+them; findings.md says so wherever such a choice was made.  Seconds per setup on 2 cores.
 """
 
 from __future__ import annotations
@@ -99,13 +100,17 @@ def main() -> int:
     print("estimates: " + (", ".join(f"{k} = {v:g}" for k, v in changes.items()) or "as shipped"))
     try:
         for setup in setups:
-            held, fitted = split_predictions(setup, rows_by_setup[setup], cv[setup]["cv_params"], changes, pred,
-                                             args.train)
+            params = cv[setup]["cv_params"]
+            held, fitted = split_predictions(setup, rows_by_setup[setup], params, changes, pred, train=True)
+            _, unchanged = split_predictions(setup, rows_by_setup[setup], params, {}, pred, train=True)
             med, top = errors(held)
             print(f"{setup}: held out (2 vCPUs) median {med:.1f} % max {top:.1f} %")
+            if [p for _, p in fitted] != [p for _, p in unchanged]:
+                print("   NOT VALID: the change moves the 1-vCPU rows this split was fitted on (a refit would "
+                      "move the fit); use bench/cross_validate.py")
             print("   " + "  ".join(f"{r.direction} {r.msg_bytes // 1024 or r.msg_bytes}{'K' if r.msg_bytes >= 1024 else 'B'} "
                                   f"{p / r.value - 1:+.0%}" for r, p in held))
-            if fitted:
+            if args.train:
                 med, top = errors(fitted)
                 print(f"   fitted on (1 vCPU): median {med:.1f} % max {top:.1f} %")
     finally:

@@ -72,3 +72,11 @@ def test_bad_input_exits_2_naming_it(whatif, monkeypatch, capsys, argv, message)
     monkeypatch.setattr(sys, "argv", ["estimate_whatif.py", *argv])
     assert whatif.main() == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_cost_the_fit_sees_is_flagged_not_valid(whatif, monkeypatch, capsys):
+    """The interrupt's cost shows in every 1-vCPU row: changing it without a refit is no what-if."""
+    for field, flagged in (("guest_irq_ns=2000", True), ("guest_cross_vcpu_pkt_ns=1000", False)):
+        monkeypatch.setattr(sys, "argv", ["estimate_whatif.py", "--workers", "1", "--setup", SETUP, "--set", field])
+        assert whatif.main() == 0
+        assert ("NOT VALID" in capsys.readouterr().out) is flagged, field
