@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.fitparams import SMALL, apply_params, base_profile  # noqa: E402
-from vsockbench.kernels import linux_versions  # noqa: E402
+from vsockbench.kernels import guest_kernel  # noqa: E402
 from vsockbench.measured import profile_path, read_measured  # noqa: E402
 from vsockbench.predict import row_key, row_scenario  # noqa: E402
 from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
@@ -131,8 +131,7 @@ def main() -> int:
         got = by_case.get(id(c), {})
         if not got:
             continue
-        version = linux_versions(r.setup, r.variant)[0]  # the guest's
-        guest = ".".join(map(str, version)) if version else "?"
+        guest = guest_kernel(r.setup, r.variant)
         for name, ref in REFERENCES:
             imp = c[name]
             for kind, pair in got.items():

@@ -27,20 +27,13 @@ sys.path.insert(0, str(ROOT))
 
 from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.calibrate import Predictor  # noqa: E402
-from vsockbench.kernels import host_arch, linux_versions  # noqa: E402
-from vsockbench.measured import group_by_setup, profile_path, read_measured_files  # noqa: E402
-from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
-from vsockbench.validate import predict_rows  # noqa: E402
+from vsockbench.kernels import guest_kernel, host_arch  # noqa: E402
+from vsockbench.measured import read_measured_files  # noqa: E402
+from vsockbench.validate import predict_shipped  # noqa: E402
 
 SMALL = 16384  # below: the CI's 1 KiB writes; above: its 128 KiB and 1 MiB ones
 METRICS = ("throughput", "cpu_backend")  # the guest CPU at two vCPUs is unfitted_cpu.py's
 BIAS = 0.10  # a median signed error beyond this is marked
-
-
-def guest_kernel(setup: str, variant: str) -> str:
-    """``4.14`` / ``5.10``: the guest kernel a CI setup runs (kernels.linux_versions)."""
-    guest = linux_versions(setup, variant)[0]
-    return f"{guest[0]}.{guest[1]}" if guest else "?"
 
 
 def collect(workers: int) -> dict:
@@ -49,16 +42,11 @@ def collect(workers: int) -> dict:
     out: dict = {}
     pred = Predictor(workers=workers)
     try:
-        for setup, rs in sorted(group_by_setup(rows).items()):
-            path = profile_path(DATA_DIR, setup)
-            want = [r for r in rs if r.metric in METRICS and r.stat == "mean"]
-            if not path.exists() or not want:
-                continue
-            for row, value, _why in predict_rows(want, {setup: load_profile(path)}, predictor=pred):
-                if value:
-                    group = (row.metric, host_arch(setup), guest_kernel(setup, row.variant), row.direction,
-                             "1 KiB" if row.msg_bytes < SMALL else "bulk", row.vcpus or 1)
-                    out.setdefault(group, []).append(value / row.value - 1)
+        for setup, _profile, pairs in predict_shipped(rows, lambda r: r.metric in METRICS and r.stat == "mean", pred):
+            for row, value in pairs:
+                group = (row.metric, host_arch(setup), guest_kernel(setup, row.variant), row.direction,
+                         "1 KiB" if row.msg_bytes < SMALL else "bulk", row.vcpus or 1)
+                out.setdefault(group, []).append(value / row.value - 1)
     finally:
         pred.close()
     return out

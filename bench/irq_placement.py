@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.fitparams import apply_params, base_profile  # noqa: E402
-from vsockbench.kernels import host_arch, linux_versions  # noqa: E402
+from vsockbench.kernels import guest_kernel, host_arch  # noqa: E402
 from vsockbench.measured import profile_path, read_measured  # noqa: E402
 from vsockbench.predict import row_key, row_scenario_dict  # noqa: E402
 from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
@@ -47,9 +47,8 @@ from bidir_split import SOURCES  # noqa: E402  (the Firecracker CI campaigns)
 
 
 def group(setup: str, variant: str, msg: int) -> tuple[str, str, str]:
-    guest = linux_versions(setup, variant)[0]
     arch = host_arch(setup)  # a Graviton host runs an arm64 guest (GICv3)
-    return arch, f"{guest[0]}.{guest[1]}" if guest else "?", "1 KiB" if msg < 16384 else "bulk"
+    return arch, guest_kernel(setup, variant), "1 KiB" if msg < 16384 else "bulk"
 
 
 def run(args) -> tuple[float, float, float, float]:

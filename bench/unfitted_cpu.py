@@ -26,10 +26,9 @@ sys.path.insert(0, str(ROOT))
 from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.calibrate import Predictor  # noqa: E402
 from vsockbench.kernels import host_arch  # noqa: E402
-from vsockbench.measured import group_by_setup, profile_path, read_measured_files  # noqa: E402
+from vsockbench.measured import read_measured_files  # noqa: E402
 from vsockbench.predict import row_key  # noqa: E402
-from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
-from vsockbench.validate import predict_rows  # noqa: E402
+from vsockbench.validate import predict_shipped  # noqa: E402
 
 SMALL = 16384  # below: the CI's 1 KiB writes; above: its 128 KiB and 1 MiB ones
 
@@ -40,19 +39,14 @@ def collect(workers: int) -> dict:
     out: dict = {}
     pred = Predictor(workers=workers)
     try:
-        for setup, rs in sorted(group_by_setup(rows).items()):
-            path = profile_path(DATA_DIR, setup)
-            want = [r for r in rs if r.metric == "cpu_guest" and (r.vcpus or 1) == 2]
-            if not path.exists() or not want:
-                continue
-            profile = load_profile(path)
-            for row, value, _why in predict_rows(want, {setup: profile}, predictor=pred):
-                if value:
-                    # the model's guest work without halt polling, from the same (cached) simulation
-                    key = row_key(row)
-                    work = pred.sims([key], profile)[key]["cpu_guest_work"]
-                    group = (host_arch(setup), row.direction, "1 KiB" if row.msg_bytes < SMALL else "bulk")
-                    out.setdefault(group, []).append((row.value, value, work))
+        for setup, profile, pairs in predict_shipped(rows, lambda r: r.metric == "cpu_guest" and (r.vcpus or 1) == 2,
+                                                     pred):
+            for row, value in pairs:
+                # the model's guest work without halt polling, from the same (cached) simulation
+                key = row_key(row)
+                work = pred.sims([key], profile)[key]["cpu_guest_work"]
+                group = (host_arch(setup), row.direction, "1 KiB" if row.msg_bytes < SMALL else "bulk")
+                out.setdefault(group, []).append((row.value, value, work))
     finally:
         pred.close()
     return out

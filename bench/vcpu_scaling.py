@@ -35,19 +35,12 @@ sys.path.insert(0, str(ROOT))
 from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.calibrate import Predictor  # noqa: E402
 from vsockbench.effects import merge_checks  # noqa: E402
-from vsockbench.kernels import host_arch, linux_versions  # noqa: E402
-from vsockbench.measured import group_by_setup, profile_path, read_measured_files  # noqa: E402
-from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
-from vsockbench.validate import predict_rows  # noqa: E402
+from vsockbench.kernels import guest_kernel, host_arch  # noqa: E402
+from vsockbench.measured import read_measured_files  # noqa: E402
+from vsockbench.validate import predict_shipped  # noqa: E402
 
 SMALL = 16384  # below: the CI's 1 KiB writes; above: its 128 KiB and 1 MiB ones
 CHECK = "fc_vsock_baselines: 1 -> 2 vCPUs, a connection per vCPU (mmio)"  # its key in effects.json
-
-
-def guest_kernel(setup: str, variant: str) -> str:
-    """``4.14`` / ``5.10``: the guest kernel a CI setup runs (kernels.linux_versions, as irq_placement.py)."""
-    guest = linux_versions(setup, variant)[0]
-    return f"{guest[0]}.{guest[1]}" if guest else "?"
 
 
 def shortfall(ratio: float, vmm_share: float) -> float:
@@ -74,23 +67,23 @@ def collect(workers: int) -> tuple[dict, dict]:
     (two vCPUs over one), ``shortfall`` and ``guest_turn`` (g2h: :func:`shortfall`, :func:`guest_turn`,
     measured and predicted)."""
     rows = read_measured_files(sorted((ROOT / "results" / "measured").glob("fc_vsock_baselines_*.csv")))
+
+    def wanted(r) -> bool:
+        return (r.metric in ("throughput", "cpu_backend", "cpu_guest") and r.direction in ("g2h", "h2g")
+                and (r.vcpus or 1) in (1, 2))
+
     tput: dict = {}
     derived: dict = {"cpu_backend": {}, "cpu_guest": {}, "shortfall": {}, "guest_turn": {}}
     pred = Predictor(workers=workers)
     try:
-        for setup, rs in sorted(group_by_setup(rows).items()):
-            path = profile_path(DATA_DIR, setup)
-            want = [r for r in rs if r.metric in ("throughput", "cpu_backend", "cpu_guest") and r.direction in ("g2h", "h2g")
-                    and (r.vcpus or 1) in (1, 2)]
-            if not path.exists() or not want:
-                continue
-            got = {(r.metric, r.direction, r.msg_bytes, r.vcpus or 1): (r.value, value)
-                   for r, value, _why in predict_rows(want, {setup: load_profile(path)}, predictor=pred) if value}
+        for setup, _profile, pairs in predict_shipped(rows, wanted, pred):
+            got = {(r.metric, r.direction, r.msg_bytes, r.vcpus or 1): (r.value, value) for r, value in pairs}
+            variant = pairs[0][0].variant if pairs else ""  # the setup's (one guest kernel per setup)
             for (metric, direction, nbytes, vcpus), (m1, p1) in sorted(got.items()):
                 if metric != "throughput" or vcpus != 1 or (metric, direction, nbytes, 2) not in got:
                     continue
                 m2, p2 = got[(metric, direction, nbytes, 2)]
-                key = (host_arch(setup), guest_kernel(setup, rs[0].variant), direction, "1 KiB" if nbytes < SMALL else "bulk")
+                key = (host_arch(setup), guest_kernel(setup, variant), direction, "1 KiB" if nbytes < SMALL else "bulk")
                 tput.setdefault(key, []).append((setup, nbytes, m2 / m1, p2 / p1))
                 for cpu_metric in ("cpu_backend", "cpu_guest"):
                     table_ = derived[cpu_metric]

@@ -8,7 +8,7 @@ import pytest
 from conftest import make_scenario
 
 from vsockbench.fitparams import base_profile, free_groups, with_code_constants
-from vsockbench.kernels import code_constants, linux_versions
+from vsockbench.kernels import code_constants, guest_kernel, linux_versions
 from vsockbench.measured import MeasuredRow
 from vsockbench.model.socket import CREDIT_UPDATE, RW
 from vsockbench.profiles import BUILTIN_PROFILES
@@ -56,6 +56,10 @@ def test_versions_parsed_from_setup_and_variant():
     assert linux_versions("vmm/fc/m5d", "guest vmlinux-5.10.bin") == ((5, 10), None)
     assert linux_versions("vhost/x/linux-6.9.8") == ((6, 9), (6, 9))
     assert linux_versions("vhost/x/hw-unstated") == (None, None)
+    # the grouping label of bench/'s checks: the guest's version, "?" where the setup names none
+    assert guest_kernel("vmm/fc/m6i.metal-host6.1-guest4.14") == "4.14"
+    assert guest_kernel("vmm/fc/m5d", "guest vmlinux-5.10.bin") == "5.10"
+    assert guest_kernel("vhost/x/hw-unstated") == "?"
 
 
 def test_with_code_constants_moves_a_profile_between_kernels_and_back():

@@ -151,3 +151,27 @@ def test_on_a_guest_4_14_setup_the_one_vcpu_rows_imply_the_models_split():
     assert got is not None and got[0] == pytest.approx(truth, abs=0.08 * mixed[0])
     assert implied_split(two, mixed) is None
 
+
+
+def test_predict_shipped_reads_only_setups_with_a_shipped_profile():
+    """The mechanism checks of bench/ see each shipped profile's predictions of the rows they pick;
+    a setup with no shipped profile, or with no picked row, is skipped, not an error."""
+    from pathlib import Path
+
+    from vsockbench.measured import read_measured_files
+    from vsockbench.predict import Predictor
+    from vsockbench.validate import predict_shipped
+
+    root = Path(__file__).resolve().parents[1] / "results" / "measured"
+    rows = read_measured_files([root / "fc_vsock_baselines_2020_12.csv"])
+    other = [r.__class__(**{**r.__dict__, "setup": "vmm/nowhere/none"}) for r in rows[:3]]
+    pred = Predictor(workers=1)
+    try:
+        got = list(predict_shipped(rows + other, lambda r: r.metric == "throughput" and r.vcpus == 1
+                                   and r.stat == "mean", pred))
+    finally:
+        pred.close()
+    assert [s for s, _p, _pairs in got] == sorted({r.setup for r in rows})  # "vmm/nowhere/none" skipped
+    for setup, profile, pairs in got:
+        assert profile.setup == setup and pairs
+        assert all(r.setup == setup and r.metric == "throughput" and r.vcpus == 1 and v > 0 for r, v in pairs)

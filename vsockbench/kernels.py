@@ -59,7 +59,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["FIELDS", "KernelConstants", "linux_versions", "firecracker_date", "host_arch", "code_constants"]
+__all__ = ["FIELDS", "KernelConstants", "linux_versions", "guest_kernel", "firecracker_date", "host_arch",
+           "code_constants"]
 
 # Every Profile field :func:`code_constants` may set: what moving a profile to another kernel resets.
 FIELDS = ("max_pkt_bytes", "credit_update_every_read", "guest_credit_on_drain", "host_credit_on_drain",
@@ -114,6 +115,13 @@ def linux_versions(setup: str, variant: str = "") -> tuple[tuple[int, int] | Non
     if setup in SERIES_STAGES or "net-next mid-2019" in variant:
         guest = host = (5, 2)
     return guest, host
+
+
+def guest_kernel(setup: str, variant: str = "") -> str:
+    """The guest's Linux version as ``"4.14"`` (:func:`linux_versions`), ``"?"`` if the setup names none:
+    how the checks of bench/ group rows by guest kernel."""
+    guest = linux_versions(setup, variant)[0]
+    return f"{guest[0]}.{guest[1]}" if guest else "?"
 
 
 # KVM_HALT_POLL_NS_DEFAULT, the kvm.halt_poll_ns default: 200 us on x86 (arch/x86/include/asm/kvm_host.h,

@@ -20,10 +20,10 @@ from .calibrate import expressible
 from .errors import InputError
 from .measured import MeasuredRow, group_by_setup, profile_path
 from .predict import LOCAL_BACKENDS, Predictor
-from .profiles import Profile, load_profile
+from .profiles import DATA_DIR, Profile, load_profile
 
-__all__ = ["load_setup_profiles", "predict_rows", "summarize", "validate", "format_table", "write_json",
-           "implied_split"]
+__all__ = ["load_setup_profiles", "predict_rows", "predict_shipped", "summarize", "validate", "format_table",
+           "write_json", "implied_split"]
 
 
 def load_setup_profiles(profiles_dir, setups) -> dict[str, Profile]:
@@ -39,6 +39,20 @@ def load_setup_profiles(profiles_dir, setups) -> dict[str, Profile]:
                              f"(vsockbench calibrate ... --setup {s})", path=str(d))
         out[s] = load_profile(p)
     return out
+
+
+def predict_shipped(rows, keep, predictor: Predictor):
+    """For every setup of ``rows`` with a shipped profile (``profiles.DATA_DIR``), in setup order:
+    (setup, its profile, [(row, predicted)]) over the rows ``keep(row)`` selects and the profile
+    predicts (a skipped row, or a prediction of 0, is left out).  A setup with no such row is
+    skipped.  The mechanism checks of bench/ read the shipped profiles this way."""
+    for setup, rs in sorted(group_by_setup(rows).items()):
+        path = profile_path(DATA_DIR, setup)
+        want = [r for r in rs if keep(r)]
+        if not path.exists() or not want:
+            continue
+        profile = load_profile(path)
+        yield setup, profile, [(r, v) for r, v, _why in predict_rows(want, {setup: profile}, predictor=predictor) if v]
 
 
 def predict_rows(rows, profiles: dict[str, Profile], *, workers: int = 1, predictor: Predictor | None = None):
