@@ -13,8 +13,13 @@ Mirrors net/vmw_vsock/virtio_transport.c:
   queue_work() wakes the kworker and the vCPU switches to it and back - what
   the fast path saves, with the hop's latency ``guest_wq_latency_ns``.
 * A kick's VM exit stalls the vCPU after KVM has signalled the ioeventfd, so
-  the backend already runs: a sender's kick (fast path, control packets) is
-  owed (``Thread.owe``), not put before the notification.
+  the backend already runs: send_pkt_work's kick is charged after the
+  notification, holding the vCPU (nothing else runs on it during the exit);
+  a sender's kick (fast path, control packets) is owed (``Thread.owe``), not
+  put before the notification - simplification: a sender that sleeps right
+  after pays it with its idle time, though another thread may have used the
+  vCPU meanwhile (until 2026-11-28, twentieth session, send_pkt_work's kick
+  was owed too, and a 1-vCPU guest streaming 1 KiB g2h did 1.24 CPUs of work).
 * ``_tx_work`` reclaims used TX buffers on the TX interrupt and requeues
   send_pkt_work (``virtio_transport_tx_work``), a kworker on the interrupt
   vCPU that competes for it.
@@ -269,7 +274,7 @@ class GuestQueue(RxSide):
         ``guest_tx_lock`` the adds and the kick hold tx_lock (``_spin`` first if tx_work holds it
         on another vCPU).  With ``guest_kick_after_adds`` (every estimate and every shipped profile
         since 2026-11-27, sixteenth session) the adds are one charge and the device is notified at its
-        end, the kick's exit owed after; simplification: the ring shows the batch's packets from
+        end, the kick's exit charged after (holding the vCPU; owed until 2026-11-28); simplification: the ring shows the batch's packets from
         the charge's start, so a VMM pass already running may take some early.  Without it (a
         profile file that says false: the order every profile was fitted with before the fifteenth
         session) the device is notified at the run's start and the adds and the kick are charged
@@ -319,7 +324,8 @@ class GuestQueue(RxSide):
                     kick = self._maybe_kick()
                     if lock is not None:
                         lock.tail = kick
-                    self.t_send.owe(kick)  # the exit, after the device was notified
+                    if kick:  # the exit, after the device was notified: the vCPU is stalled in it
+                        yield self.t_send.run(kick)
                 else:
                     kick = self._maybe_kick()
                     yield self.t_send.run(per_pkt * batch + kick + xcpu * remote)
