@@ -14,7 +14,8 @@ Mirrors net/vmw_vsock/virtio_transport.c:
   the fast path saves, with the hop's latency ``guest_wq_latency_ns``.
 * A kick's VM exit stalls the vCPU after KVM has signalled the ioeventfd, so
   the backend already runs: send_pkt_work's kick is charged after the
-  notification, holding the vCPU (nothing else runs on it during the exit);
+  notification, holding the vCPU (nothing else runs on it during the exit;
+  the adds, the notification and the exit are one section on every guest);
   a sender's kick (fast path, control packets) is owed (``Thread.owe``), not
   put before the notification - simplification: a sender that sleeps right
   after pays it with its idle time, though another thread may have used the
@@ -320,12 +321,23 @@ class GuestQueue(RxSide):
                 if self.kick_after_adds:  # the adds, then one kick (virtio_transport_send_pkt_work)
                     if lock is not None:  # the kick's exit comes before mutex_unlock
                         lock.tail = self.kick_s if (self.tx_kick_enabled or not self.suppress) else 0.0
-                    yield self.t_send.run(per_pkt * batch + xcpu * remote, lock)
+                    # no scheduling point between the adds, the notification and the exit: the
+                    # vCPU goes from the adds into the exit (a section, on preemptible pools too)
+                    t_send = self.t_send
+                    in_section = t_send.section
+                    t_send.section = True
+                    yield t_send.run(per_pkt * batch + xcpu * remote, lock)
                     kick = self._maybe_kick()
                     if lock is not None:
                         lock.tail = kick
                     if kick:  # the exit, after the device was notified: the vCPU is stalled in it
-                        yield self.t_send.run(kick)
+                        exit_ = t_send.run(kick)  # on the CPU the adds kept
+                        t_send.section = in_section
+                        yield exit_
+                    else:
+                        t_send.section = in_section
+                        if not in_section:
+                            t_send.give_back()
                 else:
                     kick = self._maybe_kick()
                     yield self.t_send.run(per_pkt * batch + kick + xcpu * remote)
