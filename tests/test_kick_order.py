@@ -68,7 +68,6 @@ def test_every_shipped_profile_was_fitted_with_the_kernel_order():
         assert "\nguest_kick_after_adds = true" in f.read_text(), f.name
 
 
-
 def test_the_kicks_exit_holds_the_vcpu_so_a_guest_never_works_beyond_its_cpus():
     """A kick's VM exit stalls its vCPU: nothing else runs there during it.  send_pkt_work's
     exit, charged after the device was notified, holds the vCPU, so a guest streaming 1 KiB g2h
