@@ -107,7 +107,7 @@ def test_an_unwanted_interrupt_delays_the_running_thread_and_merges():
     assert q._unsuppressed_irq(q.t_rx) == q.signal_s
     assert (q.irqs, q.merged_irqs) == (1, 0)
     assert busy.delay == pytest.approx(irq) and pool.holders[busy] == pytest.approx(100 * US + irq)
-    q._unsuppressed_irq(q.t_rx)  # the same instant: the LAPIC holds one pending, so it merges
+    q._unsuppressed_irq(q.t_rx)  # the same instant: merged into the one being handled (a simplification)
     assert (q.irqs, q.merged_irqs) == (1, 1) and busy.delay == pytest.approx(irq)
     model.env.run(until=irq * 1.01)  # the first one has been handled: the next one is taken
     q._unsuppressed_irq(q.t_rx)
