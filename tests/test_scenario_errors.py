@@ -87,3 +87,26 @@ def test_missing_file(tmp_path, capsys):
 
 def test_at_least_15_cases():
     assert len(CASES) >= 15
+
+
+BINARY = b"\xff\xfe\x00\x01not text\x80"
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["simulate", "{f}"], "a scenario TOML file"),
+    (["compare", "--workload", "{f}", "--out", "{d}"], "a scenario TOML file"),
+    (["sweep", "{f}", "--out", "{d}"], "a sweep TOML file"),
+    (["plan", "{f}", "--knob", "flow.f.connections", "--slo-us", "100", "--out", "{d}"], "a workload TOML file"),
+    (["profiles", "--show", "{f}"], "a profile TOML file"),
+    (["calibrate", "{f}", "--out-dir", "{d}"], "a CSV file"),
+    (["validate", "{f}", "--profiles", "{d}"], "a CSV file"),
+], ids=lambda v: v[0] if isinstance(v, list) else None)
+def test_a_binary_input_file_exits_2_naming_it(tmp_path, capsys, argv, expected):
+    """A file that is not UTF-8 text (a binary, a mis-encoded export) is bad input, not a crash:
+    each command that reads a user's TOML or CSV names the file and what it expected."""
+    f = tmp_path / "input.toml"
+    f.write_bytes(BINARY)
+    assert main([a.format(f=f, d=tmp_path / "out") for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(f) in err and "not UTF-8 text" in err and expected in err, err
+    assert "Traceback" not in err

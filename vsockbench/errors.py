@@ -8,7 +8,7 @@ traceback; the API lets it propagate so notebooks see the same message.
 
 from __future__ import annotations
 
-__all__ = ["InputError"]
+__all__ = ["InputError", "read_text"]
 
 
 class InputError(ValueError):
@@ -23,3 +23,16 @@ class InputError(ValueError):
         super().__init__(full)
         self.path = path
         self.where = where
+
+
+def read_text(path, expected: str) -> str:
+    """The text of a user's file (``path``, a str or Path).  Bytes that are not UTF-8 (a binary
+    or mis-encoded file) are an :class:`InputError` naming the file and the byte, with
+    ``expected`` (e.g. "a TOML file"); a missing or unreadable file raises the ``OSError`` the
+    caller words for its own kind of file."""
+    from pathlib import Path
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start}); expected {expected}", path=str(path)) from None

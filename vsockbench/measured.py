@@ -131,7 +131,12 @@ def read_measured(path: str | os.PathLike) -> list[MeasuredRow]:
         raise InputError(f"cannot read ({exc.strerror})", path=p) from None
     with fh:
         reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
+        try:
+            header = reader.fieldnames or []
+        except UnicodeDecodeError:
+            raise InputError("header: not UTF-8 text; expected a CSV file", path=p) from None
+        except csv.Error as exc:
+            raise InputError(f"header: not valid CSV ({exc})", path=p) from None
         missing = [c for c in COLUMNS if c not in header]
         if missing:
             raise InputError(f"header: missing column {missing[0]!r}; expected columns {','.join(COLUMNS)}", path=p)

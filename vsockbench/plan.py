@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from .designs import DEFAULT_DESIGNS, DESIGNS, design_label, design_profile
-from .errors import InputError
+from .errors import InputError, read_text
 from .executors import open_pool
 from .sweep import Task, _build_point, get_path, run_task, set_path
 
@@ -164,7 +164,7 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
 
     path = Path(workload)
     try:
-        base = tomllib.loads(path.read_text())
+        base = tomllib.loads(read_text(path, "a workload TOML file"))
     except OSError as exc:
         raise InputError(f"cannot read workload ({exc.strerror})", path=str(path)) from None
     except tomllib.TOMLDecodeError as exc:

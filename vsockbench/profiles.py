@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .atomic import write_text_atomic
-from .errors import InputError
+from .errors import InputError, read_text
 from .measured import profile_path
 
 __all__ = ["Profile", "BUILTIN_PROFILES", "builtin_profile", "load_profile", "save_profile", "profile_toml",
@@ -432,9 +432,11 @@ def load_profile(path: str | os.PathLike, *, bases: dict | None = None) -> Profi
     """Read a profile TOML (a ``[profile]`` table, or top-level keys)."""
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text())
+        data = tomllib.loads(read_text(p, "a profile TOML file"))
     except FileNotFoundError:
         raise InputError("profile file not found", path=str(p)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror})", path=str(p)) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML ({exc})", path=str(p)) from None
     return profile_from_dict(data, path=str(p), bases=bases)

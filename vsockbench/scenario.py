@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, read_text
 from .profiles import BACKENDS, Profile, resolve_profile
 
 __all__ = ["Scenario", "RunSpec", "GuestSpec", "HostSpec", "DeviceSpec", "FlowSpec", "load_scenario",
@@ -327,7 +327,7 @@ def load_scenario(path) -> Scenario:
     """Read and validate a scenario TOML file."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = read_text(p, "a scenario TOML file")
     except FileNotFoundError:
         raise InputError("scenario file not found", path=str(p)) from None
     except OSError as exc:

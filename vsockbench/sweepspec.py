@@ -30,7 +30,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, read_text
 
 __all__ = ["SweepSpec", "Task", "load_sweep", "sweep_from_dict", "sweep_tasks", "set_path", "get_path",
            "point_data", "design_profiles"]
@@ -271,7 +271,7 @@ def _load_base(base, path: str, base_dir: Path) -> tuple[dict, Path]:
         raise InputError(f"base = {base!r}; expected a file name or a table", path=path, where="base")
     p = Path(base) if Path(base).is_absolute() else base_dir / base
     try:
-        data = tomllib.loads(p.read_text())
+        data = tomllib.loads(read_text(p, "a scenario TOML file"))
     except OSError as exc:
         raise InputError(f"base = {base!r}: cannot read {p} ({exc.strerror})", path=path, where="base") from None
     except tomllib.TOMLDecodeError as exc:
@@ -283,7 +283,7 @@ def load_sweep(path) -> SweepSpec:
     """Read and validate a sweep TOML file (every point is checked before anything runs)."""
     p = Path(path)
     try:
-        raw = tomllib.loads(p.read_text())
+        raw = tomllib.loads(read_text(p, "a sweep TOML file"))
     except FileNotFoundError:
         raise InputError("sweep file not found", path=str(p)) from None
     except OSError as exc:
