@@ -69,6 +69,9 @@ def test_validate_missing_profile_names_setup(tmp_path, capsys):
     (GOOD.replace("stream", "burst"), None, "row 1: column 'workload'"),
     (GOOD.replace(",4096,", ",-1,"), None, "row 1: column 'msg_bytes'"),
     (GOOD.replace(",4096,", ",4k,"), None, "row 1: column 'msg_bytes'"),
+    # a count of no connections or no vCPUs is not a run; empty means "not stated"
+    (GOOD.replace(",1,2,throughput", ",0,2,throughput"), None, "row 1: column 'flows': 0"),
+    (GOOD.replace(",1,2,throughput", ",1,0,throughput"), None, "row 1: column 'vcpus': 0"),
 ])
 def test_malformed_measured_csv_exit_2(tmp_path, profiles, capsys, line, header, expect):
     m = _csv(tmp_path, GOOD, line, header=header or ",".join(COLUMNS))
@@ -175,3 +178,17 @@ def test_predict_shipped_reads_only_setups_with_a_shipped_profile():
     for setup, profile, pairs in got:
         assert profile.setup == setup and pairs
         assert all(r.setup == setup and r.metric == "throughput" and r.vcpus == 1 and v > 0 for r, v in pairs)
+
+
+@pytest.mark.parametrize("line, reason", [
+    (GOOD.replace(",4096,1,2,", ",4096,5000,2,"), "flows 5000 is beyond what a scenario can hold (at most 4096)"),
+    (GOOD.replace(",4096,1,2,", f",{(1 << 30) + 1},1,2,"), "msg_bytes 1073741825 is beyond"),
+    (GOOD.replace(",4096,1,2,", ",4096,1,600,"), "vcpus 600 is beyond"),
+])
+def test_a_row_beyond_the_models_range_is_listed_not_an_error(tmp_path, profiles, capsys, line, reason):
+    """A measured run with more connections, vCPUs or bytes than a scenario may hold is a real
+    run the model cannot express: skipped and listed with the reason, like a loopback row."""
+    m = _csv(tmp_path, GOOD, line)
+    assert main(["validate", str(m), "--profiles", str(profiles), "--show-skipped"]) == 0
+    out = capsys.readouterr().out
+    assert reason in out and "1 rows not predicted" in out, out

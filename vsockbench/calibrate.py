@@ -59,6 +59,12 @@ def expressible(row: MeasuredRow) -> str | None:
         return "metric latency (one-way) is not a model output"
     if row.msg_bytes is None or row.msg_bytes == 0:
         return "msg_bytes not stated"
+    from .scenario import MAX_CONNECTIONS, MAX_MSG_BYTES, MAX_VCPUS
+
+    for name, value, top in (("msg_bytes", row.msg_bytes, MAX_MSG_BYTES), ("flows", row.flows, MAX_CONNECTIONS),
+                             ("vcpus", row.vcpus, MAX_VCPUS)):
+        if value is not None and value > top:
+            return f"{name} {value} is beyond what a scenario can hold (at most {top})"
     if row.direction == "":
         return "direction not stated"
     if row.direction == "bidir" and row.workload != "stream":

@@ -64,7 +64,8 @@ class MeasuredRow:
         return {c: getattr(self, c) for c in (*COLUMNS, "file", "row")}
 
 
-def _int_or_none(text: str, col: str, where: str) -> int | None:
+def _int_or_none(text: str, col: str, where: str, least: int = 0) -> int | None:
+    """An integer column: empty -> None (not stated); below ``least`` is an error."""
     t = text.strip()
     if not t:
         return None
@@ -73,8 +74,9 @@ def _int_or_none(text: str, col: str, where: str) -> int | None:
     except ValueError:
         raise InputError(f"column {col!r}: {t!r} is not an integer; expected a whole number or empty",
                          where=where) from None
-    if v < 0:
-        raise InputError(f"column {col!r}: {v} is negative; expected >= 0 or empty", where=where)
+    if v < least:
+        what = f"{v} is negative" if v < 0 else f"{v}, but a run has at least one"
+        raise InputError(f"column {col!r}: {what}; expected >= {least} or empty (not stated)", where=where)
     return v
 
 
@@ -115,8 +117,8 @@ def _row(rec: dict, path: str, n: int) -> MeasuredRow:
         setup=get["setup"], source_id=get["source_id"], backend=get["backend"], variant=get["variant"],
         workload=wl, direction=get["direction"],
         msg_bytes=_int_or_none(get["msg_bytes"], "msg_bytes", where),
-        flows=_int_or_none(get["flows"], "flows", where),
-        vcpus=_int_or_none(get["vcpus"], "vcpus", where),
+        flows=_int_or_none(get["flows"], "flows", where, least=1),
+        vcpus=_int_or_none(get["vcpus"], "vcpus", where, least=1),
         metric=metric, stat=get["stat"], value=value, unit=get["unit"], notes=get["notes"], file=path, row=n)
 
 

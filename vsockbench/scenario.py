@@ -22,6 +22,9 @@ __all__ = ["Scenario", "RunSpec", "GuestSpec", "HostSpec", "DeviceSpec", "FlowSp
            "scenario_from_dict", "MAX_DEVICES"]
 
 MAX_DEVICES = 16  # RFC 2/5: MAX_VSOCK_NUM = 16
+MAX_VCPUS = 512  # what a scenario may ask for (also the measured rows calibrate can express)
+MAX_CONNECTIONS = 4096
+MAX_MSG_BYTES = 1 << 30
 VMADDR_CID_HOST = 2
 BUFFER_MIN, BUFFER_MAX = 128, 262144  # af_vsock.c VSOCK_DEFAULT_BUFFER_MIN_SIZE / _MAX_SIZE
 FLOW_KINDS = ("stream", "pingpong", "rpc", "trace")
@@ -200,7 +203,7 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", base_dir: Path |
     _check(run.packets in ("all", "none", "sample"), f"packets = {run.packets!r}; expected all, none or sample",
            path, "run.packets")
     guest = _build(GuestSpec, data.get("guest", {}), "guest", path)
-    _check(1 <= guest.vcpus <= 512, f"vcpus = {guest.vcpus}; expected 1..512", path, "guest.vcpus")
+    _check(1 <= guest.vcpus <= MAX_VCPUS, f"vcpus = {guest.vcpus}; expected 1..{MAX_VCPUS}", path, "guest.vcpus")
     _check(guest.affinity in AFFINITIES, f"affinity = {guest.affinity!r}; expected one of {', '.join(AFFINITIES)}",
            path, "guest.affinity")
     host = _build(HostSpec, data.get("host", {}), "host", path)
@@ -266,12 +269,12 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", base_dir: Path |
             fl = dataclasses.replace(fl, direction="g2h")
         _check(fl.direction in dirs, f"direction = {fl.direction!r}; expected {' or '.join(dirs)} for kind {fl.kind}",
                path, f"{where}.direction")
-        _check(fl.msg_bytes >= 1 and fl.msg_bytes <= 1 << 30, f"msg_bytes = {fl.msg_bytes}; expected 1..2^30",
+        _check(1 <= fl.msg_bytes <= MAX_MSG_BYTES, f"msg_bytes = {fl.msg_bytes}; expected 1..2^30",
                path, f"{where}.msg_bytes")
-        _check(fl.reply_bytes is None or 1 <= fl.reply_bytes <= 1 << 30,
+        _check(fl.reply_bytes is None or 1 <= fl.reply_bytes <= MAX_MSG_BYTES,
                f"reply_bytes = {fl.reply_bytes}; expected 1..2^30", path, f"{where}.reply_bytes")
-        _check(1 <= fl.connections <= 4096, f"connections = {fl.connections}; expected 1..4096", path,
-               f"{where}.connections")
+        _check(1 <= fl.connections <= MAX_CONNECTIONS,
+               f"connections = {fl.connections}; expected 1..{MAX_CONNECTIONS}", path, f"{where}.connections")
         _check(fl.rate >= 0, f"rate = {fl.rate}; expected >= 0 requests/s (0 = closed loop)", path, f"{where}.rate")
         _check(fl.rate == 0 or fl.kind in ("pingpong", "rpc"), "rate applies to pingpong/rpc flows only", path,
                f"{where}.rate")
