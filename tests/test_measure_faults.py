@@ -192,3 +192,11 @@ def test_cli_local_vsock_without_loopback(tmp_path):
     if r.returncode == 0:
         pytest.skip("this kernel offers vsock loopback; covered by test_vsock_loopback")
     assert r.returncode == 2 and "vsock" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_vcpus_must_count_at_least_one(tmp_path):
+    """--vcpus goes into the vcpus column, where 0 is no run (measured.read_measured rejects it):
+    refused before anything is measured."""
+    r = _cli("client", "--local", "--transport", "unix", "--vcpus", "0", "--out", str(tmp_path / "m.csv"))
+    assert r.returncode == 2 and "--vcpus: 0; expected a whole number >= 1" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "m.csv").exists()
