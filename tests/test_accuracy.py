@@ -213,3 +213,13 @@ def test_an_equally_good_fit_from_another_start_is_quoted_beside_the_held_out_er
     assert [e["start"] for e in dec] == ["guest-rx", "host"]
     assert not table["vmm/firecracker-2023_05/m5d.metal-8259cl-host5.10-guest5.10"].get("equal_fits")
     assert all(e["rms_log_error_gap"] < EQUAL_FIT_RMS for e in m6i + dec)
+
+
+def test_one_held_out_row_is_quoted_as_one_figure():
+    """A median and a maximum over one row are the same number: quoted once ("0.35 %"), as the
+    README does, not as "0.35 % / 0.35 %"."""
+    from vsockbench.accuracy import median_max
+
+    one = {"n": 1, "median_abs_rel_error": 0.0035, "max_abs_rel_error": 0.0035}
+    assert median_max(one) == "0.35 %"
+    assert median_max({**one, "n": 3, "max_abs_rel_error": 0.15}) == "0.35 % / 15 %"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["ACCURACY_FILE", "EQUAL_FIT_RMS", "equally_good_starts", "summaries_from_cv", "merge_accuracy",
+__all__ = ["ACCURACY_FILE", "EQUAL_FIT_RMS", "median_max", "equally_good_starts", "summaries_from_cv", "merge_accuracy",
            "load_accuracy", "accuracy_of", "accuracy_lines", "shown_summary", "fitted_domain", "extrapolations",
            "user_fit_entry", "table_for"]
 
@@ -125,9 +125,11 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2g} %" if x < 0.1 else f"{100 * x:.0f} %"
 
 
-def _median_max(summary: dict) -> str:
-    """``median / max`` of a summary's |relative error|, as the accuracy lines quote them."""
-    return f"{_pct(summary['median_abs_rel_error'])} / {_pct(summary['max_abs_rel_error'])}"
+def median_max(summary: dict) -> str:
+    """``median / max`` of a summary's |relative error|, as the accuracy lines quote them; one
+    figure where one row was held out (its median is its maximum)."""
+    med = _pct(summary["median_abs_rel_error"])
+    return med if summary.get("n") == 1 else f"{med} / {_pct(summary['max_abs_rel_error'])}"
 
 
 def accuracy_lines(profiles, table: dict | None = None, checks: dict | None = None) -> list[str]:
@@ -151,9 +153,9 @@ def accuracy_lines(profiles, table: dict | None = None, checks: dict | None = No
             continue
         held, summary = shown_summary(entry)
         which = "held out" if held else "in-sample only, not cross-validated"
-        figures = "; ".join(f"{metric} {_median_max(s)} (n={s['n']})" for metric, s in sorted(summary.items()))
+        figures = "; ".join(f"{metric} {median_max(s)} (n={s['n']})" for metric, s in sorted(summary.items()))
         for other in entry.get("equal_fits", []) if held else []:  # how much rests on the prior
-            alt = "; ".join(f"{metric} {_median_max(s)}"
+            alt = "; ".join(f"{metric} {median_max(s)}"
                             for metric, s in sorted(other["held_out"].items()) if metric in ("throughput", "rtt"))
             figures += (f" - an equally good fit of the same rows (search from {other['start']}, training rms log "
                         f"error {other['rms_log_error_gap']:+.3f}) predicts them with {alt}")

@@ -26,12 +26,11 @@ def accuracy_cell(entry: dict | None) -> str:
     """'held out throughput 4.7 % / 54 %', 'in-sample ...' or why there is no figure."""
     if entry is None:
         return "not validated: no measured row checks it"
-    from ..accuracy import shown_summary
+    from ..accuracy import median_max, shown_summary
 
     held, summary = shown_summary(entry)
     which = "held out" if held else "in-sample"
-    parts = [f"{m} {100 * s['median_abs_rel_error']:.2g} % / {100 * s['max_abs_rel_error']:.2g} %"
-             for m, s in summary.items() if m in METRICS]
+    parts = [f"{m} {median_max(s)}" for m, s in summary.items() if m in METRICS]
     return f"{which} " + "; ".join(parts) if parts else f"{which}: CPU rows only"
 
 
