@@ -48,3 +48,21 @@ def test_unwritable_output_is_a_clean_error(tmp_path, capsys):
                  "--out", str(blocker / "run")]) == 2
     err = capsys.readouterr().err
     assert "vsockbench: error:" in err and "Traceback" not in err
+
+
+def test_the_progress_bar_leaves_the_run_unchanged(capsys):
+    """``simulate(progress=True)`` (the CLI's choice on a terminal) steps the event loop itself to
+    advance its bar: the same events in the same order, so the same records and event count."""
+    from pathlib import Path
+
+    from vsockbench.scenario import load_scenario
+    from vsockbench.simulate import PROGRESS_EVENTS, simulate
+
+    sc = load_scenario(Path(__file__).resolve().parents[1] / "workloads" / "noisy-neighbour-multi-queue.toml")
+    plain, barred = simulate(sc), simulate(sc, progress=True)
+    assert plain.summary["sim"]["events"] > 3 * PROGRESS_EVENTS  # the bar did stop the loop
+    for run in (plain, barred):
+        run.summary["sim"].pop("wall_s")
+    assert barred.summary == plain.summary
+    assert barred.messages.equals(plain.messages) and barred.threads.equals(plain.threads)
+    assert "sim s" in capsys.readouterr().err  # tqdm drew it

@@ -28,7 +28,8 @@ def run(args) -> int:
 
             raise InputError(f"--duration {args.duration}: expected > 0 seconds")
         scenario = scenario.with_run(duration=args.duration)
-    result = simulate(scenario, seed=args.seed)
+    # a bar of simulated time where someone watches (stderr a terminal): a long run is not a hang
+    result = simulate(scenario, seed=args.seed, progress=sys.stderr.isatty())
     if args.out:
         result.to_parquet(args.out)
     if args.json == "-":
