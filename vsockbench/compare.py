@@ -21,6 +21,7 @@ numbers: every design sees the same arrivals), and returns a
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,8 +273,8 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
             raise InputError(f"--designs: unknown design {d!r}; expected some of {', '.join(DESIGNS)}")
     if len(set(designs)) != len(designs):
         raise InputError(f"--designs lists a design twice: {','.join(designs)}")
-    if duration is not None and not duration > 0:
-        raise InputError(f"--duration {duration}: expected > 0 simulated seconds")
+    if duration is not None and not 0 < duration < math.inf:
+        raise InputError(f"--duration {duration}: expected > 0 simulated seconds (finite)")
     if replications is not None and replications < 1:
         raise InputError(f"--replications {replications}: expected >= 1")
     if seed is not None and seed < 0:

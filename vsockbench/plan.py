@@ -172,8 +172,12 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
     base_dir = path.resolve().parent
     if quantile not in QUANTILES:
         raise InputError(f"--quantile {quantile}; expected one of {', '.join(QUANTILES)}")
-    if not slo_us > 0:
-        raise InputError(f"--slo-us {slo_us}; expected > 0 microseconds")
+    if not (slo_us > 0 and math.isfinite(slo_us)):
+        raise InputError(f"--slo-us {slo_us}; expected > 0 microseconds (finite)")
+    if not 0 < rel_tol < 1:  # <= 0: the bisection of a real-valued knob would never stop
+        raise InputError(f"--rel-tol {rel_tol}; expected 0 < tolerance < 1")
+    if seed is not None and seed < 0:
+        raise InputError(f"--seed {seed}; expected >= 0")
     if replications < 2:
         raise InputError(f"--replications {replications}; expected >= 2 (the SLO test uses a confidence interval)")
     for d in designs:

@@ -15,6 +15,7 @@ bytes.  Costs are charged to the thread that does the work in the kernel/VMM.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, fields
@@ -304,8 +305,9 @@ class Profile:
                              where=f"profile {self.name!r}")
         for f in fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
-                raise InputError(f"{f.name} = {v} is negative; expected >= 0", where=f"profile {self.name!r}")
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not 0 <= v < math.inf:
+                what = "is negative" if v < 0 else "is not a finite number"  # TOML has nan and inf
+                raise InputError(f"{f.name} = {v} {what}; expected >= 0", where=f"profile {self.name!r}")
         if self.ring_size < 2 or self.rx_buf_payload_bytes < 64 or self.max_pkt_bytes < 1 or \
                 self.guest_rx_sgs not in (1, 2):
             raise InputError("ring_size >= 2, rx_buf_payload_bytes >= 64, max_pkt_bytes >= 1 and guest_rx_sgs "

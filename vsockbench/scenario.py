@@ -11,6 +11,7 @@ one-line message naming the file and the field.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,7 +177,11 @@ def _build(cls, table: dict, where: str, path: str, skip: tuple[str, ...] = ()):
         if not ok:
             expect = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}[ftype]
             raise InputError(f"{key} = {value!r}; expected {expect}", path=path, where=where)
-        values[key] = float(value) if ftype == "float" else value
+        if ftype == "float":
+            value = float(value)
+            if not math.isfinite(value):  # TOML has nan and inf; no field means either (inf: a run without end)
+                raise InputError(f"{key} = {value}; expected a finite number", path=path, where=where)
+        values[key] = value
     missing = [f.name for f in known.values()
                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
                and f.name not in values]

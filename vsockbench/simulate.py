@@ -94,6 +94,14 @@ def simulate(scenario: Scenario, *, seed: int | None = None, keep_model: bool = 
     ``progress``: a bar of simulated time on stderr (tqdm), for long runs; the results, the event
     count included, are the same as without it."""
     seed = scenario.run.seed if seed is None else seed
+    run = scenario.run
+    if seed < 0 or not 0 < run.duration < float("inf") or not 0 <= run.warmup < float("inf"):
+        # numpy's default_rng refuses a negative seed with a bare ValueError, and a run to inf never
+        # ends: Scenario.with_run() does not validate what it sets
+        from .errors import InputError
+
+        raise InputError(f"seed {seed}, duration {run.duration} s, warmup {run.warmup} s; expected a seed >= 0, "
+                         "a finite duration > 0 and a finite warmup >= 0")
     wall0 = time.perf_counter()
     model = Model(scenario, seed)
     for index, flow in enumerate(scenario.flows):

@@ -10,6 +10,7 @@ from ..designs import DESIGNS
 from ..errors import InputError
 from ..profiles import BACKENDS
 from ..store import RUNS_DIR, save_run
+from . import finite, seed
 
 
 def register(sub) -> None:
@@ -23,8 +24,8 @@ def register(sub) -> None:
                    f"TOML or a trace CSV/Parquet (default: {DEFAULT_WORKLOAD})")
     p.add_argument("--designs", metavar="A,B", default=None,
                    help=f"comma-separated designs (default: all of {','.join(DESIGNS)})")
-    p.add_argument("--duration", type=float, metavar="S", help="simulated seconds measured per run")
-    p.add_argument("--seed", type=int, metavar="N", help="first seed (replication r uses N + r)")
+    p.add_argument("--duration", type=finite, metavar="S", help="simulated seconds measured per run")
+    p.add_argument("--seed", type=seed, metavar="N", help="first seed (replication r uses N + r)")
     p.add_argument("--replications", type=int, metavar="N", help="replications per design")
     p.add_argument("--out", metavar="DIR", help=f"results folder (default: {RUNS_DIR}/<timestamp>-<workload>)")
     p.add_argument("--aggressor-backend", default=None, choices=BACKENDS,

@@ -9,6 +9,7 @@ from ..errors import InputError
 from ..executors import EXECUTORS
 from ..plan import QUANTILES, plan_capacity, plot_plan
 from ..sweep import write_parquet_atomic
+from . import finite, seed
 
 DEFAULT_WORKLOAD = "workloads/kata-tsi.toml"
 
@@ -25,17 +26,17 @@ def register(sub) -> None:
                    help="dotted path of the load to vary, e.g. flow.tsi.connections (aggressor connections), "
                    "flow.agent.rate (victim requests/s), flow.agent.connections (tenants); "
                    "default: flow.tsi.connections")
-    p.add_argument("--slo-us", type=float, required=True, metavar="US", help="latency SLO in microseconds")
+    p.add_argument("--slo-us", type=finite, required=True, metavar="US", help="latency SLO in microseconds")
     p.add_argument("--quantile", choices=QUANTILES, default="p99", help="victim latency figure (default p99)")
     p.add_argument("--design", action="append", choices=DESIGNS, metavar="DESIGN",
                    help=f"design to plan (repeatable; default: all of {', '.join(DEFAULT_DESIGNS)})")
     p.add_argument("--replications", type=int, default=5, metavar="N", help="seeded runs per load (default 5)")
-    p.add_argument("--start", type=float, help="first load tried (default: the workload's value, or 1)")
-    p.add_argument("--max-load", type=float, help="search limit (default: 64 x start)")
-    p.add_argument("--min-load", type=float, help="lowest load tried (default: 1, or start/1024 for real knobs)")
-    p.add_argument("--rel-tol", type=float, default=0.05, help="bisection tolerance for real-valued knobs")
-    p.add_argument("--duration", type=float, help="override the measured duration (simulated seconds)")
-    p.add_argument("--seed", type=int, help="first seed (default: the workload's)")
+    p.add_argument("--start", type=finite, help="first load tried (default: the workload's value, or 1)")
+    p.add_argument("--max-load", type=finite, help="search limit (default: 64 x start)")
+    p.add_argument("--min-load", type=finite, help="lowest load tried (default: 1, or start/1024 for real knobs)")
+    p.add_argument("--rel-tol", type=finite, default=0.05, help="bisection tolerance for real-valued knobs")
+    p.add_argument("--duration", type=finite, help="override the measured duration (simulated seconds)")
+    p.add_argument("--seed", type=seed, help="first seed (default: the workload's)")
     p.add_argument("--executor", choices=EXECUTORS, default="process", help="where runs execute (see sweep)")
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (default: the number of CPUs)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address; implies --executor dask")

@@ -7,6 +7,7 @@ import sys
 
 from ..scenario import load_scenario
 from ..simulate import simulate
+from . import finite, seed
 
 
 def register(sub) -> None:
@@ -15,18 +16,18 @@ def register(sub) -> None:
     p.add_argument("scenario", help="scenario TOML file")
     p.add_argument("--json", metavar="FILE", help="write the summary JSON (DESIGN 6a) to FILE ('-' = stdout)")
     p.add_argument("--out", metavar="DIR", help="write messages/packets/threads as Parquet and summary.json to DIR")
-    p.add_argument("--seed", type=int, help="override the scenario's seed")
-    p.add_argument("--duration", type=float, help="override the measured duration (simulated seconds)")
+    p.add_argument("--seed", type=seed, help="override the scenario's seed")
+    p.add_argument("--duration", type=finite, help="override the measured duration (simulated seconds)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     scenario = load_scenario(args.scenario)
     if args.duration is not None:
-        if args.duration <= 0:
+        if not 0 < args.duration < float("inf"):
             from ..errors import InputError
 
-            raise InputError(f"--duration {args.duration}: expected > 0 seconds")
+            raise InputError(f"--duration {args.duration}: expected > 0 seconds (finite)")
         scenario = scenario.with_run(duration=args.duration)
     # a bar of simulated time where someone watches (stderr a terminal): a long run is not a hang
     result = simulate(scenario, seed=args.seed, progress=sys.stderr.isatty())

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
+from . import finite, seed
 
 _PCAP_EXT = (".pcap", ".pcapng", ".cap")
 
@@ -25,8 +26,8 @@ def register(subparsers) -> None:
                    help=f"one of: {', '.join(GENERATORS)}")
     g.add_argument("-p", "--param", dest="params", action="append", default=[],
                    metavar="KEY=VALUE", help="generator parameter (repeatable)")
-    g.add_argument("--seed", type=int, default=1)
-    g.add_argument("--duration", type=float, default=1.0, help="simulated seconds (default 1)")
+    g.add_argument("--seed", type=seed, default=1)
+    g.add_argument("--duration", type=finite, default=1.0, help="simulated seconds (default 1)")
     g.add_argument("--out", required=True, help="trace file (.csv or .parquet)")
     g.set_defaults(func=_generate)
 
