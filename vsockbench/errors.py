@@ -8,6 +8,8 @@ traceback; the API lets it propagate so notebooks see the same message.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = ["InputError", "read_text"]
 
 
@@ -30,8 +32,6 @@ def read_text(path, expected: str) -> str:
     or mis-encoded file) are an :class:`InputError` naming the file and the byte, with
     ``expected`` (e.g. "a TOML file"); a missing or unreadable file raises the ``OSError`` the
     caller words for its own kind of file."""
-    from pathlib import Path
-
     try:
         return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

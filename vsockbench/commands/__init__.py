@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["finite", "seed"]
+__all__ = ["finite", "seed", "count"]
 
 
 def finite(text: str) -> float:
@@ -22,12 +22,21 @@ def finite(text: str) -> float:
     return value
 
 
-def seed(text: str) -> int:
-    """A random seed: a whole number >= 0 (numpy.random.default_rng refuses negative ones)."""
+def _whole(text: str, least: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}; expected a whole number >= 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value}; expected a whole number >= 0")
+        raise argparse.ArgumentTypeError(f"{text!r}; expected a whole number >= {least}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{value}; expected a whole number >= {least} ({what})")
     return value
+
+
+def seed(text: str) -> int:
+    """A random seed: a whole number >= 0 (numpy.random.default_rng refuses negative ones)."""
+    return _whole(text, 0, "a seed")
+
+
+def count(text: str) -> int:
+    """A count of things a run has (CPUs): a whole number >= 1."""
+    return _whole(text, 1, "a run has at least one")

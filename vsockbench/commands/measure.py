@@ -11,19 +11,9 @@ import os
 import sys
 
 from ..errors import InputError
+from . import count
 
 DEFAULT_PORT = 5201
-
-
-def _count(text: str) -> int:
-    """A count of CPUs: a whole number >= 1 (the measured-run schema's vcpus column)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}; expected a whole number >= 1") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v}; expected a whole number >= 1")
-    return v
 
 
 def _cid(text: str) -> int:
@@ -81,7 +71,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     run.add_argument("--setup", default=None, help="setup name (default <backend>/local/<hostname>-<kernel>)")
     run.add_argument("--backend", default=None, help="backend column (default: transport; vsock: vhost, local vsock: loopback)")
     run.add_argument("--source-id", default=None, help="source_id column (default: --out file stem)")
-    run.add_argument("--vcpus", type=_count, default=None, help="guest vCPUs for the vcpus column")
+    run.add_argument("--vcpus", type=count, default=None, help="guest vCPUs for the vcpus column")
 
 
 def register(subparsers) -> None:
