@@ -20,7 +20,7 @@ from .errors import InputError, read_text
 from .profiles import BACKENDS, Profile, resolve_profile
 
 __all__ = ["Scenario", "RunSpec", "GuestSpec", "HostSpec", "DeviceSpec", "FlowSpec", "load_scenario",
-           "scenario_from_dict", "MAX_DEVICES"]
+           "scenario_from_dict", "MAX_DEVICES", "MAX_VCPUS", "MAX_CONNECTIONS", "MAX_MSG_BYTES"]
 
 MAX_DEVICES = 16  # RFC 2/5: MAX_VSOCK_NUM = 16
 MAX_VCPUS = 512  # what a scenario may ask for (also the measured rows calibrate can express)
