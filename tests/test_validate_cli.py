@@ -191,4 +191,4 @@ def test_a_row_beyond_the_models_range_is_listed_not_an_error(tmp_path, profiles
     m = _csv(tmp_path, GOOD, line)
     assert main(["validate", str(m), "--profiles", str(profiles), "--show-skipped"]) == 0
     out = capsys.readouterr().out
-    assert reason in out and "1 rows not predicted" in out, out
+    assert reason in out and "1 row not predicted" in out, out

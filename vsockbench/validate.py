@@ -139,7 +139,8 @@ def format_table(result: dict, *, show_skipped: bool = False) -> str:
         lines.append(f"{m:<12} {s['n']:>4} {s['median_abs_rel_error']:12.1%} {s['p90_abs_rel_error']:9.1%} "
                      f"{s['max_abs_rel_error']:9.1%} {s['mean_log_error']:9.3f}")
     if skipped:
-        lines.append(f"{skipped} rows not predicted (the model cannot express them; --show-skipped lists why)")
+        lines.append(f"{skipped} row{'s' * (skipped != 1)} not predicted (the model cannot express "
+                     f"{'them' if skipped != 1 else 'it'}; --show-skipped lists why)")
     return "\n".join(lines)
 
 
