@@ -39,6 +39,7 @@ from .predict import (
     time_exponent,
 )
 from .profiles import Profile
+from .scenario import MAX_CONNECTIONS, MAX_MSG_BYTES, MAX_VCPUS
 
 # row_key, row_scenario and Predictor live in .predict (shared with validate); re-exported here
 __all__ = ["GROUPS", "LOCAL_BASE", "CalibrationResult", "StartFit", "base_profile", "with_code_constants", "expressible", "row_key",
@@ -59,8 +60,6 @@ def expressible(row: MeasuredRow) -> str | None:
         return "metric latency (one-way) is not a model output"
     if row.msg_bytes is None or row.msg_bytes == 0:
         return "msg_bytes not stated"
-    from .scenario import MAX_CONNECTIONS, MAX_MSG_BYTES, MAX_VCPUS
-
     for name, value, top in (("msg_bytes", row.msg_bytes, MAX_MSG_BYTES), ("flows", row.flows, MAX_CONNECTIONS),
                              ("vcpus", row.vcpus, MAX_VCPUS)):
         if value is not None and value > top:

@@ -93,8 +93,8 @@ def simulate(scenario: Scenario, *, seed: int | None = None, keep_model: bool = 
     """Run ``scenario`` once with ``seed`` (default: the scenario's) and return its records.
     ``progress``: a bar of simulated time on stderr (tqdm), for long runs; the results, the event
     count included, are the same as without it."""
-    seed = scenario.run.seed if seed is None else seed
     run = scenario.run
+    seed = run.seed if seed is None else seed
     if seed < 0 or not 0 < run.duration < float("inf") or not 0 <= run.warmup < float("inf"):
         # numpy's default_rng refuses a negative seed with a bare ValueError, and a run to inf never
         # ends: Scenario.with_run() does not validate what it sets
@@ -106,11 +106,11 @@ def simulate(scenario: Scenario, *, seed: int | None = None, keep_model: bool = 
     model = Model(scenario, seed)
     for index, flow in enumerate(scenario.flows):
         start(model, flow, index)
-    end = scenario.run.warmup + scenario.run.duration
+    end = run.warmup + run.duration
     snapshot = {}
 
     def take_snapshot():
-        yield model.env.timeout(scenario.run.warmup)
+        yield model.env.timeout(run.warmup)
         snapshot.update(_flow_counters(model))
 
     model.env.process(take_snapshot())
