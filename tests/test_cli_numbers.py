@@ -22,6 +22,8 @@ PLAN = ["plan", KATA, "--knob", "flow.tsi.connections", "--slo-us", "100"]
     (["simulate", KATA, "--duration", "inf"], "argument --duration: 'inf'; expected a finite number"),
     (["compare", "--duration", "inf"], "argument --duration: 'inf'; expected a finite number"),
     (["compare", "--seed", "-2"], "argument --seed: -2"),
+    (["compare", "--workers", "0"], "argument --workers: 0"),
+    (["compare", "--workers", "1.5"], "argument --workers: '1.5'"),
     ([*PLAN[:-1], "inf"], "argument --slo-us: 'inf'"),
     ([*PLAN, "--seed", "-1"], "argument --seed: -1"),
     ([*PLAN, "--start", "nan"], "argument --start: 'nan'"),

@@ -120,6 +120,29 @@ def test_same_seed_same_records():
     assert not a.records["victim_p99_us"].equals(c.records["victim_p99_us"])
 
 
+def test_worker_processes_change_no_figure(tmp_path):
+    """Replications run in a real process pool (two workers, every design's at once) give the
+    records, messages and per-thread CPU of the same seeds run in this process, to the bit, in
+    replication order; the stored metadata and report say how many processes ran them."""
+    kw = {"designs": ["single", "multi-device"], "duration": 0.003, "replications": 3, "progress": False}
+    one, two = compare(**kw), compare(**kw, workers=2)
+    for name in ("records", "messages", "threads"):
+        pd.testing.assert_frame_equal(getattr(one, name), getattr(two, name))
+    assert list(two.records["seed"]) == [1, 2, 3, 1, 2, 3]
+    assert (one.meta["workers"], two.meta["workers"]) == (1, 2)
+    from vsockbench.report import write_report
+
+    assert "CPUs, in 2 worker processes." in write_report(two, tmp_path).read_text()
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2"])
+def test_workers_must_be_a_whole_number_of_processes(workers):
+    from vsockbench.errors import InputError
+
+    with pytest.raises(InputError, match="--workers"):
+        compare(designs=["single"], duration=0.003, replications=1, progress=False, workers=workers)
+
+
 def test_trace_file_workload_infers_roles():
     r = compare(ROOT / "workloads/traces/noisy-neighbour.csv", ["single"], duration=0.004, replications=1,
                 progress=False)

@@ -33,7 +33,8 @@ from .accuracy import accuracy_of, extrapolations, load_accuracy, table_for
 from .designs import DESIGNS, apply_design, design_label, design_profile
 from .effects import load_checks
 from .errors import InputError
-from .isolation import isolation_runs, significance, summarize
+from .executors import open_pool
+from .isolation import check_victims, isolation_pair, isolation_result, significance, summarize
 from .scenario import Scenario, load_scenario, scenario_from_dict
 
 __all__ = ["CompareResult", "compare", "resolve_workload", "shipped_workloads", "DEFAULT_WORKLOAD"]
@@ -249,10 +250,41 @@ def _progress(progress, total: int):
     return progress, False
 
 
+def _pair_task(item):
+    """A process-pool task: ``item`` = (design, replication, scenario, seed)."""
+    return isolation_pair(item[2:])
+
+
+def _run_pairs(scenarios: dict, n: int, seed: int, workers: int, bar) -> dict:
+    """Every design's ``n`` replications (victims alone, all flows; replication r with seed
+    ``seed + r``), as {design: [(alone, loaded), ...]} in replication order; with ``workers`` > 1
+    in a process pool (all designs' replications at once, the bar advancing as each finishes)."""
+    items = [(d, r, scenarios[d], seed + r) for d in scenarios for r in range(n)]
+    out = {d: [None] * n for d in scenarios}
+    if workers == 1:
+        for d, r, scenario, s in items:
+            if bar is not None and hasattr(bar, "set_postfix_str"):
+                bar.set_postfix_str(d)
+            out[d][r] = isolation_pair((scenario, s))
+            if bar is not None:
+                bar.update(1)
+        return out
+    with open_pool("process", min(workers, len(items))) as pool:
+        if bar is not None and hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(f"{pool.kind} x{pool.workers}")
+        for (d, r, _scenario, _seed), pair, exc in pool.unordered(_pair_task, items):
+            if exc is not None:  # the worker died (or a run raised): nothing may be left out
+                raise exc
+            out[d][r] = pair
+            if bar is not None:
+                bar.update(1)
+    return out
+
+
 def compare(workload=None, designs=None, *, duration: float | None = None, seed: int | None = None,
             replications: int | None = None, aggressor_backend: str | None = None,
             victim_profile: str | None = None, aggressor_profile: str | None = None,
-            progress=True) -> CompareResult:
+            progress=True, workers: int = 1) -> CompareResult:
     """Run ``workload`` on each of ``designs`` (default: all four) and collect the isolation figures.
 
     ``duration`` (simulated seconds), ``seed`` and ``replications`` override the
@@ -263,6 +295,8 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
     profile's.  Without them the devices take the built-in profiles of vhost and
     ``aggressor_backend`` (default vhost-user).
     ``progress``: True for a tqdm bar, False/None for none, or a tqdm-like object.
+    ``workers``: processes running the replications (a process pool above 1); every figure is
+    the same whatever their number, since each run has its own seed and RNG.
     """
     sc = resolve_workload(workload)
     designs = tuple(DESIGNS if designs is None else ([designs] if isinstance(designs, str) else designs))
@@ -279,6 +313,8 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
         raise InputError(f"--replications {replications}: expected >= 1")
     if seed is not None and seed < 0:
         raise InputError(f"--seed {seed}: expected >= 0")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"--workers {workers!r}: expected an integer >= 1")
     changes = {k: v for k, v in (("duration", duration), ("seed", seed), ("replications", replications))
                if v is not None}
     # Packet records are not used by the comparison; skipping them saves memory, not results.
@@ -292,16 +328,16 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
                                  victim_profile=victim_profile, aggressor_profile=aggressor_profile
                                  ).with_run(packets="none")
                  for d in designs}
+    for design_sc in scenarios.values():
+        check_victims(design_sc)
     bar, own = _progress(progress, n * len(designs))
     wall0 = time.perf_counter()
     recs, threads, msgs = [], [], []
     victims = [f.name for f in sc.flows if f.role == "victim"]
     try:
+        pairs = _run_pairs(scenarios, n, sc.run.seed, workers, bar)
         for d in designs:
-            if bar is not None and hasattr(bar, "set_postfix_str"):
-                bar.set_postfix_str(d)
-            iso = isolation_runs(scenarios[d], replications=n, seed=sc.run.seed, label=d, keep_runs=True,
-                                 progress=bar)
+            iso = isolation_result(scenarios[d], pairs[d], seed=sc.run.seed, label=d, keep_runs=True)
             recs.append(iso.records)
             threads.append(iso.threads)
             for r, (alone, loaded) in enumerate(iso.runs):
@@ -324,7 +360,7 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
             "labels": labels, "victim_backend": victim_backend, "aggressor_backend": aggressor_backend,
             "victim_profile": victim_profile, "aggressor_profile": aggressor_profile,
             "seed": sc.run.seed, "replications": n,
-            "duration": sc.run.duration, "warmup": sc.run.warmup, "wall_s": round(wall, 3),
+            "duration": sc.run.duration, "warmup": sc.run.warmup, "wall_s": round(wall, 3), "workers": workers,
             "roles": {f.name: f.role for f in sc.flows},
             "accuracy": _accuracy_meta(scenarios.values(), accuracy),
             "extrapolations": _extrapolations(scenarios.values(), accuracy),

@@ -23,7 +23,7 @@ from scipy import stats
 from .metrics import latency_mask, latency_stats
 from .simulate import simulate
 
-__all__ = ["IsolationResult", "isolation_runs", "summarize", "significance", "jain_index", "victim_latency"]
+__all__ = ["IsolationResult", "isolation_runs", "isolation_pair", "isolation_result", "check_victims", "summarize", "significance", "jain_index", "victim_latency"]
 
 FIGURES = ("victim_p50_us", "victim_p99_us", "victim_p999_us", "alone_p50_us", "alone_p99_us",
            "alone_p999_us", "slowdown_p50", "slowdown_p99", "slowdown_p999", "aggressor_gbps",
@@ -63,29 +63,33 @@ def _alone(scenario):
     return dataclasses.replace(scenario, flows=victims)
 
 
-def isolation_runs(scenario, *, replications: int | None = None, seed: int | None = None, keep_runs=False,
-                   progress=None, label: str = "") -> IsolationResult:
-    """Run ``replications`` pairs (victim alone, all flows) with seeds seed, seed+1, ..."""
-    n = replications or scenario.run.replications
-    base = scenario.run.seed if seed is None else seed
-    victims = [f for f in scenario.flows if f.role == "victim"]
-    if not victims:
+def check_victims(scenario) -> None:
+    """Isolation needs a victim: an InputError naming the scenario file otherwise."""
+    if not any(f.role == "victim" for f in scenario.flows):
         from .errors import InputError
 
         raise InputError("no flow has role = \"victim\"; isolation needs a victim", path=scenario.path or None)
+
+
+def isolation_pair(task) -> tuple:
+    """One replication: ``task`` = (scenario, seed) -> the SimResults of the victims alone and
+    of all flows, both with that seed.  Module level and picklable both ways, so a process pool
+    can run replications (``compare(workers=...)``); the records do not depend on where it ran."""
+    scenario, seed = task
+    return simulate(_alone(scenario), seed=seed), simulate(scenario, seed=seed)
+
+
+def isolation_result(scenario, pairs, *, seed: int, label: str = "", keep_runs=False) -> IsolationResult:
+    """The figures of ``pairs`` ((alone, loaded) per replication, in order; replication r ran
+    with seed ``seed + r``)."""
+    victims = [f for f in scenario.flows if f.role == "victim"]
     aggressors = [f.name for f in scenario.flows if f.role == "aggressor"]
-    alone_sc = _alone(scenario)
-    rows, thread_rows, runs = [], [], []
-    for r in range(n):
-        s = base + r
-        alone = simulate(alone_sc, seed=s)
-        loaded = simulate(scenario, seed=s)
-        if progress is not None:
-            progress.update(1)
+    rows, thread_rows = [], []
+    for r, (alone, loaded) in enumerate(pairs):
         la, ll = victim_latency(alone, victims), victim_latency(loaded, victims)
         flows = loaded.summary["flows"]
         thr = loaded.threads
-        row = {"design": label, "replication": r, "seed": s,
+        row = {"design": label, "replication": r, "seed": seed + r,
                "victim_p50_us": ll["p50"], "victim_p99_us": ll["p99"], "victim_p999_us": ll["p999"],
                "alone_p50_us": la["p50"], "alone_p99_us": la["p99"], "alone_p999_us": la["p999"],
                "aggressor_gbps": sum(flows[a]["throughput_gbps"] for a in aggressors),
@@ -100,9 +104,21 @@ def isolation_runs(scenario, *, replications: int | None = None, seed: int | Non
         for t in thr.itertuples():
             thread_rows.append({"design": label, "replication": r, "thread": t.thread, "side": t.side,
                                 "cpu_util": t.cpu_util})
-        if keep_runs:
-            runs.append((alone, loaded))
-    return IsolationResult(pd.DataFrame(rows), pd.DataFrame(thread_rows), runs)
+    return IsolationResult(pd.DataFrame(rows), pd.DataFrame(thread_rows), list(pairs) if keep_runs else [])
+
+
+def isolation_runs(scenario, *, replications: int | None = None, seed: int | None = None, keep_runs=False,
+                   progress=None, label: str = "") -> IsolationResult:
+    """Run ``replications`` pairs (victim alone, all flows) with seeds seed, seed+1, ..."""
+    n = replications or scenario.run.replications
+    base = scenario.run.seed if seed is None else seed
+    check_victims(scenario)
+    pairs = []
+    for r in range(n):
+        pairs.append(isolation_pair((scenario, base + r)))
+        if progress is not None:
+            progress.update(1)
+    return isolation_result(scenario, pairs, seed=base, label=label, keep_runs=keep_runs)
 
 
 def summarize(records: pd.DataFrame, by: str = "design") -> pd.DataFrame:

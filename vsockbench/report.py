@@ -242,12 +242,14 @@ def write_report(result, out_dir) -> Path:
         beyond = list(dict.fromkeys(x for sc in result.scenarios.values()
                                     for x in extrapolations(sc, table_for(sc, shipped))))
     beyond = "\n".join(f"- {line}" for line in beyond) or "- none: every flow is within the rows its profile was fitted on"
+    workers = int(m.get("workers") or 1)  # runs stored before the option ran in one process
+    procs = "in one process" if workers == 1 else f"in {workers} worker processes"
     text = f"""# vsockbench compare: {m.get('workload', '')}
 
 Flows: {roles}. {m.get('replications')} replications x {m.get('duration')} s simulated
 (after {m.get('warmup')} s warm-up), seeds {m.get('seed')}..{int(m.get('seed', 0)) + int(m.get('replications', 1)) - 1}
 (the same seeds on every design). vsockbench {m.get('vsockbench_version') or __version__}, simulation wall time
-{m.get('wall_s')} s on {m.get('cpu_count', '?')} CPUs.
+{m.get('wall_s')} s on {m.get('cpu_count', '?')} CPUs, {procs}.
 
 Mean ±95% confidence-interval half-width over replications. *Slowdown* = victim latency with
 everything running / victim latency alone (same seed, same design); 1 = perfect isolation.

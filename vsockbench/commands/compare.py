@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -10,7 +11,7 @@ from ..designs import DESIGNS
 from ..errors import InputError
 from ..profiles import BACKENDS
 from ..store import RUNS_DIR, save_run
-from . import finite, seed
+from . import count, finite, seed
 
 
 def register(sub) -> None:
@@ -37,8 +38,19 @@ def register(sub) -> None:
                    "fitted on your own machine; the device's backend is the profile's (default: vhost)")
     p.add_argument("--aggressor-profile", metavar="NAME|PATH", default=None,
                    help="profile of the aggressors' own device in the multi-device design (as --victim-profile)")
+    p.add_argument("--workers", type=count, metavar="N", default=None,
+                   help="processes running the replications (default: every CPU this process may use); "
+                   "the figures are the same whatever the number")
     p.add_argument("--no-report", action="store_true", help="store the results without plots and report.md")
     p.set_defaults(func=run)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which a container or taskset narrows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def parse_designs(text: str | None):
@@ -54,7 +66,8 @@ def run(args) -> int:
     t0 = time.perf_counter()
     result = compare(args.workload, parse_designs(args.designs), duration=args.duration, seed=args.seed,
                      replications=args.replications, aggressor_backend=args.aggressor_backend,
-                     victim_profile=args.victim_profile, aggressor_profile=args.aggressor_profile, progress=True)
+                     victim_profile=args.victim_profile, aggressor_profile=args.aggressor_profile, progress=True,
+                     workers=args.workers or usable_cpus())
     print(result.table())
     path = save_run(result, args.out, report=not args.no_report)
     print(f"\nresults: {path}" + ("" if args.no_report else f"  (report: {path / 'report.md'})"))
