@@ -52,6 +52,23 @@ def test_validate_json_shape(tmp_path, profiles, capsys):
     assert "throughput" in capsys.readouterr().out
 
 
+def test_worker_processes_change_no_prediction(tmp_path, profiles, capsys):
+    """Three rows (three simulations) in a real pool of two processes predict what one process
+    does, to the bit; --workers 0 is argparse's exit 2."""
+    m = _csv(tmp_path, GOOD, f"{SETUP},t,vhost,,stream,g2h,65536,1,2,throughput,mean,20,Gbps,\n",
+             f"{SETUP},t,vhost,,stream,h2g,4096,2,2,throughput,mean,5,Gbps,\n")
+    out = {}
+    for n in ("1", "2"):
+        assert main(["validate", str(m), "--profiles", str(profiles), "--json", str(tmp_path / f"{n}.json"),
+                     "--workers", n]) == 0
+        out[n] = json.loads((tmp_path / f"{n}.json").read_text())
+    assert [r["predicted"] for r in out["1"]["rows"]] == [r["predicted"] for r in out["2"]["rows"]]
+    assert len({r["predicted"] for r in out["2"]["rows"]}) == 3
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", str(m), "--profiles", str(profiles), "--workers", "0"])
+    assert exc.value.code == 2 and "argument --workers: 0" in capsys.readouterr().err
+
+
 def test_validate_missing_profile_names_setup(tmp_path, capsys):
     m = _csv(tmp_path, GOOD)
     (tmp_path / "empty").mkdir()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -11,7 +10,7 @@ from ..designs import DESIGNS
 from ..errors import InputError
 from ..profiles import BACKENDS
 from ..store import RUNS_DIR, save_run
-from . import count, finite, seed
+from . import count, finite, seed, usable_cpus
 
 
 def register(sub) -> None:
@@ -44,13 +43,6 @@ def register(sub) -> None:
     p.add_argument("--no-report", action="store_true", help="store the results without plots and report.md")
     p.set_defaults(func=run)
 
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, which a container or taskset narrows)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def parse_designs(text: str | None):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import count, usable_cpus
+
 
 def register(sub) -> None:
     p = sub.add_parser("validate", help="predict measured rows with calibrated profiles; error table",
@@ -10,20 +12,19 @@ def register(sub) -> None:
     p.add_argument("measured", nargs="+", help="measured-run CSV files")
     p.add_argument("--profiles", required=True, help="directory of <setup with / replaced by __>.toml profiles")
     p.add_argument("--json", metavar="FILE", help='write {"rows": [...], "summary": {...}} to FILE')
-    p.add_argument("--workers", type=int, default=1, help="simulation processes (default 1)")
+    p.add_argument("--workers", type=count, metavar="N", default=None,
+                   help="simulation processes (default: every CPU this process may use); the predictions "
+                   "are the same whatever the number")
     p.add_argument("--show-skipped", action="store_true", help="list the rows the model cannot express")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..errors import InputError
     from ..measured import read_measured_files
     from ..validate import format_table, validate, write_json
 
-    if args.workers < 1:
-        raise InputError(f"--workers {args.workers}: expected >= 1")
     rows = read_measured_files(args.measured)
-    result = validate(rows, args.profiles, workers=args.workers)
+    result = validate(rows, args.profiles, workers=args.workers or usable_cpus())
     if args.json:
         write_json(result, args.json)
     print(format_table(result, show_skipped=args.show_skipped))
