@@ -23,7 +23,8 @@ from scipy import stats
 from .metrics import latency_mask, latency_stats
 from .simulate import simulate
 
-__all__ = ["IsolationResult", "isolation_runs", "isolation_pair", "isolation_result", "check_victims", "summarize", "significance", "jain_index", "victim_latency"]
+__all__ = ["IsolationResult", "isolation_runs", "isolation_pair", "isolation_result", "check_victims", "summarize",
+           "significance", "jain_index", "victim_latency"]
 
 FIGURES = ("victim_p50_us", "victim_p99_us", "victim_p999_us", "alone_p50_us", "alone_p99_us",
            "alone_p999_us", "slowdown_p50", "slowdown_p99", "slowdown_p999", "aggressor_gbps",

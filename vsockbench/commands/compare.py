@@ -44,7 +44,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-
 def parse_designs(text: str | None):
     if text is None:
         return None
