@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from .errors import InputError
 
-__all__ = ["EXECUTORS", "Pool", "open_pool", "execute"]
+__all__ = ["EXECUTORS", "Pool", "open_pool", "execute", "usable_cpus"]
 
 EXECUTORS = ("serial", "process", "dask")
 
@@ -54,6 +54,15 @@ class Pool:
                 fut.cancel()
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which taskset or a container's cpuset
+    narrows; ``os.cpu_count()`` counts the machine's): the default number of workers."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def resolve(executor: str, workers: int | None, scheduler: str | None) -> tuple[str, int]:
     if scheduler:
         if executor not in ("dask", "process"):
@@ -63,7 +72,7 @@ def resolve(executor: str, workers: int | None, scheduler: str | None) -> tuple[
         raise InputError(f"executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
     if workers is not None and workers < 1:
         raise InputError(f"--workers {workers}; expected >= 1")
-    n = workers or os.cpu_count() or 1
+    n = workers or usable_cpus()
     if executor == "process" and n == 1:
         executor = "serial"  # one worker: skip pickling and process start-up
     return executor, n

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 
-__all__ = ["finite", "seed", "count", "usable_cpus"]
+__all__ = ["finite", "seed", "count"]
 
 
 def finite(text: str) -> float:
@@ -36,15 +35,6 @@ def _whole(text: str, least: int, what: str) -> int:
 def seed(text: str) -> int:
     """A random seed: a whole number >= 0 (numpy.random.default_rng refuses negative ones)."""
     return _whole(text, 0, "a seed")
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, which a container or taskset narrows):
-    the default number of worker processes of the commands that run many simulations."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def count(text: str) -> int:

@@ -8,9 +8,10 @@ import time
 from ..compare import DEFAULT_WORKLOAD, compare
 from ..designs import DESIGNS
 from ..errors import InputError
+from ..executors import usable_cpus
 from ..profiles import BACKENDS
 from ..store import RUNS_DIR, save_run
-from . import count, finite, seed, usable_cpus
+from . import count, finite, seed
 
 
 def register(sub) -> None:

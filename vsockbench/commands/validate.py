@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from . import count, usable_cpus
+from ..executors import usable_cpus
+from . import count
 
 
 def register(sub) -> None:
