@@ -148,3 +148,13 @@ def test_sweep_on_an_existing_dask_scheduler(tmp_path):
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         res = run_sweep(spec, tmp_path / "d", scheduler=cluster.scheduler_address, progress=False)
     same(res.table, run_sweep(spec, None, executor="serial", progress=False).table)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="no CPU affinity on this OS")
+def test_default_workers_follow_the_affinity_mask():
+    """A process narrowed to one CPU (taskset, a container's cpuset) gets one worker by default,
+    so the process executor falls back to serial instead of oversubscribing that CPU."""
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from vsockbench.executors import resolve, usable_cpus; print(usable_cpus(), *resolve('process', None, None))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1", "serial", "1"]
