@@ -7,9 +7,11 @@ A pinned two-vCPU guest runs its device's rx_work and tx_work on the interrupt v
 CPU placement).  In a CI ``bidir`` row (test_vsock_throughput.py, mode "bd") client 0 sends g2h on
 vCPU 0 and client 1 receives h2g on vCPU 1, so the row's guest CPU says which of the two shares
 its vCPU with the interrupt work; single-direction rows cannot tell (both vCPUs run one client of
-the same direction).  The kernel does not settle it for every guest: Linux 4.14's x2apic cluster
-mode puts a line on the first CPU of its mask (``cluster_vector_allocation_domain``) and the
-arm64 GIC the first online CPU (``gic_set_affinity``), but from 4.15 x86 gives each new vector
+the same direction).  The kernel does not settle it for every guest: a Linux 4.14 KVM guest
+without interrupt remapping runs x2apic in physical mode (``try_to_enable_x2apic``), which puts a
+line on the first online CPU of its mask (``default_vector_allocation_domain``,
+``__assign_irq_vector``) and the arm64 GIC the first online CPU (``gic_set_affinity``), but from
+4.15 x86 gives each new vector
 the CPU with the most free ones (``matrix_find_best_cpu``), which depends on what the guest
 activated before the device.  This check simulates every bidir row of every shipped Firecracker
 profile with the interrupt on vCPU 0 (the shipped placement) and on vCPU 1 (scenario

@@ -49,8 +49,11 @@ its vCPUs: queue pair ``i`` of a device behind ``k`` earlier queue pairs on vCPU
 vector the CPU with the most free ones (``matrix_find_best_cpu``, via
 ``assign_irq_vector_any_locked``), and managed MSI-X affinity spreads a
 device's queues (``irq_create_affinity_masks``).  Scenario ``irq_vcpu`` moves a
-device's lines (``/proc/irq/N/smp_affinity``; 4.14's x2apic cluster mode put
-every line on CPU 0 by default: ``cluster_vector_allocation_domain``).
+device's lines (``/proc/irq/N/smp_affinity``).  A 4.14 guest puts every line on
+CPU 0: a KVM guest without interrupt remapping runs x2apic in physical mode
+(``try_to_enable_x2apic`` sets ``x2apic_phys``), whose
+``default_vector_allocation_domain`` gives a vector one CPU, the first online one
+of the line's mask that has a free vector (``__assign_irq_vector``).
 ``virtio_vsock_workqueue`` is a bound workqueue, so rx_work and tx_work,
 queued from that interrupt, run there.
 send_pkt_work runs on the CPU that queued it (__queue_work: the local CPU,
