@@ -204,14 +204,28 @@ def _flow_counters(model: Model) -> dict:
 
 
 def device_summary(model: Model) -> dict:
+    """Per device, over the whole run (warm-up included): virtio packets and bytes; the
+    notifications, what a real guest's ``/proc/interrupts`` and KVM's exit counters show -
+    ``kicks`` (guest -> device, a VM exit each), ``interrupts`` taken by the guest and
+    ``merged_interrupts`` (arrived while the previous one was handled, so no handler run of
+    their own); the backend's ``worker_yields`` (a vhost handler giving up its turn on its
+    weight) and ``backend_rounds`` (work items its thread ran: a vhost handler's turn, or one
+    epoll round of a vhost-user daemon or Firecracker's VMM thread); each also per queue pair."""
     out = {}
     for cid, qs in model.queues.items():
+        backends = {id(q.backend): q.backend for q in qs}.values()
         out[str(cid)] = {
             "packets": int(sum(q.packets for q in qs)),
             "bytes": int(sum(q.bytes for q in qs)),
             "backend": qs[0].prof.backend,
-            "queues": {str(q.index): {"packets": int(q.packets), "bytes": int(q.bytes)} for q in qs},
-            "worker_yields": int(sum(b.yields for b in {id(q.backend): q.backend for q in qs}.values())),
+            "queues": {str(q.index): {"packets": int(q.packets), "bytes": int(q.bytes), "kicks": int(q.kicks),
+                                      "interrupts": int(q.irqs), "merged_interrupts": int(q.merged_irqs)}
+                       for q in qs},
+            "kicks": int(sum(q.kicks for q in qs)),
+            "interrupts": int(sum(q.irqs for q in qs)),
+            "merged_interrupts": int(sum(q.merged_irqs for q in qs)),
+            "worker_yields": int(sum(b.yields for b in backends)),
+            "backend_rounds": int(sum(b.rounds for b in backends)),
         }
     return out
 

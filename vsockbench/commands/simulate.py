@@ -89,8 +89,10 @@ def format_summary(summary: dict) -> str:
                                                          for i, u in enumerate(g["per_vcpu_util"])))
     sim = summary["sim"]
     lines.append("")
-    lines.append("devices: " + ", ".join(f"cid {cid} ({d['backend']}): {d['packets']} packets"
-                                           for cid, d in summary["devices"].items()))
+    for cid, d in summary["devices"].items():
+        per = (f"; per packet {d['kicks'] / d['packets']:.2f} kicks, {d['interrupts'] / d['packets']:.2f} "
+               f"interrupts, {d['backend_rounds'] / d['packets']:.2f} backend rounds") if d["packets"] else ""
+        lines.append(f"device cid {cid} ({d['backend']}): {d['packets']} packets{per}")
     lines.append(f"simulated {sim['simulated_s']:.6g} s in {sim['wall_s']} s wall; {sim['events']} events, "
                  f"{sim['packets']} packets, seed {sim['seed']}")
     return "\n".join(lines)

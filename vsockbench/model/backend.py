@@ -44,6 +44,7 @@ class _Worker:
         self.queued: set = set()
         self._wake = None
         self.yields = 0  # times a handler gave up the worker on its weight
+        self.rounds = 0  # work items run: a vhost handler's turn, a daemon's / the VMM's epoll round
         self.queues: list = []
         self.wake_s = prof.backend_wakeup_latency_ns * 1e-9
         self.jitter = model.jitter
@@ -81,6 +82,7 @@ class _Worker:
                 yield self._wake
             item = work.popleft()
             queued.discard(item)
+            self.rounds += 1
             yield from self.handle(item)
 
 
@@ -272,6 +274,7 @@ class UserspaceBackend(_Worker):
             if kind == "other":  # the VMM thread's net/block work (_other_devices)
                 yield thread.run(obj)
                 continue
+            self.rounds += 1
             # one epoll_wait round, charged with the next packet's work (no extra event)
             thread.debt += self.loop_s
             if kind == "out":  # EPOLLOUT: flush a connection's LocalTxBuf, then an RX pass
