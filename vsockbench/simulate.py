@@ -174,7 +174,8 @@ def cpu_summary(model: Model, duration: float) -> dict:
     """Per CPU pool (in CPUs, like ``cpu_util``): ``work_util`` = the busy time of its threads;
     for the guest also ``halt_poll_util`` (KVM halt polling of idle vCPUs, see model/cpu.py) and
     ``vcpu_thread_util`` = work + polling, what the host sees the vCPU threads use (Firecracker's
-    ``cpu_utilization_vcpus_total``, ``top``), at most ``cpus``."""
+    ``cpu_utilization_vcpus_total``, ``top``), at most ``cpus``; a pinned guest has both per vCPU:
+    ``per_vcpu_util`` (the host's view) and ``per_vcpu_work_util`` (the guest's, without polling)."""
     out = {}
     guest_pools = model.vcpu_pools  # one pool, or one per vCPU when the guest is pinned
     work = sum(t.busy for t in model.threads if t.side == "guest") / duration
@@ -186,6 +187,8 @@ def cpu_summary(model: Model, duration: float) -> dict:
         # at most 1 each: tx_work's accounting without a vCPU (model/guest.py) can push a busy one over
         out["guest"]["per_vcpu_util"] = [round(min(1.0, (p.busy + p.poll_time(model.window[1])) / duration), 6)
                                          for p in guest_pools]
+        # the guest's own view of each vCPU (/proc/stat: busy, not idle), without KVM's polling
+        out["guest"]["per_vcpu_work_util"] = [round(min(1.0, p.busy / duration), 6) for p in guest_pools]
     # the host pool and any core of its own (a Firecracker VMM's, shared with KVM's irqfd kworker)
     host = [t for t in model.threads if t.side == "host"]
     pools = {id(p): p for p in [model.host_pool, *(t.pool for t in host)]}

@@ -85,8 +85,9 @@ def format_summary(summary: dict) -> str:
                      f"{g['halt_poll_util'] * 100:.1f}% (halt_poll_ns {g['halt_poll_ns']:.0f}), vCPU threads "
                      f"{g['vcpu_thread_util'] * 100:.1f}%")
         if "per_vcpu_util" in g:  # a pinned guest: what each vCPU's thread uses (work + polling)
-            lines.append("  pinned, per vCPU: " + ", ".join(f"{i}: {u * 100:.1f}%"
-                                                         for i, u in enumerate(g["per_vcpu_util"])))
+            lines.append("  pinned, per vCPU (work / vCPU thread): " + ", ".join(
+                f"{i}: {w * 100:.1f}% / {u * 100:.1f}%"
+                for i, (w, u) in enumerate(zip(g["per_vcpu_work_util"], g["per_vcpu_util"]))))
     sim = summary["sim"]
     lines.append("")
     for cid, d in summary["devices"].items():
