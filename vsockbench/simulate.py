@@ -211,9 +211,11 @@ def device_summary(model: Model) -> dict:
     notifications, what a real guest's ``/proc/interrupts`` and KVM's exit counters show -
     ``kicks`` (guest -> device, a VM exit each), ``interrupts`` taken by the guest and
     ``merged_interrupts`` (arrived while the previous one was handled, so no handler run of
-    their own); the backend's ``worker_yields`` (a vhost handler giving up its turn on its
-    weight) and ``backend_rounds`` (work items its thread ran: a vhost handler's turn, or one
-    epoll round of a vhost-user daemon or Firecracker's VMM thread); each also per queue pair."""
+    their own), these three also per queue pair; the backend's ``worker_yields`` (a vhost
+    handler giving up its turn on its weight) and ``backend_rounds`` (work items its thread ran:
+    a vhost handler's turn, or one epoll round of a vhost-user daemon or Firecracker's VMM
+    thread; a VMM thread serves every emulated device of its VM, so each of them counts all its
+    rounds)."""
     out = {}
     for cid, qs in model.queues.items():
         backends = {id(q.backend): q.backend for q in qs}.values()
