@@ -21,7 +21,7 @@ COLUMNS = ("setup", "source_id", "backend", "variant", "workload", "direction", 
            "metric", "stat", "value", "unit", "notes")
 METRIC_UNITS = {
     "throughput": "Gbps", "rtt": "us", "latency": "us", "cpu_backend": "pct", "cpu_guest": "pct",
-    "cpu_client": "pct", "cpu_server": "pct",
+    "cpu_client": "pct", "cpu_server": "pct", "cpu_guest_work": "pct", "irq_rate": "per_s",
     "efficiency": "Mbps/pct", "send_throughput": "Gbps", "send_cost_skb_alloc": "ns",
     "send_cost_memcpy": "ns", "send_cost_pin": "ns",
 }

@@ -114,8 +114,11 @@ def simulate_key(key: tuple, profile: Profile, seed: int = 1, fidelity: float = 
     # cpu_guest is read on the host from the vCPU threads (Firecracker CI cpu_utilization_vcpus_total):
     # guest work plus KVM halt polling between bursts (model/cpu.py)
     vcpu = res.summary["cpus"]["guest"]["vcpu_thread_util"]
+    # irq_rate: the guest's interrupts per second over the measured window (/proc/interrupts deltas,
+    # vsockbench measure --guest-stats), every device of the run's
+    irq_rate = sum(d.get("interrupts_per_s", 0.0) for d in res.summary["devices"].values())
     return {"throughput": gbps, "rtt": lat, "cpu_backend": 100 * backend, "cpu_guest": 100 * vcpu,
-            "cpu_guest_work": 100 * work}
+            "cpu_guest_work": 100 * work, "irq_rate": irq_rate}
 
 
 STAT_Q = {"p1": 1, "p50": 50, "median": 50, "p90": 90, "p99": 99, "p999": 99.9}
@@ -134,8 +137,9 @@ def read_metric(sim: dict, row: MeasuredRow) -> float:
 
 
 def time_exponent(row: MeasuredRow) -> int:
-    """How a row scales with the global time scale s: throughput ~ s^-1, RTT ~ s, CPU share ~ s^0."""
-    return {"throughput": -1, "rtt": 1}.get(row.metric, 0)
+    """How a row scales with the global time scale s: throughput and interrupt rate ~ s^-1, RTT ~ s,
+    CPU share ~ s^0."""
+    return {"throughput": -1, "rtt": 1, "irq_rate": -1}.get(row.metric, 0)
 
 
 class Predictor:

@@ -108,10 +108,12 @@ def simulate(scenario: Scenario, *, seed: int | None = None, keep_model: bool = 
         start(model, flow, index)
     end = run.warmup + run.duration
     snapshot = {}
+    notified = {}  # per device at the warm-up's end: (interrupts, kicks)
 
     def take_snapshot():
         yield model.env.timeout(run.warmup)
         snapshot.update(_flow_counters(model))
+        notified.update(_notification_counters(model))
 
     model.env.process(take_snapshot())
     _run(model.env, end, progress)
@@ -129,7 +131,7 @@ def simulate(scenario: Scenario, *, seed: int | None = None, keep_model: bool = 
     n_packets = sum(q.packets for qs in model.queues.values() for q in qs)
     summary = {
         "flows": flow_summary(scenario, messages, window, counters),
-        "devices": device_summary(model),
+        "devices": device_summary(model, notified, run.duration),
         "threads": {r.thread: {"cpu_util": round(r.cpu_util, 6)} for r in threads.itertuples()},
         "cpus": cpu_summary(model, scenario.run.duration),
         "sim": {"events": int(events), "packets": int(n_packets), "wall_s": round(wall, 4), "seed": int(seed),
@@ -206,7 +208,12 @@ def _flow_counters(model: Model) -> dict:
     return out
 
 
-def device_summary(model: Model) -> dict:
+def _notification_counters(model: Model) -> dict:
+    """Interrupts and kicks per device so far."""
+    return {cid: (sum(q.irqs for q in qs), sum(q.kicks for q in qs)) for cid, qs in model.queues.items()}
+
+
+def device_summary(model: Model, at_warmup: dict | None = None, duration: float | None = None) -> dict:
     """Per device, over the whole run (warm-up included): virtio packets and bytes; the
     notifications, what a real guest's ``/proc/interrupts`` and KVM's exit counters show -
     ``kicks`` (guest -> device, a VM exit each), ``interrupts`` taken by the guest and
@@ -215,10 +222,17 @@ def device_summary(model: Model) -> dict:
     handler giving up its turn on its weight) and ``backend_rounds`` (work items its thread ran:
     a vhost handler's turn, or one epoll round of a vhost-user daemon or Firecracker's VMM
     thread; a VMM thread serves every emulated device of its VM, so each of them counts all its
-    rounds)."""
+    rounds).  With the counts at the warm-up's end (``at_warmup``) and the measured ``duration``,
+    ``interrupts_per_s`` and ``kicks_per_s`` over the measured window, as a real run's
+    /proc/interrupts deltas give them (``vsockbench measure --guest-stats``, metric irq_rate)."""
     out = {}
     for cid, qs in model.queues.items():
         backends = {id(q.backend): q.backend for q in qs}.values()
+        rates = {}
+        if at_warmup is not None and duration:
+            irqs0, kicks0 = at_warmup.get(cid, (0, 0))
+            rates = {"interrupts_per_s": round((sum(q.irqs for q in qs) - irqs0) / duration, 3),
+                     "kicks_per_s": round((sum(q.kicks for q in qs) - kicks0) / duration, 3)}
         out[str(cid)] = {
             "packets": int(sum(q.packets for q in qs)),
             "bytes": int(sum(q.bytes for q in qs)),
@@ -229,6 +243,7 @@ def device_summary(model: Model) -> dict:
             "kicks": int(sum(q.kicks for q in qs)),
             "interrupts": int(sum(q.irqs for q in qs)),
             "merged_interrupts": int(sum(q.merged_irqs for q in qs)),
+            **rates,
             "worker_yields": int(sum(b.yields for b in backends)),
             "backend_rounds": int(sum(b.rounds for b in backends)),
         }

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from ..errors import InputError
+from ..measure import procstats
 from . import count
 
 DEFAULT_PORT = 5201
@@ -72,6 +74,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     run.add_argument("--backend", default=None, help="backend column (default: transport; vsock: vhost, local vsock: loopback)")
     run.add_argument("--source-id", default=None, help="source_id column (default: --out file stem)")
     run.add_argument("--vcpus", type=count, default=None, help="guest vCPUs for the vcpus column")
+    run.add_argument("--guest-stats", action="store_true",
+                     help="also write the client machine's CPU work (cpu_guest_work, /proc/stat) over the window")
+    run.add_argument("--irq-match", metavar="REGEX", default=None,
+                     help="with --guest-stats: interrupts per second (irq_rate) on the /proc/interrupts lines "
+                          "matching REGEX, e.g. 'virtio3-' for the vsock device's vectors")
 
 
 def register(subparsers) -> None:
@@ -149,10 +156,33 @@ def _spec(args):
     )
 
 
+def _check_guest_stats(args) -> None:
+    """--guest-stats needs /proc; --irq-match must be a regular expression that matches a
+    /proc/interrupts line now (checked before the run, so none is wasted)."""
+    if args.irq_match is None:
+        if args.guest_stats and procstats.sample() is None:
+            raise InputError("--guest-stats: /proc/stat or /proc/interrupts not readable; expected a Linux machine")
+        return
+    if not args.guest_stats:
+        raise InputError("--irq-match: only with --guest-stats")
+    try:
+        rx = re.compile(args.irq_match)
+    except re.error as exc:
+        raise InputError(f"--irq-match: {args.irq_match!r} is not a regular expression ({exc})") from None
+    now = procstats.sample()
+    if now is None:
+        raise InputError("--guest-stats: /proc/stat or /proc/interrupts not readable; expected a Linux machine")
+    if not any(rx.search(k) for k in now["irqs"]):
+        virtio = [k for k in now["irqs"] if "virtio" in k] or list(now["irqs"])[:8]
+        raise InputError(f"--irq-match: {args.irq_match!r} matches no /proc/interrupts line; expected one of "
+                         f"the lines' keys, e.g. {' | '.join(virtio)}")
+
+
 def client_handler(args) -> int:
     from ..measure import measure
 
     spec = _spec(args)
+    _check_guest_stats(args)
     ep = None if args.local else _endpoint(args, "client")
     if args.local and args.transport == "vsock" and args.cid not in (None, 1):
         raise InputError("--cid: --local vsock runs over the loopback CID 1; expected no --cid or --cid 1")
@@ -170,6 +200,8 @@ def client_handler(args) -> int:
         timeout=args.timeout,
         progress=progress,
         append=args.append,
+        guest_stats=args.guest_stats,
+        irq_match=args.irq_match,
     )
     if not args.quiet:
         for r in rows:

@@ -56,8 +56,12 @@ def measure(
     timeout: float = 10.0,
     progress: bool = False,
     append: bool = False,
+    guest_stats: bool = False,
+    irq_match: str | None = None,
 ) -> tuple[Measurement, list[dict]]:
-    """Run one measurement and (with ``out``) write CSV + Parquet + JSON metadata.
+    """Run one measurement and (with ``out``) write CSV + Parquet + JSON metadata.  With
+    ``guest_stats``, rows of the client machine's CPU work and (``irq_match``, a regular
+    expression over /proc/interrupts lines) interrupt rate over the window (:mod:`.procstats`).
 
     Returns the Measurement and its rows.  If the run failed part-way, the
     outputs are written first and then :class:`MeasureError` is raised.
@@ -85,6 +89,8 @@ def measure(
         source_id=source_id,
         backend=be,
         vcpus=vcpus,
+        guest_stats=guest_stats,
+        irq_match=irq_match,
     )
     if out:
         write_outputs(m, rows, out, append=append)

@@ -6,7 +6,8 @@ host-local run (``--local``: both processes on this machine) it is also two rows
 ``cpu_client`` and ``cpu_server`` (percent of one core, user + system), and
 ``vcpus`` is the number of CPUs the two processes share.  A remote run's guest
 process is not vCPU time (``cpu_guest``) nor the backend (``cpu_backend``), so it
-stays out of the rows.
+stays out of the rows.  With ``guest_stats`` the client machine's own counters (the guest's,
+by the harness's convention) add ``cpu_guest_work`` and ``irq_rate`` rows (:mod:`.procstats`).
 """
 
 from __future__ import annotations
@@ -193,10 +194,35 @@ def _cpu_note(m: Measurement) -> str:
     return "; ".join(parts)
 
 
+def _machine_rows(m: Measurement, base: dict, common: str, guest_stats: bool, irq_match: str | None) -> list[dict]:
+    """With ``guest_stats``, the client machine's counters over the window (:mod:`.procstats`):
+    ``cpu_guest_work`` (its CPUs' busy time, summed, percent of one CPU) and, with ``irq_match``,
+    ``irq_rate`` (interrupts per second on the /proc/interrupts lines it matches)."""
+    machine = m.cpu.get("client", {}).get("machine")
+    if not guest_stats or machine is None:
+        return []
+    n = len(machine["busy_s"])
+    pct = 100 * sum(machine["busy_s"]) / machine["window_s"]
+    per_cpu = ", ".join(f"{100 * b / machine['window_s']:.1f}" for b in machine["busy_s"])
+    rows = [{**base, "metric": "cpu_guest_work", "stat": "mean", "value": round(pct, 3), "unit": "pct",
+             "notes": f"client machine's {n} CPUs, /proc/stat busy (user, nice, system, irq, softirq; not idle, "
+                      f"iowait or steal) over the window, per CPU {per_cpu} %; {common}"}]
+    if irq_match:
+        from .procstats import irq_rate
+
+        rate, keys = irq_rate(machine, irq_match)
+        rows.append({**base, "metric": "irq_rate", "stat": "mean", "value": round(rate, 3), "unit": "per_s",
+                     "notes": f"client machine's /proc/interrupts lines matching {irq_match!r}: "
+                              f"{' | '.join(keys) or 'none'}; {common}"})
+    return rows
+
+
 def measurement_rows(
-    m: Measurement, *, setup: str, source_id: str, backend: str, vcpus: int | None = None
+    m: Measurement, *, setup: str, source_id: str, backend: str, vcpus: int | None = None,
+    guest_stats: bool = False, irq_match: str | None = None,
 ) -> list[dict]:
-    """Rows in the measured-run schema (throughput for stream; rtt stats otherwise)."""
+    """Rows in the measured-run schema (throughput for stream; rtt stats otherwise), and with
+    ``guest_stats`` the client machine's CPU work and interrupt rate (:func:`_machine_rows`)."""
     spec = m.spec
     host = m.hosts.get("client", {})
     if spec.workload == "stream":
@@ -232,6 +258,7 @@ def measurement_rows(
             notes = "; ".join(x for x in (how, common, cpu) if x)
             rows.append({**base, "metric": "throughput", "stat": "mean", "value": round(value, 6), "unit": "Gbps", "notes": notes})
             rows += _cpu_rows(m, base, common)
+            rows += _machine_rows(m, base, common, guest_stats, irq_match)
         return rows
     samples, note = _latency_samples(m)
     if not len(samples):
@@ -251,7 +278,7 @@ def measurement_rows(
     notes = "; ".join(x for x in (extra, common, cpu) if x)
     for stat in RTT_STATS:
         rows.append({**base, "metric": "rtt", "stat": stat, "value": round(float(values[stat]), 3), "unit": "us", "notes": notes})
-    return rows + _cpu_rows(m, base, common)
+    return rows + _cpu_rows(m, base, common) + _machine_rows(m, base, common, guest_stats, irq_match)
 
 
 def records_frame(m: Measurement, run_id: int | None = None) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """One side of a measured run: its connection loops in threads, its CPU time over the
-measurement window (getrusage RUSAGE_SELF at the window's start and end), and the results
-packed for the control connection.  Shared by the server (:mod:`.server`) and the client
+measurement window (getrusage RUSAGE_SELF at the window's start and end, and the machine's
+per-CPU busy time and interrupt counts: :mod:`.procstats`), and the results packed for the
+control connection.  Shared by the server (:mod:`.server`) and the client
 (:mod:`.runner`)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 import time
 from array import array
 
+from . import procstats
 from .protocol import RunSpec
 from .workloads import (
     ConnResult,
@@ -85,11 +87,16 @@ def _window_cpu(threads: list, spec: RunSpec, t0: int, progress: bool) -> dict:
             if bar is not None:
                 bar.n = round(min(time.perf_counter_ns() - t0, total * 1e9) / 1e9, 1)
                 bar.refresh()
-        samples.append((time.perf_counter_ns(), *_cpu_now()))
+        samples.append((time.perf_counter_ns(), *_cpu_now(), procstats.sample()))
     if bar is not None:
         bar.close()
-    (a, ua, sa), (b, ub, sb) = samples
-    return {"user_s": ub - ua, "sys_s": sb - sa, "window_s": (b - a) / 1e9}
+    (a, ua, sa, ma), (b, ub, sb, mb) = samples
+    window_s = (b - a) / 1e9
+    out = {"user_s": ub - ua, "sys_s": sb - sa, "window_s": window_s}
+    machine = procstats.delta(ma, mb, window_s)  # the machine's CPUs and interrupt lines (Linux)
+    if machine is not None:
+        out["machine"] = machine
+    return out
 
 
 def _pack_results(results: list) -> tuple[list, list]:
