@@ -4,7 +4,8 @@ For a scenario whose flows have roles, each replication runs twice with the
 same seed: the victim flows alone, and everything together.  The figures per
 replication are the victim's latency percentiles in both runs and their
 ratio (the slowdown), the aggressors' throughput, Jain's fairness index over
-the flows' throughput, and CPU per thread.  :func:`summarize` turns the
+the flows' throughput, CPU per thread, and the guest's interrupts and kicks per
+second with everything running (all devices).  :func:`summarize` turns the
 replications into mean and 95 % Student-t confidence intervals;
 :func:`significance` compares two designs and says "not significant" when
 their intervals overlap (pyperf's rule: no misleading ratio).
@@ -28,7 +29,7 @@ __all__ = ["IsolationResult", "isolation_runs", "isolation_pair", "isolation_res
 
 FIGURES = ("victim_p50_us", "victim_p99_us", "victim_p999_us", "alone_p50_us", "alone_p99_us",
            "alone_p999_us", "slowdown_p50", "slowdown_p99", "slowdown_p999", "aggressor_gbps",
-           "jain_index", "cpu_total", "cpu_guest", "cpu_host")
+           "jain_index", "cpu_total", "cpu_guest", "cpu_host", "interrupts_per_s", "kicks_per_s")
 
 
 @dataclass
@@ -89,6 +90,7 @@ def isolation_result(scenario, pairs, *, seed: int, label: str = "", keep_runs=F
     for r, (alone, loaded) in enumerate(pairs):
         la, ll = victim_latency(alone, victims), victim_latency(loaded, victims)
         flows = loaded.summary["flows"]
+        devices = loaded.summary["devices"]
         thr = loaded.threads
         row = {"design": label, "replication": r, "seed": seed + r,
                "victim_p50_us": ll["p50"], "victim_p99_us": ll["p99"], "victim_p999_us": ll["p999"],
@@ -97,7 +99,11 @@ def isolation_result(scenario, pairs, *, seed: int, label: str = "", keep_runs=F
                "jain_index": jain_index([f["throughput_gbps"] for f in flows.values()]),
                "cpu_total": float(thr["cpu_util"].sum()),
                "cpu_guest": float(thr.loc[thr["side"] == "guest", "cpu_util"].sum()),
-               "cpu_host": float(thr.loc[thr["side"] == "host", "cpu_util"].sum())}
+               "cpu_host": float(thr.loc[thr["side"] == "host", "cpu_util"].sum()),
+               # the guest's notifications with everything running, every device (what a real guest's
+               # /proc/interrupts and KVM's exit counters would show): part of what a design costs
+               "interrupts_per_s": float(sum(d.get("interrupts_per_s", 0.0) for d in devices.values())),
+               "kicks_per_s": float(sum(d.get("kicks_per_s", 0.0) for d in devices.values()))}
         for q in ("p50", "p99", "p999"):
             a, b = row[f"alone_{q}_us"], row[f"victim_{q}_us"]
             row[f"slowdown_{q}"] = b / a if a and b is not None else float("nan")

@@ -214,6 +214,25 @@ def _md_table(result) -> str:
     return "\n".join(lines)
 
 
+def _md_notifications(result) -> str:
+    """Per design: the guest's interrupts and kicks per second with everything running (runs
+    stored before these figures were recorded have none: an empty string)."""
+    from .compare import _ci_text
+
+    s = result.summary.set_index(["design", "figure"])
+    if not all((d, "interrupts_per_s") in s.index for d in result.designs):
+        return ""
+    lines = ["| design | guest interrupts / s (thousands) | kicks / s (thousands) |", "|---|---:|---:|"]
+    for d in result.designs:
+        cells = []
+        for fig in ("interrupts_per_s", "kicks_per_s"):
+            r = s.loc[(d, fig)]
+            cells.append(_ci_text(r["mean"] / 1e3, r["ci_low"] / 1e3, r["ci_high"] / 1e3, 1))
+        lines.append(f"| `{d}` | " + " | ".join(cells) + " |")
+    return ("Notifications, with everything running, all devices (what a guest's `/proc/interrupts` and "
+            "KVM's exit counters\nwould show; each costs CPU on both sides):\n\n" + "\n".join(lines) + "\n")
+
+
 def write_report(result, out_dir) -> Path:
     """Write ``figures/*.png|svg`` and ``report.md`` for ``result`` under ``out_dir``; return the report path."""
     from . import __version__
@@ -258,6 +277,7 @@ everything running / victim latency alone (same seed, same design); 1 = perfect 
 
 {_md_table(result)}
 
+{_md_notifications(result)}
 Verdicts (victim p99 slowdown against `{result.baseline}`; "not significant" when the 95%
 intervals overlap):
 
