@@ -72,6 +72,28 @@ def test_measure_writes_the_client_machines_work_and_interrupt_rate(tmp_path, ca
     assert "a host-local run has none" in expressible(work)
 
 
+@pytest.mark.skipif(not LINUX, reason="/proc/stat and /proc/interrupts are Linux's")
+def test_a_remote_run_with_guest_stats_counts_the_clients_cpus_as_vcpus(tmp_path):
+    """In a split run the client's machine is the guest: without --vcpus its CPU count (the
+    /proc/stat lines it sampled) fills the vcpus column of every row."""
+    import threading
+
+    from vsockbench.measure import Endpoint, RunSpec, measure, serve
+
+    path = str(tmp_path / "s.sock")
+    ready = threading.Event()
+    server = threading.Thread(target=serve, args=(Endpoint("unix", path=path),),
+                              kwargs={"once": True, "ready": lambda _ep: ready.set()}, daemon=True)
+    server.start()
+    assert ready.wait(10)
+    _m, rows = measure(RunSpec(workload="stream", direction="g2h", msg_bytes=4096, duration=0.3),
+                       Endpoint("unix", path=path), guest_stats=True)
+    server.join(10)
+    ncpu = len(procstats.sample()["busy_jiffies"])
+    assert {r["metric"] for r in rows} == {"throughput", "cpu_guest_work"}
+    assert all(r["vcpus"] == ncpu for r in rows)
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--irq-match", "virtio"], "--irq-match: only with --guest-stats"),
     (["--guest-stats", "--irq-match", "("], "is not a regular expression"),

@@ -61,7 +61,8 @@ def measure(
 ) -> tuple[Measurement, list[dict]]:
     """Run one measurement and (with ``out``) write CSV + Parquet + JSON metadata.  With
     ``guest_stats``, rows of the client machine's CPU work and (``irq_match``, a regular
-    expression over /proc/interrupts lines) interrupt rate over the window (:mod:`.procstats`).
+    expression over /proc/interrupts lines) interrupt rate over the window (:mod:`.procstats`);
+    that machine is the guest, so without ``vcpus`` its CPU count fills the vcpus column.
 
     Returns the Measurement and its rows.  If the run failed part-way, the
     outputs are written first and then :class:`MeasureError` is raised.
@@ -80,6 +81,9 @@ def measure(
     be = backend or default_backend(m.endpoint.transport, m.local)
     if m.local and vcpus is None:  # both processes run here: the CPUs they share
         vcpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    machine = m.cpu.get("client", {}).get("machine")
+    if guest_stats and vcpus is None and machine is not None:  # the client's machine is the guest
+        vcpus = len(machine["busy_s"])
     if source_id is None:
         stem = os.path.splitext(os.path.basename(out))[0] if out else "vsockbench_measure"
         source_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)
