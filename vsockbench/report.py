@@ -230,7 +230,7 @@ def _md_notifications(result) -> str:
             cells.append(_ci_text(r["mean"] / 1e3, r["ci_low"] / 1e3, r["ci_high"] / 1e3, 1))
         lines.append(f"| `{d}` | " + " | ".join(cells) + " |")
     return ("Notifications, with everything running, all devices (what a guest's `/proc/interrupts` and "
-            "KVM's exit counters\nwould show; each costs CPU on both sides):\n\n" + "\n".join(lines) + "\n")
+            "KVM's exit counters\nwould show; each costs CPU on both sides):\n\n" + "\n".join(lines) + "\n\n")
 
 
 def write_report(result, out_dir) -> Path:
@@ -277,8 +277,7 @@ everything running / victim latency alone (same seed, same design); 1 = perfect 
 
 {_md_table(result)}
 
-{_md_notifications(result)}
-Verdicts (victim p99 slowdown against `{result.baseline}`; "not significant" when the 95%
+{_md_notifications(result)}Verdicts (victim p99 slowdown against `{result.baseline}`; "not significant" when the 95%
 intervals overlap):
 
 {verdicts}
