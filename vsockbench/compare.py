@@ -36,6 +36,8 @@ from .errors import InputError
 from .executors import open_pool
 from .isolation import check_victims, isolation_pair, isolation_result, significance, summarize
 from .scenario import Scenario, load_scenario, scenario_from_dict
+from .sensitivity import FACTORS as SENSITIVITY_FACTORS
+from .sensitivity import estimated_devices, sensitivity_lines, sensitivity_runs
 
 __all__ = ["CompareResult", "compare", "resolve_workload", "shipped_workloads", "DEFAULT_WORKLOAD"]
 
@@ -190,6 +192,16 @@ class CompareResult:
             out[d] = {**sig, "figure": "slowdown_p99", "cpu_change": cpu, "line": line}
         return out
 
+    def sensitivity_lines(self) -> list[str]:
+        """How the verdicts of designs on estimated costs move with them (``sensitivity=True``;
+        :mod:`vsockbench.sensitivity`), one line per design and device; none without the check."""
+        sens = self.meta.get("sensitivity")
+        if sens is None:
+            return []
+        if not sens["runs"]:
+            return ["sensitivity: no design rests on a profile without held-out error; nothing to scale"]
+        return sensitivity_lines(sens["runs"], self.baseline)
+
     def table(self) -> str:
         """The terminal table: mean ±95 % CI half-width per design, then one verdict line per design."""
         s = self.summary.set_index(["design", "figure"])
@@ -211,6 +223,7 @@ class CompareResult:
         lines += [f"  {d:<20} {self.label(d)}" for d in self.designs]
         lines.append("")
         lines += [v["line"] for v in self.verdicts.values()]
+        lines += self.sensitivity_lines()
         if self.records["victim_p99_us"].isna().all():
             lines.append("note: no victim latency samples in the measured window (a victim needs round trips "
                          "or messages that complete after the warm-up); slowdowns are undefined")
@@ -284,7 +297,7 @@ def _run_pairs(scenarios: dict, n: int, seed: int, workers: int, bar) -> dict:
 def compare(workload=None, designs=None, *, duration: float | None = None, seed: int | None = None,
             replications: int | None = None, aggressor_backend: str | None = None,
             victim_profile: str | None = None, aggressor_profile: str | None = None,
-            progress=True, workers: int = 1) -> CompareResult:
+            progress=True, workers: int = 1, sensitivity: bool = False) -> CompareResult:
     """Run ``workload`` on each of ``designs`` (default: all four) and collect the isolation figures.
 
     ``duration`` (simulated seconds), ``seed`` and ``replications`` override the
@@ -297,6 +310,9 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
     ``progress``: True for a tqdm bar, False/None for none, or a tqdm-like object.
     ``workers``: processes running the replications (a process pool above 1); every figure is
     the same whatever their number, since each run has its own seed and RNG.
+    ``sensitivity``: also rerun every design whose device has a profile with no held-out error
+    with that profile's backend costs halved and doubled, and say whether its verdict holds
+    (:mod:`vsockbench.sensitivity`; ``meta["sensitivity"]``).
     """
     sc = resolve_workload(workload)
     designs = tuple(DESIGNS if designs is None else ([designs] if isinstance(designs, str) else designs))
@@ -330,7 +346,15 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
                  for d in designs}
     for design_sc in scenarios.values():
         check_victims(design_sc)
-    bar, own = _progress(progress, n * len(designs))
+    # the cross-validation table, with a user fit's beside any profile file a design names (read
+    # once for the accuracy figures and the sensitivity check)
+    accuracy = load_accuracy()
+    for design_sc in scenarios.values():
+        accuracy = table_for(design_sc, accuracy)
+    baseline = BASELINE if BASELINE in designs else designs[0]
+    n_sens = (sum(len(estimated_devices(scenarios[d], accuracy)) for d in designs if d != baseline)
+              * len(SENSITIVITY_FACTORS) if sensitivity else 0)
+    bar, own = _progress(progress, n * (len(designs) + n_sens))
     wall0 = time.perf_counter()
     recs, threads, msgs = [], [], []
     victims = [f.name for f in sc.flows if f.role == "victim"]
@@ -344,18 +368,18 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
                 a = alone.messages[alone.messages["flow"].isin(victims)]
                 for run, m in (("alone", a), ("loaded", loaded.messages)):
                     msgs.append(m.assign(design=d, replication=r, run=run))
+        records = pd.concat(recs, ignore_index=True)
+        labels = {d: design_label(d, aggressor_backend, victim_backend) for d in designs}
+        records.insert(1, "label", [labels[d] for d in records["design"]])
+        result = CompareResult(sc, designs, records, pd.concat(threads, ignore_index=True),
+                               pd.concat(msgs, ignore_index=True) if msgs else pd.DataFrame(), scenarios,
+                               {"labels": labels})
+        sens = (sensitivity_runs(result, accuracy, _run_pairs, workers=workers, bar=bar) if n_sens
+                else [] if sensitivity else None)
     finally:
         if own:
             bar.close()
     wall = time.perf_counter() - wall0
-    records = pd.concat(recs, ignore_index=True)
-    labels = {d: design_label(d, aggressor_backend, victim_backend) for d in designs}
-    records.insert(1, "label", [labels[d] for d in records["design"]])
-    # the cross-validation table, with a user fit's beside any profile file a design names (read
-    # once for both below)
-    accuracy = load_accuracy()
-    for design_sc in scenarios.values():
-        accuracy = table_for(design_sc, accuracy)
     meta = {"workload": workload_name(sc), "workload_path": sc.path, "designs": list(designs),
             "labels": labels, "victim_backend": victim_backend, "aggressor_backend": aggressor_backend,
             "victim_profile": victim_profile, "aggressor_profile": aggressor_profile,
@@ -366,5 +390,7 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
             "extrapolations": _extrapolations(scenarios.values(), accuracy),
             # the mechanism checks of the backends used, as shipped when the run was made
             "mechanism_checks": load_checks(dev.prof.backend for s in scenarios.values() for dev in s.devices)}
-    messages = pd.concat(msgs, ignore_index=True) if msgs else pd.DataFrame()
-    return CompareResult(sc, designs, records, pd.concat(threads, ignore_index=True), messages, scenarios, meta)
+    if sens is not None:
+        meta["sensitivity"] = {"factors": list(SENSITIVITY_FACTORS), "runs": sens}
+    result.meta = meta
+    return result

@@ -233,6 +233,17 @@ def _md_notifications(result) -> str:
             "KVM's exit counters\nwould show; each costs CPU on both sides):\n\n" + "\n".join(lines) + "\n\n")
 
 
+def _md_sensitivity(result) -> str:
+    """The verdicts of designs on estimated costs, with those costs halved and doubled (a run
+    made with the check; nothing for one made without it)."""
+    lines = result.sensitivity_lines()
+    if not lines:
+        return ""
+    return ("\nHow much the verdicts rest on costs no measured run checked (the designs whose device "
+            "profile has no held-out\nerror, rerun with that profile's backend costs scaled; same seeds; "
+            "`vsockbench.sensitivity`):\n\n" + "\n".join(f"- {ln}" for ln in lines) + "\n")
+
+
 def write_report(result, out_dir) -> Path:
     """Write ``figures/*.png|svg`` and ``report.md`` for ``result`` under ``out_dir``; return the report path."""
     from . import __version__
@@ -281,7 +292,7 @@ everything running / victim latency alone (same seed, same design); 1 = perfect 
 intervals overlap):
 
 {verdicts}
-
+{_md_sensitivity(result)}
 How far the profiles behind these numbers were off on measured runs they were not fitted on
 (|relative error|, median / max; `python bench/cross_validate.py`, `results/validation/report.md`):
 

@@ -42,6 +42,9 @@ def register(sub) -> None:
                    help="processes running the replications (default: every CPU this process may use); "
                    "the figures are the same whatever the number")
     p.add_argument("--no-report", action="store_true", help="store the results without plots and report.md")
+    p.add_argument("--no-sensitivity", action="store_true",
+                   help="skip rerunning the designs whose device profile has no held-out error with its "
+                        "backend costs halved and doubled (vsockbench.sensitivity)")
     p.set_defaults(func=run)
 
 
@@ -59,7 +62,7 @@ def run(args) -> int:
     result = compare(args.workload, parse_designs(args.designs), duration=args.duration, seed=args.seed,
                      replications=args.replications, aggressor_backend=args.aggressor_backend,
                      victim_profile=args.victim_profile, aggressor_profile=args.aggressor_profile, progress=True,
-                     workers=args.workers or usable_cpus())
+                     workers=args.workers or usable_cpus(), sensitivity=not args.no_sensitivity)
     print(result.table())
     path = save_run(result, args.out, report=not args.no_report)
     print(f"\nresults: {path}" + ("" if args.no_report else f"  (report: {path / 'report.md'})"))
