@@ -60,9 +60,9 @@ def test_cli_checks_by_default_and_the_stored_run_keeps_it(tmp_path, capsys, fla
     meta = json.loads((out / "metadata.json").read_text())
     report = (out / "report.md").read_text()
     if flag:
-        assert "sensitivity" not in meta and "estimated backend costs scaled" not in text + report
+        assert "sensitivity" not in meta and "unvalidated backend costs scaled" not in text + report
         return
-    assert "estimated backend costs scaled" in text
+    assert "unvalidated backend costs scaled" in text
     assert len(meta["sensitivity"]["runs"]) == len(FACTORS)
     assert "How much the verdicts rest on costs" in report
     assert load_run(out).sensitivity_lines() == [ln for ln in text.splitlines() if "costs scaled" in ln]

@@ -105,7 +105,7 @@ def sensitivity_lines(entries: list[dict], baseline: str) -> list[str]:
                     else f"{e['ratio']:.2f}x {baseline}'s, {'lower' if e['ratio'] < 1 else 'higher'}")
             parts.append(f"x{e['factor']:g}: {e['slowdown_p99']:.2f} ({word}; aggr {e['aggressor_gbps']:.1f} Gbps)")
         held = all(e["holds"] for e in es)
-        lines.append(f"{d}, its {backend} device (cid {cid}) with the estimated backend costs scaled: victim p99 "
+        lines.append(f"{d}, its {backend} device (cid {cid}) with its unvalidated backend costs scaled: victim p99 "
                      f"slowdown {'; '.join(parts)} - the verdict {'holds' if held else 'CHANGES'} "
                      f"(x{min(e['factor'] for e in es):g} to x{max(e['factor'] for e in es):g})")
     return lines
