@@ -44,6 +44,18 @@ def test_the_design_on_estimated_costs_is_rerun_at_both_ends():
     assert "sensitivity" not in plain.meta and plain.sensitivity_lines() == []
 
 
+def test_an_unvalidated_profile_on_the_baseline_is_scaled_there_too():
+    """A victim profile with no held-out error (a shipped Firecracker setup fitted in-sample only)
+    is on every design's victim device, the single device's included: each verdict is then
+    recomputed against a baseline rerun with the same scaled costs, not against the unscaled one."""
+    fc = "vmm/firecracker-2023_05/m6i.metal-host5.10-guest4.14"
+    r = compare(designs=["single", "multi-queue-worker"], victim_profile=fc, sensitivity=True, **KW)
+    runs = r.meta["sensitivity"]["runs"]
+    assert {(e["design"], e["profile"], e["factor"], e["baseline_rerun"]) for e in runs} == {
+        ("multi-queue-worker", fc, f, True) for f in FACTORS}
+    assert "(and in the baseline)" in r.sensitivity_lines()[0]
+
+
 def test_nothing_to_scale_when_every_profile_was_cross_validated():
     r = compare(designs=["single", "multi-device"], aggressor_profile="vhost", sensitivity=True, **KW)
     assert r.meta["sensitivity"]["runs"] == []

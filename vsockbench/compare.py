@@ -37,7 +37,7 @@ from .executors import open_pool
 from .isolation import check_victims, isolation_pair, isolation_result, significance, summarize
 from .scenario import Scenario, load_scenario, scenario_from_dict
 from .sensitivity import FACTORS as SENSITIVITY_FACTORS
-from .sensitivity import estimated_devices, sensitivity_lines, sensitivity_runs
+from .sensitivity import sensitivity_lines, sensitivity_runs, unvalidated_profiles
 
 __all__ = ["CompareResult", "compare", "resolve_workload", "shipped_workloads", "DEFAULT_WORKLOAD"]
 
@@ -351,9 +351,10 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
     accuracy = load_accuracy()
     for design_sc in scenarios.values():
         accuracy = table_for(design_sc, accuracy)
-    baseline = BASELINE if BASELINE in designs else designs[0]
-    n_sens = (sum(len(estimated_devices(scenarios[d], accuracy)) for d in designs if d != baseline)
-              * len(SENSITIVITY_FACTORS) if sensitivity else 0)
+    # sensitivity reruns: every design using an unvalidated profile, once per factor
+    n_sens = (sum(1 for prof in unvalidated_profiles(scenarios, accuracy) for d in designs
+                  if any(dev.resolved == prof for dev in scenarios[d].devices)) * len(SENSITIVITY_FACTORS)
+              if sensitivity else 0)
     bar, own = _progress(progress, n * (len(designs) + n_sens))
     wall0 = time.perf_counter()
     recs, threads, msgs = [], [], []
