@@ -59,8 +59,11 @@ def test_an_unvalidated_profile_on_the_baseline_is_scaled_there_too():
 def test_nothing_to_scale_when_every_profile_was_cross_validated():
     r = compare(designs=["single", "multi-device"], aggressor_profile="vhost", sensitivity=True, **KW)
     assert r.meta["sensitivity"]["runs"] == []
-    assert r.sensitivity_lines() == ["sensitivity: no design rests on a profile without held-out error; "
-                                     "nothing to scale"]
+    assert r.sensitivity_lines() == ["sensitivity: nothing to rerun (no design but the baseline uses a profile "
+                                     "without held-out error)"]
+    # a profile used by the baseline alone affects no verdict: nothing is rerun for it either
+    alone = compare(designs=["multi-device"], sensitivity=True, **KW)
+    assert alone.meta["sensitivity"]["runs"] == []
 
 
 @pytest.mark.parametrize("flag", [[], ["--no-sensitivity"]])

@@ -17,8 +17,8 @@ import dataclasses
 
 from .isolation import isolation_result, significance
 
-__all__ = ["FACTORS", "estimated_devices", "unvalidated_profiles", "scale_backend_costs", "sensitivity_runs",
-           "sensitivity_lines"]
+__all__ = ["FACTORS", "estimated_devices", "unvalidated_profiles", "scale_backend_costs", "sensitivity_jobs",
+           "sensitivity_runs", "sensitivity_lines"]
 
 FACTORS = (0.5, 2.0)
 
@@ -58,22 +58,34 @@ def _scaled_scenario(scenario, profile, factor: float):
         dataclasses.replace(dev, resolved=scaled) if dev.resolved == profile else dev for dev in scenario.devices))
 
 
+def sensitivity_jobs(scenarios: dict, designs, baseline: str, table: dict, factors=FACTORS):
+    """The reruns the check needs: ``(jobs, worlds)``, ``jobs`` {key: scaled scenario} and
+    ``worlds`` [(profile, factor, {design: key})], one world per unvalidated profile and factor,
+    holding every design that uses the profile.  A profile only the baseline uses, or any
+    profile when the baseline is the only design, affects no verdict and is left out."""
+    jobs, worlds = {}, []
+    for k, prof in enumerate(unvalidated_profiles(scenarios, table)):
+        users = [d for d in designs if any(dev.resolved == prof for dev in scenarios[d].devices)]
+        if not any(d != baseline for d in (designs if baseline in users else users)):
+            continue
+        for factor in factors:
+            world = {}
+            for d in users:
+                key = f"{d} [{prof.name} #{k} x{factor:g}]"
+                jobs[key] = _scaled_scenario(scenarios[d], prof, factor)
+                world[d] = key
+            worlds.append((prof, factor, world))
+    return jobs, worlds
+
+
 def sensitivity_runs(result, table: dict, run_pairs, *, factors=FACTORS, workers: int = 1, bar=None) -> list[dict]:
     """For each profile with no held-out error that ``result``'s designs use (a CompareResult)
     and each factor: every design using it rerun (``run_pairs``, compare's runner; the baseline
     too when it uses it) with that profile's backend costs scaled, and each affected design's
     verdict against the baseline in that same world.  One dict per (profile, factor, design
     other than the baseline), JSON-ready."""
-    jobs, worlds = {}, []
-    for k, prof in enumerate(unvalidated_profiles(result.scenarios, table)):
-        users = [d for d in result.designs if any(dev.resolved == prof for dev in result.scenarios[d].devices)]
-        for factor in factors:
-            world = {}
-            for d in users:
-                key = f"{d} [{prof.name} #{k} x{factor:g}]"
-                jobs[key] = _scaled_scenario(result.scenarios[d], prof, factor)
-                world[d] = key
-            worlds.append((prof, factor, world))
+    baseline = result.baseline
+    jobs, worlds = sensitivity_jobs(result.scenarios, result.designs, baseline, table, factors)
     if not jobs:
         return []
     n, seed = result.workload.run.replications, result.workload.run.seed
@@ -81,7 +93,6 @@ def sensitivity_runs(result, table: dict, run_pairs, *, factors=FACTORS, workers
     records = {key: isolation_result(jobs[key], pairs[key], seed=seed, label=key).records for key in jobs}
     original = {d: result.records[result.records["design"] == d] for d in result.designs}
     unscaled = result.verdicts
-    baseline = result.baseline
     out = []
     for prof, factor, world in worlds:
         base = records[world[baseline]] if baseline in world else original[baseline]
