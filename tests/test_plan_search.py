@@ -88,6 +88,22 @@ def test_plan_takes_the_designs_profiles(tmp_path):
     assert slow.capacity["label"].tolist() == ["2 devices (vhost + vmm)"]
 
 
+def test_plan_sensitivity_plans_the_unvalidated_profiles_variants(tmp_path):
+    """With sensitivity, multi-device (its TSI device on the vhost-user profile, whose daemon
+    costs no measured run checked) is planned again with those costs halved and doubled, as rows
+    of its own; the single device (vhost, cross-validated) is not.  The scaled costs really run:
+    at the same load TSI moves more data on the cheaper daemon."""
+    res = plan_capacity(NN, knob="flow.tsi.connections", slo_us=100, designs=("single", "multi-device"),
+                        replications=2, duration=0.003, warmup=0.0005, start=1, max_load=2, executor="serial",
+                        progress=False, sensitivity=True)
+    names = res.capacity["design"].tolist()
+    assert names == ["single", "multi-device", "multi-device [vhost-user x0.5]", "multi-device [vhost-user x2]"]
+    assert res.capacity.set_index("design").loc["multi-device [vhost-user x2]", "label"].endswith(
+        "vhost-user backend costs x2")
+    at1 = res.loads[res.loads["load"] == 1].set_index("design")["aggressor_gbps"]
+    assert at1["multi-device [vhost-user x0.5]"] > at1["multi-device"] > at1["multi-device [vhost-user x2]"]
+
+
 def test_a_straddling_interval_counts_as_a_breach():
     from vsockbench.plan import _ci
 

@@ -151,7 +151,8 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
                   min_load=None, rel_tol: float = 0.05, duration: float | None = None,
                   warmup: float | None = None, executor: str = "process", workers: int | None = None,
                   scheduler: str | None = None, victim_profile: str | None = None,
-                  aggressor_profile: str | None = None, progress: bool = True) -> PlanResult:
+                  aggressor_profile: str | None = None, progress: bool = True,
+                  sensitivity: bool = False) -> PlanResult:
     """Per design, the largest ``knob`` value at which the victim flows' ``quantile`` (µs) meets ``slo_us``.
 
     ``workload`` is a scenario TOML path (flows with roles, as for ``compare``).  ``start``
@@ -159,6 +160,9 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
     64 x start; ``min_load`` to 1 for integer knobs and start / 1024 otherwise.
     ``victim_profile`` / ``aggressor_profile``: the designs' device profiles, as for ``compare``
     (a built-in name, a shipped setup or a profile TOML, relative to the working directory).
+    ``sensitivity``: also plan each design whose device profile has no held-out error with that
+    profile's backend costs scaled (:mod:`vsockbench.sensitivity`), each as a row of its own
+    (``"<design> [<profile> x<factor>]"``).
     """
     from tqdm.auto import tqdm
 
@@ -219,8 +223,12 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
     if not any(f.role == "victim" for f in sc.flows):
         raise InputError("no flow has role = \"victim\"; plan needs the flow whose SLO it protects", path=str(path))
 
-    cache: dict = {}  # (design, load) -> list of rows
-    gens = {d: _search(start, lowest, max_load, integer, rel_tol) for d in designs}
+    # what is planned: each design, and with ``sensitivity`` its variants on scaled costs, as
+    # name -> (design, its profiles)
+    variants = {d: (d, profiles) for d in designs}
+    scratch = _sensitivity_variants(variants, labels, base, knob, start, base_dir) if sensitivity else None
+    cache: dict = {}  # (variant, load) -> list of rows
+    gens = {v: _search(start, lowest, max_load, integer, rel_tol) for v in variants}
     pending = {d: next(g) for d, g in gens.items()}
     found: dict = {}
     col = f"victim_{quantile}_us"
@@ -233,20 +241,21 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
             tqdm(desc="plan", unit="run", disable=not progress, dynamic_ncols=True) as bar:
         while pending:
             tasks = []
-            for d, load in pending.items():
-                if (d, load) in cache:
+            for v, load in pending.items():
+                if (v, load) in cache:
                     continue
                 data = set_path(base, knob, load)
-                tasks += [Task(f"{d}-{load}-r{r}", 0, r, seed + r, data, d, (("design", d), (knob, load)),
-                               str(base_dir), str(path), tuple(profiles.items())) for r in range(replications)]
-                cache[(d, load)] = []
+                d, own = variants[v]
+                tasks += [Task(f"{v}-{load}-r{r}", 0, r, seed + r, data, d, (("design", v), (knob, load)),
+                               str(base_dir), str(path), tuple(own.items())) for r in range(replications)]
+                cache[(v, load)] = []
             bar.total = (bar.total or 0) + len(tasks)
             bar.set_postfix_str(", ".join(f"{d}: {_fmt(x)}" for d, x in pending.items()), refresh=False)
             for task, row, exc in pool.unordered(run_task, tasks):
                 if exc is not None or row["status"] != "ok":
                     msg = f"{type(exc).__name__}: {exc}" if exc is not None else row["error"]
                     raise RuntimeError(f"plan run {task.task_id} failed: {msg}")
-                cache[(task.design, task.factors[1][1])].append(row)
+                cache[(task.factors[0][1], task.factors[1][1])].append(row)
                 bar.update(1)
             for d in list(pending):
                 try:
@@ -254,8 +263,38 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
                 except StopIteration as stop:
                     found[d] = stop.value
                     del pending[d]
+    if scratch is not None:
+        scratch.cleanup()
     victims = tuple(f.name for f in sc.flows if f.role == "victim")
-    return _result(cache, found, designs, knob, slo_us, quantile, str(path), col, victims, labels)
+    return _result(cache, found, tuple(variants), knob, slo_us, quantile, str(path), col, victims, labels)
+
+
+def _sensitivity_variants(variants: dict, labels: dict, base: dict, knob: str, start, base_dir: Path):
+    """Add to ``variants`` (and ``labels``) each design's runs with an unvalidated profile's backend
+    costs scaled (vsockbench.sensitivity), written as profile files the tasks name; returns the
+    temporary directory holding them (removed once the plan is done)."""
+    import tempfile
+
+    from .accuracy import load_accuracy, table_for
+    from .profiles import save_profile
+    from .sensitivity import FACTORS, estimated_devices, scale_backend_costs
+
+    scratch = tempfile.TemporaryDirectory(prefix="vsockbench-plan-")
+    for d, profiles in list(variants.values()):
+        sc = _build_point(base, {knob: start, "design": d, **profiles}, base_dir, "")[1]
+        table = table_for(sc, load_accuracy())
+        # the design's devices: the victim's first, the aggressors' own second (designs.apply_design)
+        by_profile: dict = {}
+        for i in estimated_devices(sc, table):
+            by_profile.setdefault(sc.devices[i].resolved, []).append("victim_profile" if i == 0 else "aggressor_profile")
+        for k, (prof, roles) in enumerate(by_profile.items()):
+            for factor in FACTORS:
+                file = Path(scratch.name) / f"{d}-{k}-x{factor:g}.toml"
+                save_profile(scale_backend_costs(prof, factor), file)
+                name = f"{d} [{prof.name} x{factor:g}]"
+                variants[name] = (d, {**profiles, **{role: str(file) for role in roles}})
+                labels[name] = f"{labels[d]}, {prof.name} backend costs x{factor:g}"
+    return scratch
 
 
 def _result(cache, found, designs, knob, slo_us, quantile, path, col, victims, labels) -> PlanResult:

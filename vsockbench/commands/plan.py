@@ -47,6 +47,9 @@ def register(sub) -> None:
                    help="profile of the aggressors' own device in the multi-device design")
     p.add_argument("--out", metavar="DIR", help="write plan.png/.svg and Parquet tables here (default: results/plan)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="also plan each design whose device profile has no held-out error with that profile's "
+                        "backend costs halved and doubled (vsockbench.sensitivity), as rows of their own")
     p.set_defaults(func=run)
 
 
@@ -60,10 +63,11 @@ def run(args) -> int:
                         max_load=args.max_load, min_load=args.min_load, rel_tol=args.rel_tol, duration=args.duration,
                         executor=args.executor, workers=args.workers, scheduler=args.scheduler,
                         victim_profile=args.victim_profile, aggressor_profile=args.aggressor_profile,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, sensitivity=args.sensitivity)
     out = Path(args.out or "results/plan")
     meta = {"workload": args.workload, "knob": args.knob, "slo_us": args.slo_us, "quantile": args.quantile,
-            "victim_profile": args.victim_profile, "aggressor_profile": args.aggressor_profile}
+            "victim_profile": args.victim_profile, "aggressor_profile": args.aggressor_profile,
+            "sensitivity": args.sensitivity}
     for name in ("capacity", "loads", "evaluations"):
         write_parquet_atomic(getattr(res, name), out / f"{name}.parquet", meta)
     paths = plot_plan(res, out)
