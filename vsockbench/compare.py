@@ -138,6 +138,11 @@ def workload_name(sc: Scenario) -> str:
     return stem.removeprefix("trace-") if stem.startswith("trace-") and stem != "trace-" else stem
 
 
+def baseline_of(designs) -> str:
+    """The design the others are compared with: the single device when it runs, else the first."""
+    return BASELINE if BASELINE in designs else designs[0]
+
+
 def _ci_text(mean: float, lo: float, hi: float, digits: int) -> str:
     if mean is None or np.isnan(mean):
         return "-"
@@ -160,7 +165,7 @@ class CompareResult:
 
     @property
     def baseline(self) -> str:
-        return BASELINE if BASELINE in self.designs else self.designs[0]
+        return baseline_of(self.designs)
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -352,9 +357,8 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
     for design_sc in scenarios.values():
         accuracy = table_for(design_sc, accuracy)
     # the sensitivity check's reruns (vsockbench.sensitivity), counted for the progress bar
-    baseline = BASELINE if BASELINE in designs else designs[0]
-    n_sens = len(sensitivity_jobs(scenarios, designs, baseline, accuracy)[0]) if sensitivity else 0
-    bar, own = _progress(progress, n * (len(designs) + n_sens))
+    planned = sensitivity_jobs(scenarios, designs, baseline_of(designs), accuracy) if sensitivity else ({}, [])
+    bar, own = _progress(progress, n * (len(designs) + len(planned[0])))
     wall0 = time.perf_counter()
     recs, threads, msgs = [], [], []
     victims = [f.name for f in sc.flows if f.role == "victim"]
@@ -374,8 +378,8 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
         result = CompareResult(sc, designs, records, pd.concat(threads, ignore_index=True),
                                pd.concat(msgs, ignore_index=True) if msgs else pd.DataFrame(), scenarios,
                                {"labels": labels})
-        sens = (sensitivity_runs(result, accuracy, _run_pairs, workers=workers, bar=bar) if n_sens
-                else [] if sensitivity else None)
+        sens = (sensitivity_runs(result, accuracy, _run_pairs, workers=workers, bar=bar, planned=planned)
+                if sensitivity else None)
     finally:
         if own:
             bar.close()

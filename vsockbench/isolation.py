@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from .metrics import latency_mask, latency_stats
-from .simulate import simulate
+from .simulate import guest_notifications, simulate
 
 __all__ = ["IsolationResult", "isolation_runs", "isolation_pair", "isolation_result", "check_victims", "summarize",
            "significance", "jain_index", "victim_latency"]
@@ -90,7 +90,6 @@ def isolation_result(scenario, pairs, *, seed: int, label: str = "", keep_runs=F
     for r, (alone, loaded) in enumerate(pairs):
         la, ll = victim_latency(alone, victims), victim_latency(loaded, victims)
         flows = loaded.summary["flows"]
-        devices = loaded.summary["devices"]
         thr = loaded.threads
         row = {"design": label, "replication": r, "seed": seed + r,
                "victim_p50_us": ll["p50"], "victim_p99_us": ll["p99"], "victim_p999_us": ll["p999"],
@@ -102,8 +101,7 @@ def isolation_result(scenario, pairs, *, seed: int, label: str = "", keep_runs=F
                "cpu_host": float(thr.loc[thr["side"] == "host", "cpu_util"].sum()),
                # the guest's notifications with everything running, every device (what a real guest's
                # /proc/interrupts and KVM's exit counters would show): part of what a design costs
-               "interrupts_per_s": float(sum(d.get("interrupts_per_s", 0.0) for d in devices.values())),
-               "kicks_per_s": float(sum(d.get("kicks_per_s", 0.0) for d in devices.values()))}
+               **guest_notifications(loaded.summary)}
         for q in ("p50", "p99", "p999"):
             a, b = row[f"alone_{q}_us"], row[f"victim_{q}_us"]
             row[f"slowdown_{q}"] = b / a if a and b is not None else float("nan")

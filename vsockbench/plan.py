@@ -280,9 +280,10 @@ def _sensitivity_variants(variants: dict, labels: dict, base: dict, knob: str, s
     from .sensitivity import FACTORS, estimated_devices, scale_backend_costs
 
     scratch = tempfile.TemporaryDirectory(prefix="vsockbench-plan-")
+    shipped = load_accuracy()  # read once; a design's own profile files add their fits (table_for)
     for d, profiles in list(variants.values()):
         sc = _build_point(base, {knob: start, "design": d, **profiles}, base_dir, "")[1]
-        table = table_for(sc, load_accuracy())
+        table = table_for(sc, shipped)
         # the design's devices: the victim's first, the aggressors' own second (designs.apply_design)
         by_profile: dict = {}
         for i in estimated_devices(sc, table):

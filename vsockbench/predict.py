@@ -97,7 +97,7 @@ def row_scenario(key: tuple, profile: Profile, *, seed: int = 1, fidelity: float
 
 def simulate_key(key: tuple, profile: Profile, seed: int = 1, fidelity: float = 1.0) -> dict:
     """One simulation -> what rows read from it: throughput, RTT samples, CPU shares (percent)."""
-    from .simulate import simulate
+    from .simulate import guest_notifications, simulate
 
     res = simulate(row_scenario(key, profile, seed=seed, fidelity=fidelity))
     gbps = sum(f["throughput_gbps"] for f in res.summary["flows"].values())  # bidir: both directions
@@ -116,7 +116,7 @@ def simulate_key(key: tuple, profile: Profile, seed: int = 1, fidelity: float = 
     vcpu = res.summary["cpus"]["guest"]["vcpu_thread_util"]
     # irq_rate: the guest's interrupts per second over the measured window (/proc/interrupts deltas,
     # vsockbench measure --guest-stats), every device of the run's
-    irq_rate = sum(d.get("interrupts_per_s", 0.0) for d in res.summary["devices"].values())
+    irq_rate = guest_notifications(res.summary)["interrupts_per_s"]
     return {"throughput": gbps, "rtt": lat, "cpu_backend": 100 * backend, "cpu_guest": 100 * vcpu,
             "cpu_guest_work": 100 * work, "irq_rate": irq_rate}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .accuracy import accuracy_of
 from .isolation import isolation_result, significance
 
 __all__ = ["FACTORS", "estimated_devices", "unvalidated_profiles", "scale_backend_costs", "sensitivity_jobs",
@@ -25,12 +26,7 @@ FACTORS = (0.5, 2.0)
 
 def estimated_devices(scenario, table: dict) -> list[int]:
     """Indices of ``scenario``'s devices whose profile has no held-out error in ``table``."""
-    out = []
-    for i, dev in enumerate(scenario.devices):
-        entry = table.get(getattr(dev.prof, "setup", "") or "")
-        if not entry or not entry.get("held_out"):
-            out.append(i)
-    return out
+    return [i for i, dev in enumerate(scenario.devices) if not (accuracy_of(dev.prof, table) or {}).get("held_out")]
 
 
 def unvalidated_profiles(scenarios: dict, table: dict) -> list:
@@ -78,14 +74,16 @@ def sensitivity_jobs(scenarios: dict, designs, baseline: str, table: dict, facto
     return jobs, worlds
 
 
-def sensitivity_runs(result, table: dict, run_pairs, *, factors=FACTORS, workers: int = 1, bar=None) -> list[dict]:
+def sensitivity_runs(result, table: dict, run_pairs, *, factors=FACTORS, workers: int = 1, bar=None,
+                     planned=None) -> list[dict]:
     """For each profile with no held-out error that ``result``'s designs use (a CompareResult)
     and each factor: every design using it rerun (``run_pairs``, compare's runner; the baseline
     too when it uses it) with that profile's backend costs scaled, and each affected design's
     verdict against the baseline in that same world.  One dict per (profile, factor, design
-    other than the baseline), JSON-ready."""
+    other than the baseline), JSON-ready.  ``planned``: :func:`sensitivity_jobs`'s result, if the
+    caller has it already."""
     baseline = result.baseline
-    jobs, worlds = sensitivity_jobs(result.scenarios, result.designs, baseline, table, factors)
+    jobs, worlds = planned or sensitivity_jobs(result.scenarios, result.designs, baseline, table, factors)
     if not jobs:
         return []
     n, seed = result.workload.run.replications, result.workload.run.seed

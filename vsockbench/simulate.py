@@ -208,6 +208,14 @@ def _flow_counters(model: Model) -> dict:
     return out
 
 
+def guest_notifications(summary: dict) -> dict:
+    """The guest's interrupts and kicks per second over the measured window, summed over every
+    device of a run's ``summary`` (:func:`device_summary`'s rates; 0 where a device has none)."""
+    devices = summary["devices"].values()
+    return {"interrupts_per_s": float(sum(d.get("interrupts_per_s", 0.0) for d in devices)),
+            "kicks_per_s": float(sum(d.get("kicks_per_s", 0.0) for d in devices))}
+
+
 def _notification_counters(model: Model) -> dict:
     """Interrupts and kicks per device so far."""
     return {cid: (sum(q.irqs for q in qs), sum(q.kicks for q in qs)) for cid, qs in model.queues.items()}

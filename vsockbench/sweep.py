@@ -64,6 +64,8 @@ def run_task(task: Task) -> dict:
 def result_row(res, victim_latency, jain_index) -> dict:
     """The figures of one run: victim latency, per-flow throughput/latency, CPU, the guest's
     interrupts and kicks per second, invariants."""
+    from .simulate import guest_notifications
+
     sc, flows = res.scenario, res.summary["flows"]
     victims = [f for f in sc.flows if f.role == "victim"]
     out = {}
@@ -83,9 +85,7 @@ def result_row(res, victim_latency, jain_index) -> dict:
     busiest = thr.loc[thr["cpu_util"].idxmax()] if len(thr) else None
     out["cpu_busiest_thread"] = str(busiest["thread"]) if busiest is not None else ""
     out["cpu_busiest_util"] = float(busiest["cpu_util"]) if busiest is not None else math.nan
-    devices = res.summary["devices"].values()  # the guest's notifications, every device (isolation.py)
-    out["interrupts_per_s"] = float(sum(d.get("interrupts_per_s", 0.0) for d in devices))
-    out["kicks_per_s"] = float(sum(d.get("kicks_per_s", 0.0) for d in devices))
+    out.update(guest_notifications(res.summary))  # the guest's notifications, every device
     out["events"] = res.summary["sim"]["events"]
     out["invariants_ok"] = bool(res.checks.get("conserved", True) and res.checks.get("credit_respected", True))
     return out
