@@ -39,7 +39,7 @@ SPLITS = {
                                                             lambda r: r.vcpus == 1),
     "vmm/firecracker-2023_05/m5d.metal-8259cl-host5.10-guest5.10": ("fit on 1 vCPU, predict 2 vCPUs",
                                                                     lambda r: r.vcpus == 1),
-    # the one Firecracker campaign whose credit threshold is known from its code (48 KiB, kernels.py)
+    # the one Firecracker campaign whose VMM code is known (baselines@3bae29093): its credit threshold is 4 KiB
     "vmm/firecracker-2020_12/m5d.metal-8259cl-guest4.14": ("fit on 1 vCPU, predict 2 vCPUs",
                                                            lambda r: r.vcpus == 1),
     "vhost/leonardi2024/i7-10700kf-fastpath": ("fit on 64 B RTT + 4/64 KiB streams of both kernels (joint), predict "

@@ -27,7 +27,10 @@ from vsockbench.simulate import simulate
      {"max_pkt_bytes": 4096, "credit_update_every_read": True, "guest_rx_sgs": 2}),
     ("vmm/firecracker-2023_05/m6i.metal-host6.1-guest5.10", "", "vmm", {"guest_rx_sgs": 2}),
     ("vmm/firecracker-2020_12/m5d.metal-8259cl-guest4.14", "baselines@3bae29093; guest vmlinux-4.14.bin", "vmm",
-     {"max_pkt_bytes": 4096, "credit_update_every_read": True, "host_credit_threshold_bytes": 49152,
+     {"max_pkt_bytes": 4096, "credit_update_every_read": True, "guest_rx_sgs": 2}),  # after PR #1910: 4 KiB
+    # Firecracker before PR #1910 (June 2020): an update per 48 KiB forwarded (free <= 16 KiB)
+    ("vmm/firecracker-2020_05/m5d.metal-8259cl-guest4.14", "", "vmm",
+     {"max_pkt_bytes": 4096, "credit_update_every_read": True, "host_credit_threshold_bytes": 16385,
       "guest_rx_sgs": 2}),
     # an arm64 (Graviton) host: KVM's halt-polling default is 500 us there, 200 us on x86
     ("vmm/firecracker-2023_05/c7g.metal-host4.14-guest5.10nosve", "", "vmm",
@@ -171,12 +174,16 @@ def test_device_without_event_idx_takes_every_kick_and_interrupt(tmp_path, direc
     assert k_off > 0 and i_off > 0
 
 
-def test_old_firecracker_sends_a_credit_update_per_16k_forwarded():
-    """Firecracker's 2020-22 threshold (CONN_TX_BUF_SIZE - 16 KiB) updates the guest's credit
-    four times as often as today's 4 KiB one: per 16 KiB forwarded, not per 60 KiB."""
+def test_firecracker_before_pr1910_sends_a_credit_update_per_48k_forwarded():
+    """Firecracker before PR #1910 (June 2020) sent an update once 48 KiB were forwarded since the
+    last (``fwd_cnt - last_fwd_cnt_to_peer >= CONN_TX_BUF_SIZE - 16 KiB``); from it on, once the
+    guest's view of the free space fell below 4 KiB: per 60 KiB.  The December 2020 campaign is
+    after it."""
     flows = [{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 4096}]
     per_update = {}
-    for setup in ("vmm/firecracker-2020_12/m5d.metal-8259cl-guest4.14", "vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14"):
+    for when, setup in (("before", "vmm/firecracker-2020_05/m5d.metal-8259cl-guest4.14"),
+                        ("dec2020", "vmm/firecracker-2020_12/m5d.metal-8259cl-guest4.14"),
+                        ("may2023", "vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14")):
         prof = base_profile("vmm", setup)
         sc = make_scenario([{"cid": 3, "backend": "vmm"}], flows, duration=0.003, packets="none")
         sc = sc.with_profile(prof)
@@ -184,12 +191,12 @@ def test_old_firecracker_sends_a_credit_update_per_16k_forwarded():
         (conn,) = res.model.conns
         assert res.checks["conserved"]
         assert conn.g.max_in_flight <= conn.g.peer_buf_alloc == 65536  # the window holds
-        per_update[setup[:21]] = conn.h.fwd_cnt / conn.h.credit_updates
-    # an update once more than 16 KiB (old) / 60 KiB (today) were forwarded since the last one: the
-    # first 4 KiB packet past it (peer_needs_credit_update is a strict <), plus the bytes forwarded
-    # after the last update of the run
-    assert 16384 < per_update["vmm/firecracker-2020_"] <= 20480 * 1.05
-    assert 61440 < per_update["vmm/firecracker-2023_"] <= 65536 * 1.05
+        per_update[when] = conn.h.fwd_cnt / conn.h.credit_updates
+    # before: the 12th 4 KiB packet reaches 48 KiB exactly (>=); since: the first packet past 60 KiB
+    # (the free space test is a strict <); plus the bytes forwarded after the run's last update
+    assert 49152 <= per_update["before"] <= 49152 * 1.05
+    for when in ("dec2020", "may2023"):
+        assert 61440 < per_update[when] <= 65536 * 1.05
 
 
 def test_older_guest_posts_half_the_rx_buffers_on_a_device_without_indirect_descriptors():

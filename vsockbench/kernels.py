@@ -32,16 +32,24 @@ The VMM's code matters the same way: Firecracker's vsock device offered no
 ``VIRTIO_RING_F_EVENT_IDX`` before PR #5872 (May 2026), so every Firecracker
 setup measured before then has ``device_event_idx = false`` (a kick per add,
 an interrupt per used batch; see :mod:`vsockbench.model.guest`).  Its proactive
-credit update (``peer_needs_credit_update``, csm/connection.rs: the guest's view
-of free space below ``CONN_CREDIT_UPDATE_THRESHOLD``) had the threshold
-``CONN_TX_BUF_SIZE - 4 * 4 * 1024`` = 48 KiB in the code of 2020-22 (both stored
-versions of ``src/devices/src/virtio/vsock/csm/mod.rs``, and the diff quoted in
-Firecracker issue #1751 during PR #1910, May 2020): an update per 16 KiB
-forwarded; today's code has 4 KiB (an update per 60 KiB).
-When it changed was not found: the stored versions typed ``u32`` all have 4 KiB,
-those typed ``usize`` 48 KiB.  Setups dated before 2023 get 48 KiB; the May 2023
-campaign keeps today's value (its code could have either; held out, neither fits
-it better - README) -> ``host_credit_threshold_bytes``.
+credit update (``peer_needs_credit_update``, csm/connection.rs) has, since PR #1910
+("Update vsock logic to address stalling problems", merged June 2020), fired when
+the guest's view of its free space (``CONN_TX_BUF_SIZE`` 64 KiB minus the bytes
+forwarded since the last update) drops below ``CONN_CREDIT_UPDATE_THRESHOLD`` =
+4 KiB: an update per 60 KiB forwarded, for every setup measured here (the oldest
+is December 2020).  Before it the constants were ``usize`` and the rule the other
+way round: an update once ``fwd_cnt - last_fwd_cnt_to_peer >= CONN_TX_BUF_SIZE -
+4 * 4 * 1024`` (48 KiB forwarded; ``csm/mod.rs`` @14a64cbf, "after the guest thinks
+it has filled our TX buffer up to this limit", the diff quoted in issue #1751 in
+May 2020, and the 2019 ``unix/`` version's ``>=`` test).  The free-space formula
+``Wrapping(CONN_TX_BUF_SIZE) - (fwd_cnt - last_fwd_cnt_to_peer)`` needs a ``u32``
+constant (the counters are ``Wrapping<u32>``); PR #1910's review shows
+``set_buf_alloc(defs::CONN_TX_BUF_SIZE as u32)`` losing its cast, and every ``u32``
+version read (Firecracker's and Cloud Hypervisor's backport of PR #1910) has 4 KiB.
+A setup dated before July 2020 gets the old rule as its free-space equivalent
+(free <= 16 KiB: threshold 16 KiB + 1) -> ``host_credit_threshold_bytes``.
+(Until 2026-11-28 the 2020-22 setups had 48 KiB under the free-space rule, an
+update per 16 KiB forwarded: the old constant read with the new rule.)
 
 The host's architecture matters once: KVM's halt-polling maximum
 (``KVM_HALT_POLL_NS_DEFAULT``, the ``kvm.halt_poll_ns`` default) is 200 us on x86
@@ -138,10 +146,12 @@ def host_arch(setup: str) -> str:
 
 
 FC_EVENT_IDX = (2026, 5)  # firecracker PR #5872: vsock offers VIRTIO_RING_F_EVENT_IDX
-# Firecracker csm/mod.rs CONN_CREDIT_UPDATE_THRESHOLD = CONN_TX_BUF_SIZE - 16 KiB in the 2020-22 code
-# (module doc): setups dated before this get it; later ones keep today's 4 KiB
-FC_CREDIT_4K = (2023, 1)
-FC_OLD_CREDIT_THRESHOLD = 65536 - 4 * 4 * 1024
+# Firecracker before PR #1910 (June 2020; module doc): a credit update once 48 KiB were forwarded
+# (csm/mod.rs CONN_CREDIT_UPDATE_THRESHOLD = CONN_TX_BUF_SIZE - 16 KiB, connection.rs ``>=``), as the
+# free-space rule the model keeps: free <= 16 KiB, i.e. free < 16 KiB + 1; setups from July 2020 on
+# keep today's 4 KiB
+FC_CREDIT_4K = (2020, 7)
+FC_OLD_CREDIT_THRESHOLD = 65536 - (65536 - 4 * 4 * 1024) + 1
 
 
 def firecracker_date(setup: str) -> tuple[int, int] | None:
@@ -172,8 +182,9 @@ def code_constants(setup: str, variant: str = "", backend: str = "vhost") -> Ker
         out.notes.append("device_event_idx = false: Firecracker's vsock offered no EVENT_IDX before PR #5872 (2026)")
     if fc is not None and fc < FC_CREDIT_4K:
         out["host_credit_threshold_bytes"] = FC_OLD_CREDIT_THRESHOLD
-        out.notes.append("host_credit_threshold_bytes = 49152: Firecracker's 2020-22 CONN_CREDIT_UPDATE_THRESHOLD "
-                         "(CONN_TX_BUF_SIZE - 16 KiB, csm/mod.rs): a credit update per 16 KiB forwarded")
+        out.notes.append("host_credit_threshold_bytes = 16385: Firecracker before PR #1910 (June 2020) sent a "
+                         "credit update once CONN_CREDIT_UPDATE_THRESHOLD = 48 KiB were forwarded (csm/mod.rs, "
+                         "connection.rs peer_needs_credit_update)")
     guest, host = linux_versions(setup, variant)
     # the Linux ends whose rules apply: the guest always, the host only when vhost (a Linux socket)
     ends = [v for v in (guest, host if backend == "vhost" else None) if v is not None]

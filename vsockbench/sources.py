@@ -28,8 +28,8 @@ SOURCES: dict[str, str] = {
     "host_buf_alloc_bytes": "code: vhost host socket VSOCK_DEFAULT_BUFFER_SIZE=256 KiB (af_vsock.c); "
     "Firecracker CONN_TX_BUF_SIZE=64 KiB (csm/mod.rs); vhost-device-vsock tx_buffer_size=64 KiB",
     "host_credit_threshold_bytes": "code: Linux VIRTIO_VSOCK_MAX_PKT_BUF_SIZE=64 KiB rule "
-    "(virtio_transport_stream_do_dequeue); Firecracker CONN_CREDIT_UPDATE_THRESHOLD=4 KiB (48 KiB in its 2020-22 "
-    "code: vsockbench.kernels); vhost-device-vsock tx_buffer_size/4",
+    "(virtio_transport_stream_do_dequeue); Firecracker CONN_CREDIT_UPDATE_THRESHOLD=4 KiB of free space since PR #1910 "
+    "(June 2020; before it an update per 48 KiB forwarded: vsockbench.kernels); vhost-device-vsock tx_buffer_size/4",
     "host_credit_on_drain": "code: Linux 93b80887668 (Dec 2023) also updates when the reader drains its queue; userspace backends do not",
     "host_sends_credit_request": "code: Firecracker connection.rs and vhost-device-vsock vsock_conn.rs send CREDIT_REQUEST at 0 peer credit; Linux never does. Firecracker stops polling a connection without credit (get_polled_evset), so in a stream it never asks (model/backend.py)",
     "guest_credit_on_drain": "code: Linux 93b80887668 (net, Dec 2023: 6.7 and stable); false for older guests (vsockbench.kernels)",
