@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import make_scenario
 
 from vsockbench.measured import read_measured
 from vsockbench.model import backend, guest
@@ -157,3 +158,39 @@ def test_notification_counts_per_device(direction, msg_bytes, vcpus):
         assert dev["interrupts"] > 0 and dev["kicks"] > 0
         per_packet[event_idx] = dev["interrupts"] / dev["packets"]
     assert per_packet[True] < per_packet[False]
+
+
+def test_vhost_device_vsock_reads_one_packet_per_connection_per_epoll_round(monkeypatch):
+    """vhost-device-vsock: an EPOLLIN deregisters the stream and queues one Rw, recv_pkt pops the
+    connection's key, and the stream is registered again at its read (SOURCES
+    backend_rx_one_per_pass, backend_epoll_ctl_per_rx_pkt): two bulk h2g streams get at most one
+    RW packet each per RX pass, and each RW packet's CPU holds its two epoll_ctl calls."""
+    passes, current = [], []
+    put_rx, process_rx = guest.GuestQueue.put_rx, backend.UserspaceBackend._process_rx
+
+    def traced_put(q, pkt):
+        current.append((pkt.conn.id, pkt.op))
+        put_rx(q, pkt)
+
+    def traced_pass(self, q):
+        yield from process_rx(self, q)
+        passes.append(list(current))
+        current.clear()
+
+    monkeypatch.setattr(guest.GuestQueue, "put_rx", traced_put)
+    monkeypatch.setattr(backend.UserspaceBackend, "_process_rx", traced_pass)
+    flows = [{"name": n, "kind": "stream", "direction": "h2g", "msg_bytes": 65536} for n in ("a", "b")]
+    est = BUILTIN_PROFILES["vhost-user"]
+    assert est.backend_rx_one_per_pass and est.backend_epoll_ctl_per_rx_pkt == 2 and not est.rx_round_robin
+    res = simulate(make_scenario([{"cid": 3, "backend": "vhost-user"}], flows, duration=0.002, vcpus=2))
+    assert res.checks["conserved"]
+    rw = [[c for c, op in pkts if op == RW] for pkts in passes]
+    assert sum(map(len, rw)) > 100
+    assert max(max((p.count(c) for c in set(p)), default=0) for p in rw) == 1
+    assert any(len(set(p)) == 2 for p in rw)
+    # the same streams with the calls removed: the daemon moves each packet faster
+    cheaper = BUILTIN_PROFILES["vhost-user"].replace(backend_epoll_ctl_per_rx_pkt=0)
+    res0 = simulate(make_scenario([{"cid": 3, "backend": "vhost-user"}], flows, duration=0.002, vcpus=2)
+                    .with_profile(cheaper))
+    gbps = [sum(f["throughput_gbps"] for f in r.summary["flows"].values()) for r in (res, res0)]
+    assert gbps[1] > gbps[0]

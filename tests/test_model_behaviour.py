@@ -138,7 +138,7 @@ def test_firecracker_stops_reading_without_credit_instead_of_asking_for_it(tmp_p
     if backend == "vmm" or gated:
         assert requests == 0
     else:
-        assert requests > 10
+        assert requests > 5  # about one per stall of the 8 KiB window
 
 
 def _fc_1k_g2h(tmp_path, inject_ns, extra=""):

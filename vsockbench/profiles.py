@@ -98,6 +98,8 @@ class Profile:
     # --- Firecracker's event loop: one RW packet a connection per pass, one interrupt an event (SOURCES) ---
     backend_rx_one_per_pass: bool = False
     backend_one_irq_per_event: bool = False
+    # --- epoll_ctl calls per host-to-guest data packet (vhost-device-vsock: DEL at EPOLLIN, ADD at the read) ---
+    backend_epoll_ctl_per_rx_pkt: int = 0
     # --- a host socket is polled for EPOLLIN only while the guest has credit (Firecracker; SOURCES) ---
     backend_epollin_needs_credit: bool = False
     # --- an interrupt the guest did not want preempts its vCPU's running thread (SOURCES) ---
@@ -164,11 +166,13 @@ ESTIMATES: dict[str, Profile] = {
     # vhost profile refitted with it 2026-11-27, sixteenth session)
     "vhost": Profile(copy_hot_ratio=0.25, guest_kick_after_adds=True),
     # vhost-device-vsock (rust-vmm): one vring thread for RX+TX+backend epoll, one read()/write()
-    # per packet, epoll re-arm per RX packet, per-descriptor mpsc hop to the used-ring helper.
+    # per packet, one RX data packet per connection per EPOLLIN (so per epoll round) with an
+    # epoll_ctl DEL and a re-register around it, per-descriptor mpsc hop to the used-ring helper.
     "vhost-user": Profile(
         name="vhost-user", backend="vhost-user", ring_size=128, indirect_desc=False, seqpacket=False,
         weight_pkts=0, weight_bytes=0, host_buf_alloc_bytes=65536, host_credit_threshold_bytes=16384,
-        host_credit_on_drain=False, host_sends_credit_request=True, rx_round_robin=True,
+        host_credit_on_drain=False, host_sends_credit_request=True, rx_round_robin=False,
+        backend_rx_one_per_pass=True, backend_epoll_ctl_per_rx_pkt=2,
         backend_per_pkt_ns=700.0, backend_per_rxbuf_ns=700.0, backend_copy_ns_per_kib=110.0,
         backend_syscall_ns=1100.0, backend_loop_ns=900.0, backend_signal_ns=900.0,
         backend_wakeup_latency_ns=2500.0,

@@ -36,9 +36,9 @@ SOURCES: dict[str, str] = {
     "credit_update_every_read": "code: before b89d882dc9fc (Linux 5.4) virtio_transport_stream_do_dequeue() sent a "
     "CREDIT_UPDATE after every read; applies to the Linux ends (guest; host with vhost) - see vsockbench.kernels",
     "uds_buffer_bytes": "code: net.core.wmem_default=212992 (AF_UNIX socket buffer between a userspace backend and the host app)",
-    "rx_round_robin": "code: vhost-device-vsock backend_rxq pops one packet per connection per loop (vhu_vsock_thread.rs); "
-    "false for Firecracker, whose muxer also yields one data packet per connection but then ends the pass "
-    "(backend_rx_one_per_pass); a Firecracker profile with neither drains each connection up to its credit in one pass",
+    "rx_round_robin": "est: a policy option, no shipped backend uses it: a pass serves the pending connections a packet each, "
+    "round robin, until they run dry (until 2026-11-28 the vhost-user estimate, read from vhost-device-vsock's "
+    "backend_rxq; its recv_pkt pops a connection's key without pushing it back: backend_rx_one_per_pass)",
     "guest_send_call_ns": "est: lkml_leonardi_fastpath_2024 64 B RTT (16.8 us mean) split over both send paths",
     "guest_send_per_pkt_ns": "est: lkml_krasnov_zerocopy_rfc_v5_2023 send_cost_skb_alloc (~0.3-0.8 us per skb)",
     "guest_copy_ns_per_kib": "est: lkml_krasnov_zerocopy_rfc_v5_2023 send_cost_memcpy 64 KiB; ~10 GB/s memcpy",
@@ -132,13 +132,16 @@ SOURCES: dict[str, str] = {
     "since 2026-11-27 (findings, CFS vruntime per run queue); false: fitted with the earlier approximation, CPU time "
     "since the run's start as vruntime, which at two vCPUs never let send_pkt_work's kworker in and ran 1 KiB g2h "
     "streams stop-and-go",
+    "backend_epoll_ctl_per_rx_pkt": "code: vhost-device-vsock: EPOLL_CTL_DEL at each EPOLLIN (vhu_vsock_thread.rs "
+    "handle_event, epoll_unregister) and a re-register after the read (vsock_conn.rs recv_pkt): 2 per RX data packet, "
+    "each a backend_syscall_ns; Firecracker's 2020-26 muxer none (its polled set is recomputed per pass)",
     "backend_rx_one_per_pass": "code: Firecracker 2020-26 (before PR #6041, July 2026): the muxer keeps a connection in "
     "its RX queue while it has pending RX (unix/muxer.rs recv_pkt), but the connection's recv_pkt removes its Rw "
     "indication with its one read() into one RX buffer (csm/connection.rs), and only the muxer's next epoll_wait of "
     "its nested epoll fd (VsockMuxer::notify) sets it again: one data packet per connection per pass of the event "
     "loop, each pass ending in an interrupt (model/backend.py). Host data that arrives during a pass is seen at the "
     "next. False: a pass drains a connection up to its credit (the order the profiles fitted before 2026-11-27, "
-    "thirteenth session, were fitted with)",
+    "thirteenth session, were fitted with). vhost-device-vsock the same way: an EPOLLIN deregisters the stream and queues one Rw (vhu_vsock_thread.rs handle_event), thread_backend.rs recv_pkt pops the connection's key without pushing it back, process_rx_queue stops when backend_rxq is empty, and the stream is registered again at its read (vsock_conn.rs)",
     "uds_write_space_quarter": "code: a host application blocked writing to a userspace backend's Unix socket "
     "(sock_alloc_send_pskb -> sock_wait_for_wmem) is woken by unix_write_space only once unix_writable(): the skbs "
     "charged to it (sk_wmem_alloc) are a quarter of its sndbuf or less, so it wakes once the backend's reads have "

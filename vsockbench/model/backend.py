@@ -11,10 +11,15 @@
   ``vmm`` (Firecracker's VMM event thread, shared by every device of the VM,
   ``devices/virtio/vsock/device.rs`` + ``unix/muxer.rs``).  One syscall per
   packet to the host application's Unix socket; RX is one read() per guest
-  RX buffer, round robin per packet (vhost-user) or draining one connection
-  before the next (Firecracker; a simplification of its ``recv_pkt``, which yields
-  one data packet per connection per event-loop pass: profiles.SOURCES
-  ``rx_round_robin``); one interrupt per batch.  Firecracker's
+  RX buffer, one data packet per connection per epoll round in both
+  (``backend_rx_one_per_pass``: Firecracker's ``recv_pkt`` drops the Rw indication,
+  vhost-device-vsock's pops the connection's key; the next epoll_wait sets it again),
+  vhost-device-vsock with an epoll_ctl pair per packet (``backend_epoll_ctl_per_rx_pkt``).
+  One interrupt per RX pass (Firecracker: one for both queues, ``backend_one_irq_per_event``).
+  Simplification for vhost-device-vsock: it hands each used descriptor to a helper thread
+  (``EventData`` over an mpsc channel) that adds it and signals when ``needs_notification``;
+  the model signals once per pass from the vring thread, its CPU in the per-buffer cost.
+  Firecracker's
   interrupts go through a GSI irqfd, which KVM injects from a kworker on the VMM's core
   (``kvm_irq_inject_ns``).
 """
@@ -330,7 +335,8 @@ class UserspaceBackend(_Worker):
         """Fill guest RX buffers from pending connections; one read() per buffer."""
         prof, run = self.prof, self.thread.run
         per_buf, syscall = self.per_buf_s, self.syscall_s
-        rearm = syscall if prof.rx_round_robin else 0.0  # vhost-device-vsock re-arms epoll per packet
+        # vhost-device-vsock: EPOLL_CTL_DEL at the EPOLLIN, a re-register at the read (SOURCES)
+        rearm = syscall * prof.backend_epoll_ctl_per_rx_pkt
         payload = prof.rx_buf_payload_bytes
         pending = q.rx_pending
         copy_kib, per_byte = prof.backend_copy_ns_per_kib, self.copy_fixed
