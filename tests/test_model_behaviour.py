@@ -173,6 +173,21 @@ def test_firecracker_interrupts_are_injected_by_a_kworker_on_the_vmm_core(tmp_pa
     assert res.checks["conserved"] and res.checks["credit_respected"]
 
 
+def test_an_arm64_host_from_5_9_injects_in_the_vmm_threads_write(tmp_path):
+    """arm64 injects an SPI in atomic context since 5.9 (kvm_arch_set_irq_inatomic ->
+    vgic_irqfd_set_irq): no kworker, the injection is the VMM thread's CPU, one per interrupt sent
+    (none coalesce), on the same run otherwise."""
+    inline = _fc_1k_g2h(tmp_path, 3000, "kvm_irq_inject_inline = true\n")
+    (backend,) = inline.model.backends
+    assert not hasattr(backend, "injector")
+    assert not any(k.startswith("kworker:irqfd_inject") for k in inline.summary["threads"])
+    zero = _fc_1k_g2h(tmp_path, 0, "kvm_irq_inject_inline = true\n")
+    signalled = [sum(q.irqs + q.merged_irqs for q in r.model.queues[3]) for r in (inline, zero)]
+    busy = [r.model.backends[0].thread.busy_total for r in (inline, zero)]
+    assert signalled[0] > 0 and busy[0] > busy[1]
+    assert inline.checks["conserved"] and inline.checks["credit_respected"]
+
+
 def test_the_injecting_kworker_takes_the_vmm_core_not_the_vmm_threads_cpu(tmp_path):
     """With the kworker's runs on its core a VMM-bound stream moves less, in proportion to the core
     time the kworker takes, while the VMM thread's CPU per packet is unchanged: the cost is

@@ -51,10 +51,14 @@ A setup dated before July 2020 gets the old rule as its free-space equivalent
 (Until 2026-11-28 the 2020-22 setups had 48 KiB under the free-space rule, an
 update per 16 KiB forwarded: the old constant read with the new rule.)
 
-The host's architecture matters once: KVM's halt-polling maximum
+The host's architecture matters twice.  KVM's halt-polling maximum
 (``KVM_HALT_POLL_NS_DEFAULT``, the ``kvm.halt_poll_ns`` default) is 200 us on x86
 and 500 us on arm64 (``arch/*/include/asm/kvm_host.h``), so a setup measured on
-a Graviton machine (:func:`host_arch`) gets ``halt_poll_ns`` = 500000.
+a Graviton machine (:func:`host_arch`) gets ``halt_poll_ns`` = 500000.  And an
+arm64 host of 5.9 or later injects Firecracker's interrupt (an SPI on a GSI irqfd) in
+the VMM thread's eventfd write ("KVM: arm64: Allow in-atomic injection of SPIs",
+Aug 2020: ``kvm_arch_set_irq_inatomic`` -> ``vgic_irqfd_set_irq``), where x86 (an
+IOAPIC pin) and older arm64 hosts queue a kworker -> ``kvm_irq_inject_inline``.
 
 Simplifications: one ``max_pkt_bytes`` and one credit rule serve both Linux
 ends (the shipped vhost setups run the same kernel in host and guest; for a
@@ -72,7 +76,8 @@ __all__ = ["FIELDS", "KernelConstants", "linux_versions", "guest_kernel", "firec
 
 # Every Profile field :func:`code_constants` may set: what moving a profile to another kernel resets.
 FIELDS = ("max_pkt_bytes", "credit_update_every_read", "guest_credit_on_drain", "host_credit_on_drain",
-          "guest_tx_fast_path", "device_event_idx", "host_credit_threshold_bytes", "guest_rx_sgs", "halt_poll_ns")
+          "guest_tx_fast_path", "device_event_idx", "host_credit_threshold_bytes", "guest_rx_sgs", "halt_poll_ns",
+          "kvm_irq_inject_inline")
 
 SERIES_54 = (5, 4)  # Garzarella v4 series: 64 KiB packets + the 64 KiB credit rule
 DRAIN_RULE = (6, 7)  # 93b80887668: also update when the reader drains its queue
@@ -145,6 +150,7 @@ def host_arch(setup: str) -> str:
     return "arm64" if _GRAVITON.match(setup.split("/", 2)[-1]) else "x86"
 
 
+ARM64_SPI_INATOMIC = (5, 9)  # KVM: arm64: Allow in-atomic injection of SPIs (kvmarm 5.9 pull)
 FC_EVENT_IDX = (2026, 5)  # firecracker PR #5872: vsock offers VIRTIO_RING_F_EVENT_IDX
 # Firecracker before PR #1910 (June 2020; module doc): a credit update once 48 KiB were forwarded
 # (csm/mod.rs CONN_CREDIT_UPDATE_THRESHOLD = CONN_TX_BUF_SIZE - 16 KiB, connection.rs ``>=``), as the
@@ -176,6 +182,11 @@ def code_constants(setup: str, variant: str = "", backend: str = "vhost") -> Ker
     if host_arch(setup) == "arm64":
         out["halt_poll_ns"] = ARM64_HALT_POLL_NS
         out.notes.append("halt_poll_ns = 500000: an arm64 host (Graviton): KVM_HALT_POLL_NS_DEFAULT is 500 us on arm64")
+        host = linux_versions(setup, variant)[1]
+        if backend == "vmm" and host is not None and host >= ARM64_SPI_INATOMIC:
+            out["kvm_irq_inject_inline"] = True
+            out.notes.append("kvm_irq_inject_inline: an arm64 host of 5.9 or later injects an SPI in the irqfd write "
+                             "(KVM: arm64: Allow in-atomic injection of SPIs), no kworker")
     fc = firecracker_date(setup) if backend == "vmm" else None
     if fc is not None and fc < FC_EVENT_IDX:
         out["device_event_idx"] = False

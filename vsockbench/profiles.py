@@ -83,6 +83,8 @@ class Profile:
     backend_wake_app_ns: float = 0.0  # a userspace backend's syscall that wakes a sleeping host app (SOURCES)
     backend_other_util: float = 0.0
     kvm_irq_inject_ns: float = 0.0  # per interrupt, on the backend's core but not its thread (SOURCES)
+    # ... or inline in the signalling thread's irqfd write (arm64 hosts from 5.9: SOURCES; a code constant)
+    kvm_irq_inject_inline: bool = False
     # --- host application costs ----------------------------------------------
     host_send_call_ns: float = 1200.0
     host_copy_ns_per_kib: float = 100.0

@@ -3,19 +3,25 @@
 Guest vCPUs and host cores are pools of identical CPUs; every thread of the
 model (application threads, the guest driver's work items, the vhost worker,
 a vhost-user daemon, the VMM event thread) consumes CPU time from one pool
-and queues FIFO when all CPUs of its pool are busy.  Simplification: no
-preemption and no CPU affinity (the kernel's bound workqueue runs a work item
-on the CPU that queued it; we let any free vCPU take it); vCPU threads are
-assumed to own their host cores (as Firecracker's CI pins them).
+and queues FIFO when all CPUs of its pool are busy.  Simplifications: preemption
+only as described below (a woken thread's, and PREEMPT_NONE's need_resched at a
+section end), and no CPU affinity except a pinned guest's (the kernel's bound
+workqueue runs a work item on the CPU that queued it; an unpinned pool lets any
+free vCPU take it); vCPU threads are assumed to own their host cores (as
+Firecracker's CI pins them).
 
-Wake-up preemption (CFS/EEVDF let a waking task with lag preempt a CPU hog;
-check_preempt_wakeup_fair): a thread that has just woken (it slept since its
-last run) and finds every CPU busy preempts the running thread with the most
-work left, if that is more than its own charge; it runs at once, and the
-preempted thread is delayed by as much at its next charge (the SimPy timeout
-of its current charge cannot be moved, so the delay lands one charge later).
-Otherwise it goes to the head of the wait queue; a thread that runs back to
-back (a bulk sender between two packets) queues at the tail.
+Wake-up preemption (CFS lets a woken task preempt the running one,
+check_preempt_wakeup in 4.14-6.6, check_preempt_wakeup_fair under EEVDF from
+6.7): a thread that has just woken (it slept since its last run) and finds
+every CPU busy preempts the running thread with the most work left, if that is
+more than its own charge; it runs at once, and the preempted thread is delayed
+by as much at its next charge (the SimPy timeout of its current charge cannot
+be moved, so the delay lands one charge later).  Simplification: CFS compares
+vruntimes (wakeup_preempt_entity: the woken entity behind by more than
+wakeup_gran), not the work left; this rule serves the preemptible pools (host
+cores, the vhost guests), and the PREEMPT_NONE guests' need_resched below uses
+vruntime.  Otherwise it goes to the head of the wait queue; a thread that runs
+back to back (a bulk sender between two packets) queues at the tail.
 
 PREEMPT_NONE guests (``CpuPool.preempt_none``; Firecracker's microvm kernels,
 profile ``guest_preempt_none``): kernel code is not preempted, so a woken
@@ -53,14 +59,16 @@ and its adaptive window ``vcpu->halt_poll_ns``.  When a thread takes the vCPU
 the gap (``halt_ns``) is closed: ``min(gap, window)`` (clipped to the measured
 window) is added to ``polled``, then the window adapts as kvm_vcpu_halt() does:
 unchanged if the gap was polled through; reset to 0 after a block longer than
-the maximum (grow/shrink_halt_poll_ns with the default halt_poll_ns_shrink=0 of
-the 4.14-6.x hosts we model); else doubled (halt_poll_ns_grow=2, at least
+the maximum (grow/shrink_halt_poll_ns with halt_poll_ns_shrink=0, the default
+until "KVM: enable halt polling shrink parameter by default" (posted Nov 2023)
+made it 2, halving: the hosts with measured CPU rows run 4.14-6.1); else doubled (halt_poll_ns_grow=2, at least
 halt_poll_ns_grow_start=10 us), capped at the maximum (x86
 KVM_HALT_POLL_NS_DEFAULT=200000).  A streaming guest's short gaps are polled
 through; a guest that blocks longer than the maximum (a sender waiting for
 credit) stops polling until short gaps grow the window again.  Which vCPU runs
 a thread: its previous one if that is idle (select_idle_sibling prefers
-prev_cpu), else the one idle the shortest time; a thread that waited for a
+prev_cpu), else the one idle the shortest time (a simplification: the kernel
+scans the LLC domain for an idle CPU, select_idle_cpu, without that order); a thread that waited for a
 busy pool takes the CPU its releaser frees.  Host pools track nothing
 (``halt_poll`` = 0).  A pinned guest (scenario ``guest.affinity = "pinned"``)
 is one single-CPU pool per vCPU (model/core.py).
