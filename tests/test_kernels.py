@@ -47,8 +47,11 @@ def test_code_constants_per_setup(setup, variant, backend, expected):
     got = code_constants(setup, variant, backend)
     # the drain rule (6.7) and the TX fast path (6.12) are off for every kernel older than them
     old = {k: v for k, v in got.items() if not k.endswith("credit_on_drain")
-           and k not in ("guest_tx_fast_path", "device_event_idx")}
+           and k not in ("guest_tx_fast_path", "device_event_idx", "linux_tx_window_min")}
     assert old == expected
+    # every setup that names a Linux end predates the 2026 window cap (8ee784fdf006)
+    named = any(v is not None for v in linux_versions(setup, variant)) and backend != "unix"
+    assert got.get("linux_tx_window_min", True) is (not named)
     # every Firecracker setup shipped predates vsock EVENT_IDX (PR #5872, 2026)
     assert ("device_event_idx" in got) == setup.startswith("vmm/firecracker")
     if backend != "unix":
@@ -257,3 +260,20 @@ def test_every_shipped_profile_polls_with_its_hosts_default():
         expected = ARM64_HALT_POLL_NS if arch == "arm64" else BUILTIN_PROFILES["vmm"].halt_poll_ns
         assert prof.halt_poll_ns == expected, f"{path.name}: fitted with another halt-polling maximum"
     assert arches == {"arm64", "x86"}
+
+
+@pytest.mark.parametrize("capped", [True, False])
+def test_a_linux_sender_caps_its_window_at_its_own_buffer_only_from_2026(tmp_path, capped):
+    """8ee784fdf006 (2026): a guest with a 16 KiB socket buffer sends at most 16 KiB ahead of
+    Firecracker's 64 KiB buffer; the older kernels of the measured setups use the peer's 64 KiB.
+    Either way the peer's window holds and nothing is lost."""
+    prof = tmp_path / "p.toml"
+    prof.write_text(f'[profile]\nbase = "vmm"\nname = "p"\nlinux_tx_window_min = {str(capped).lower()}\n')
+    sc = make_scenario([{"cid": 3, "backend": "vmm", "profile": str(prof)}],
+                       [{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 4096,
+                         "buffer_bytes": 16384}], duration=0.003, packets="none")
+    res = simulate(sc, keep_model=True)
+    (conn,) = res.model.conns
+    assert res.checks["conserved"] and res.checks["credit_respected"]
+    assert conn.g.max_in_flight <= conn.g.peer_buf_alloc == 65536
+    assert (conn.g.max_in_flight <= 16384) is capped

@@ -77,7 +77,7 @@ __all__ = ["FIELDS", "KernelConstants", "linux_versions", "guest_kernel", "firec
 # Every Profile field :func:`code_constants` may set: what moving a profile to another kernel resets.
 FIELDS = ("max_pkt_bytes", "credit_update_every_read", "guest_credit_on_drain", "host_credit_on_drain",
           "guest_tx_fast_path", "device_event_idx", "host_credit_threshold_bytes", "guest_rx_sgs", "halt_poll_ns",
-          "kvm_irq_inject_inline")
+          "kvm_irq_inject_inline", "linux_tx_window_min")
 
 SERIES_54 = (5, 4)  # Garzarella v4 series: 64 KiB packets + the 64 KiB credit rule
 DRAIN_RULE = (6, 7)  # 93b80887668: also update when the reader drains its queue
@@ -201,6 +201,11 @@ def code_constants(setup: str, variant: str = "", backend: str = "vhost") -> Ker
     ends = [v for v in (guest, host if backend == "vhost" else None) if v is not None]
     if not ends:
         return out
+    # every setup that names its kernel was measured before 8ee784fdf006 (Jan 2026) and its stable
+    # backports, so its Linux ends send up to the peer's buf_alloc alone
+    out["linux_tx_window_min"] = False
+    out.notes.append("linux_tx_window_min = false: measured before 8ee784fdf006 (2026) capped a Linux sender's "
+                     "window at its own buffer")
     oldest = min(ends)
     stage = SERIES_STAGES.get(setup)
     pkt64k = stage["pkt64k"] if stage else oldest >= SERIES_54

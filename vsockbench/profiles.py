@@ -53,6 +53,7 @@ class Profile:
     host_credit_on_drain: bool = True
     host_sends_credit_request: bool = False
     guest_credit_on_drain: bool = True
+    linux_tx_window_min: bool = True  # 8ee784fdf006 (2026): a Linux end's window capped at its own buf_alloc
     credit_update_every_read: bool = False  # pre-5.4 Linux ends (vsockbench.kernels)
     uds_buffer_bytes: int = 212992
     rx_round_robin: bool = False

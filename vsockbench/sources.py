@@ -32,6 +32,10 @@ SOURCES: dict[str, str] = {
     "(June 2020; before it an update per 48 KiB forwarded: vsockbench.kernels); vhost-device-vsock tx_buffer_size/4",
     "host_credit_on_drain": "code: Linux 93b80887668 (Dec 2023) also updates when the reader drains its queue; userspace backends do not",
     "host_sends_credit_request": "code: Firecracker connection.rs and vhost-device-vsock vsock_conn.rs send CREDIT_REQUEST at 0 peer credit; Linux never does. Firecracker stops polling a connection without credit (get_polled_evset), so in a stream it never asks (model/backend.py)",
+    "linux_tx_window_min": "code: Linux 8ee784fdf006 (virtio_transport_tx_buf_size, upstream Jan 2026 and stable "
+    "backports) caps a sender's window at min(peer_buf_alloc, its own buf_alloc); before it peer_buf_alloc alone. "
+    "False for every setup that names its kernel (all measured before 2026: vsockbench.kernels); it differs only "
+    "when the two ends' buffers differ",
     "guest_credit_on_drain": "code: Linux 93b80887668 (net, Dec 2023: 6.7 and stable); false for older guests (vsockbench.kernels)",
     "credit_update_every_read": "code: before b89d882dc9fc (Linux 5.4) virtio_transport_stream_do_dequeue() sent a "
     "CREDIT_UPDATE after every read; applies to the Linux ends (guest; host with vhost) - see vsockbench.kernels",

@@ -153,10 +153,10 @@ class Model:
         gp, hp = dev.resolved, q.prof
         seq = flow.socket == "seqpacket"
         g_rule = EVERY_READ if gp.credit_update_every_read else LINUX_CREDIT_THRESHOLD
-        g = End(flow.buffer_bytes, g_rule, gp.guest_credit_on_drain, True, seq)
+        g = End(flow.buffer_bytes, g_rule, gp.guest_credit_on_drain, gp.linux_tx_window_min, seq)
         if hp.backend == "vhost":  # the host end is a Linux socket with the flow's buffer
             h_rule = EVERY_READ if hp.credit_update_every_read else LINUX_CREDIT_THRESHOLD
-            h = End(flow.buffer_bytes, h_rule, hp.host_credit_on_drain, True, seq)
+            h = End(flow.buffer_bytes, h_rule, hp.host_credit_on_drain, hp.linux_tx_window_min, seq)
         else:  # the backend's per-connection state: 64 KiB buffer, its own threshold
             h = End(hp.host_buf_alloc_bytes, hp.host_credit_threshold_bytes, False, False, seq)
         conn = Conn(len(self.conns), flow.name, q, g, h, guest_port, host_port, g_initiates, 2 if seq else 1)

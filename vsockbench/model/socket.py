@@ -57,8 +57,9 @@ class End:
     """One side's credit state and receive queue.
 
     ``window_min``: since upstream 8ee784fdf006 (2026) Linux caps the send
-    window at min(peer_buf_alloc, own buf_alloc); userspace backends use the
-    peer's value alone.
+    window at min(peer_buf_alloc, own buf_alloc) (profile ``linux_tx_window_min``:
+    false for the older kernels of the measured setups); userspace backends use
+    the peer's value alone.
     """
 
     __slots__ = ("buf_alloc", "fwd_cnt", "last_fwd_cnt", "tx_cnt", "peer_buf_alloc", "peer_fwd_cnt",
