@@ -87,3 +87,39 @@ def test_the_kicks_exit_holds_the_vcpu_so_a_guest_never_works_beyond_its_cpus():
         assert g["work_util"] <= vcpus * 1.002, (vcpus, g["work_util"])
         if vcpus == 1:  # the guest is the bottleneck: the check is not vacuous
             assert g["work_util"] > 0.9
+
+
+@pytest.mark.parametrize("backend_kind", ["vhost", "vhost-user"])
+def test_a_refill_after_the_device_had_nothing_to_send_kicks(monkeypatch, backend_kind):
+    """vhost_transport_do_send_pkt() enables RX notifications when send_pkt_queue is empty
+    (vhost_enable_notify), and vhost-device-vsock's process_unix_sockets after every pass, so the
+    guest's refill (below half a ring) kicks although the device never ran out of buffers: a
+    512 B ping-pong kicks once per refill, not once per packet."""
+    from vsockbench.model import backend, guest
+
+    notified, filled, dry = [], [0], [0]
+    notify, put_rx, take = backend._Worker.notify_rx, guest.GuestQueue.put_rx, guest.GuestQueue.take_rx_buffer
+
+    def traced_notify(self, q):
+        notified.append(q)
+        notify(self, q)
+
+    def traced_put(q, pkt):
+        filled[0] += 1
+        put_rx(q, pkt)
+
+    def traced_take(q):
+        ok = take(q)
+        dry[0] += not ok
+        return ok
+
+    monkeypatch.setattr(backend._Worker, "notify_rx", traced_notify)
+    monkeypatch.setattr(guest.GuestQueue, "put_rx", traced_put)
+    monkeypatch.setattr(guest.GuestQueue, "take_rx_buffer", traced_take)
+    sc = make_scenario([{"cid": 3, "backend": backend_kind}],
+                       [{"name": "f", "kind": "pingpong", "direction": "h2g2h", "msg_bytes": 512}], duration=0.02)
+    res = simulate(sc, keep_model=True)
+    (q,) = res.model.queues[3]
+    assert dry[0] == 0 and filled[0] > 500  # the device never ran out of RX buffers
+    assert len(notified) >= 5  # yet refills kicked
+    assert len(notified) <= filled[0] / (q.rx_ring // 4)  # about one per refill (>= half a ring each)

@@ -39,7 +39,10 @@ SOURCES: dict[str, str] = {
     "guest_credit_on_drain": "code: Linux 93b80887668 (net, Dec 2023: 6.7 and stable); false for older guests (vsockbench.kernels)",
     "credit_update_every_read": "code: before b89d882dc9fc (Linux 5.4) virtio_transport_stream_do_dequeue() sent a "
     "CREDIT_UPDATE after every read; applies to the Linux ends (guest; host with vhost) - see vsockbench.kernels",
-    "uds_buffer_bytes": "code: net.core.wmem_default=212992 (AF_UNIX socket buffer between a userspace backend and the host app)",
+    "uds_buffer_bytes": "code: net.core.wmem_default=212992 (AF_UNIX socket buffer between a userspace backend and the host app). "
+    "Simplification: counted in payload bytes, where the kernel charges each skb's truesize to the writer "
+    "(unix_stream_sendmsg -> sock_alloc_send_pskb, skb_set_owner_w; a 1 KiB write takes ~2.3 KB), so small "
+    "writes fill it about twice as soon; only how often the host writer is woken (unix_writable) depends on it",
     "rx_round_robin": "est: a policy option, no shipped backend uses it: a pass serves the pending connections a packet each, "
     "round robin, until they run dry (until 2026-11-28 the vhost-user estimate, read from vhost-device-vsock's "
     "backend_rxq; its recv_pkt pops a connection's key without pushing it back: backend_rx_one_per_pass)",

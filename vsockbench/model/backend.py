@@ -190,6 +190,8 @@ class VhostBackend(_Worker):
                 self.yields += 1
                 self._queue(("rx", q))
                 break
+        if not sendq:  # send_pkt_queue drained: vhost_enable_notify on the RX vq, so a refill kicks
+            q.rx_kick_enabled = True
         if bufs:
             self.thread.debt += q.signal_rx()
 
@@ -395,6 +397,8 @@ class UserspaceBackend(_Worker):
                 continue
             if prof.rx_round_robin and pending and pending[0] is conn:
                 pending.rotate(-1)  # one packet per connection per round
+        if self.kind == "vhost-user":  # process_unix_sockets re-enables notifications after each pass
+            q.rx_kick_enabled = True
         if self.one_irq:
             tx, self._tx_used = self._tx_used, 0
             if bufs or tx:

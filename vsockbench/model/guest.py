@@ -170,7 +170,9 @@ class GuestQueue(RxSide):
         self.rx_avail = self.rx_ring
         self.rx_used: deque = deque()
         self.rx_cb_enabled = True
-        self.rx_kick_enabled = False  # the device asks for a kick only when it ran out of buffers
+        # the device asks for a refill's kick when it ran out of buffers or had nothing left to send
+        # (vhost_enable_notify on the RX vq: backend.py)
+        self.rx_kick_enabled = False
         self.backend = None  # set by the topology builder
         # accounting
         self.held = 0  # payload bytes a worker has taken off a ring and not yet delivered
