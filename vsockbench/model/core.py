@@ -322,7 +322,15 @@ class Model:
         conn.uds_g2h += w
         conn.h.fwd_cnt += w
         self._wake_host_reader(conn)
-        self._backend_credit_check(conn)
+        if conn.q.backend.kind == "vhost-user":
+            # vhost-device-vsock queues a CREDIT_UPDATE after every flush that moved bytes
+            # (vhu_vsock_thread.rs handle_event, EPOLLOUT: rx_queue.enqueue(RxOps::CreditUpdate));
+            # Firecracker checks its threshold (connection.rs notify -> peer_needs_credit_update)
+            end = conn.h
+            end.credit_updates += 1
+            conn.q.backend.host_send(end.stamp(Pkt(conn, False, CREDIT_UPDATE, 0, 0, 0, 0)), conn.q)
+        else:
+            self._backend_credit_check(conn)
 
     def _wake_host_reader(self, conn: Conn) -> None:
         r = conn.host_reader_wake
