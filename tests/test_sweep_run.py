@@ -158,3 +158,58 @@ def test_default_workers_follow_the_affinity_mask():
             "from vsockbench.executors import resolve, usable_cpus; print(usable_cpus(), *resolve('process', None, None))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["1", "serial", "1"]
+
+
+def test_an_edited_profile_or_trace_file_is_recomputed_not_served_from_the_cache(tmp_path, capsys):
+    """The scenario names its profile and trace files by path; the task ids hash their bytes, so
+    an edit recomputes (with the new figures) and an untouched file is reused."""
+    wl = tmp_path / "wl"
+    shutil.copytree(ROOT / "workloads" / "traces", wl / "traces")
+    (wl / "myprof.toml").write_text('name = "myprof"\nguest_send_call_ns = 1200.0\n')
+    (wl / "sc.toml").write_text(
+        '[run]\nduration = 0.003\nwarmup = 0.0005\n[[device]]\ncid = 3\nprofile = "myprof.toml"\n'
+        '[[flow]]\nname = "pingpong"\nkind = "pingpong"\ndirection = "h2g2h"\nmsg_bytes = 64\n'
+        '[[flow]]\nname = "logs"\nkind = "trace"\ntrace = "traces/logs.csv"\n')
+    p = tmp_path / "s.toml"
+    p.write_text(f'base = "{wl / "sc.toml"}"\n[factors]\n"guest.vcpus" = [2]\n')
+    out = tmp_path / "o"
+    cmd = ["sweep", str(p), "--out", str(out), "--executor", "serial", "--no-progress"]
+
+    def run():
+        assert main(cmd) == 0
+        return capsys.readouterr().out, pd.read_parquet(out / "sweep.parquet").iloc[0]
+
+    _, first = run()
+    assert "0 computed, 1 reused" in run()[0]  # nothing changed: reused
+    prof = wl / "myprof.toml"
+    prof.write_text(prof.read_text().replace("1200.0", "50000.0"))
+    text, slow = run()
+    assert "1 computed, 0 reused" in text
+    assert slow["pingpong_p50_us"] > first["pingpong_p50_us"] + 20  # the new costs, not the cached figures
+    trace = wl / "traces" / "logs.csv"
+    lines = trace.read_text().splitlines()
+    trace.write_text("\n".join(lines[:4]) + "\n")  # two sends left: fewer messages
+    text, short = run()
+    assert "1 computed, 0 reused" in text and short["logs_messages"] < slow["logs_messages"]
+
+
+@pytest.mark.parametrize("junk", ["[1,2,3]", '{"task_id":"zzz","point":0}', "{", "null"])
+def test_a_corrupt_task_file_is_recomputed_not_trusted(tmp_path, capsys, junk):
+    p = sweep_file(tmp_path, factors='"guest.vcpus" = [1, 2]\n', reps=1)
+    out = tmp_path / "o"
+    cmd = ["sweep", str(p), "--out", str(out), "--executor", "serial", "--no-progress"]
+    assert main(cmd) == 0
+    good = pd.read_parquet(out / "sweep.parquet")
+    victim = sorted((out / "tasks").glob("*.json"))[0]
+    victim.write_text(junk)
+    capsys.readouterr()
+    assert main(cmd) == 0
+    io = capsys.readouterr()
+    assert "1 computed, 1 reused" in io.out and "Traceback" not in io.err
+    assert io.err.count("not a complete record") == 1
+    again = pd.read_parquet(out / "sweep.parquet")
+    same(good, again)  # no NaN row: the recomputed task, as before
+    # another task's complete record under this task's name is not this task's result either
+    other = sorted((out / "tasks").glob("*.json"))[1]
+    victim.write_text(other.read_text())
+    assert main(cmd) == 0 and "1 computed, 1 reused" in capsys.readouterr().out

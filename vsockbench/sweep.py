@@ -97,12 +97,38 @@ def write_json_atomic(path: Path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, default=str))
 
 
-def read_task(path: Path) -> dict | None:
-    """A stored task row, or None if absent or unreadable (then it is simply recomputed)."""
+# what every stored row has (run_task), and an ok row's figures: a file without them is not a
+# finished task's record (truncated, edited by hand, another task's), so it is recomputed
+ROW_KEYS = ("task_id", "point", "replication", "seed", "status", "error", "wall_s")
+OK_FIGURES = ("aggressor_gbps", "jain_index", "cpu_total", "cpu_guest", "cpu_host", "events")
+
+
+def read_task(path: Path, task: Task | None = None, *, figures: tuple = OK_FIGURES) -> dict | None:
+    """A stored task row, or None if absent, unreadable or not a complete record of ``task``
+    (then it is simply recomputed)."""
     try:
-        return json.loads(path.read_text())
+        row = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    if task is not None and not is_task_row(row, task, figures):
+        return None
+    return row
+
+
+def is_task_row(row, task: Task, figures: tuple = OK_FIGURES) -> bool:
+    """True when ``row`` is a complete stored result of ``task``: its identity and factors, a
+    status, and for an ok row numeric ``figures``."""
+    if not isinstance(row, dict) or any(k not in row for k in ROW_KEYS):
+        return False
+    ident = (task.task_id, task.point, task.replication, task.seed)
+    if (row["task_id"], row["point"], row["replication"], row["seed"]) != ident or \
+            row["status"] not in ("ok", "error") or not isinstance(row["error"], str):
+        return False
+    if any(k not in row or row[k] != v for k, v in task.factors):
+        return False
+    if row["status"] == "ok":
+        return all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool) for k in figures)
+    return True
 
 
 def tidy_table(rows: list[dict], columns: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -141,6 +167,7 @@ class SweepResult:
     reused: int = 0
     failed: int = 0
     lost: int = 0  # tasks whose worker died: not stored, a rerun computes them
+    discarded: int = 0  # stored task files that were not a complete record of their task: recomputed
 
     @property
     def complete(self) -> bool:
@@ -162,13 +189,19 @@ def run_sweep(spec, out_dir=None, *, executor: str = "process", workers: int | N
     tasks = sweep_tasks(spec)
     tdir = Path(out_dir) / "tasks" if out_dir is not None else None
     done: dict[str, dict] = {}
+    discarded = 0
+    # a custom runner's rows have their own figures: only the identity is checked then
+    figures = OK_FIGURES if runner is run_task else ()
     if tdir is not None:
         for t in tasks:
-            row = read_task(tdir / f"{t.task_id}.json")
+            path = tdir / f"{t.task_id}.json"
+            row = read_task(path, t, figures=figures)
+            discarded += row is None and path.exists()
             if row is not None and (row.get("status") == "ok" or not retry_failed):
                 done[t.task_id] = row
     todo = [t for t in tasks if t.task_id not in done]
-    res = SweepResult(pd.DataFrame(), Path(out_dir) if out_dir is not None else None, reused=len(done))
+    res = SweepResult(pd.DataFrame(), Path(out_dir) if out_dir is not None else None, reused=len(done),
+                      discarded=discarded)
 
     def store(row):
         if tdir is not None:

@@ -302,10 +302,46 @@ def _profile_digests(profiles: tuple) -> list:
             for k, v in profiles]
 
 
-def _task_id(point: int, rep: int, scenario: dict, design, seed: int, profiles: list = ()) -> str:
+def _sha1(path: Path, memo: dict) -> str:
+    if path not in memo:
+        memo[path] = hashlib.sha1(path.read_bytes()).hexdigest()
+    return memo[path]
+
+
+def _file_digests(data: dict, base_dir, memo: dict) -> list:
+    """The content hashes of the files a point's scenario reads (device profile files, replayed
+    traces and their flows sidecars), resolved as scenario_from_dict resolves them: the scenario
+    holds only their paths, so without this an edited file would be served from the cache."""
+    from .profiles import profile_file
+    from .trace import flows_path
+
+    base = Path(base_dir)
+    out = []
+    for i, dev in enumerate(data.get("device", [])):
+        spec = dev.get("profile") if isinstance(dev, dict) else None
+        path = profile_file(spec, base_dir=base) if isinstance(spec, str) else None
+        if path is not None and path.is_file():
+            out.append((f"device[{i}].profile", _sha1(path, memo)))
+    for fl in (f for f in data.get("flow", []) if isinstance(f, dict)):
+        trace = fl.get("trace")
+        if not isinstance(trace, str):
+            continue
+        tp = Path(trace)
+        if not tp.is_absolute() and (base / tp).exists():
+            tp = base / tp
+        for p in (tp, flows_path(tp)):
+            if p.is_file():
+                out.append((f"flow {fl.get('name')!r}: {p.name}", _sha1(p, memo)))
+    return out
+
+
+def _task_id(point: int, rep: int, scenario: dict, design, seed: int, profiles: list = (),
+             files: list = ()) -> str:
     inputs = {"scenario": scenario, "design": design, "seed": seed}
     if profiles:  # _profile_digests
         inputs["profiles"] = profiles
+    if files:  # _file_digests; absent when none, so such tasks keep their ids
+        inputs["files"] = files
     blob = json.dumps(inputs, sort_keys=True, default=str)
     return f"p{point:04d}-r{rep:03d}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
 
@@ -313,13 +349,15 @@ def _task_id(point: int, rep: int, scenario: dict, design, seed: int, profiles: 
 def sweep_tasks(spec: SweepSpec) -> list[Task]:
     """One task per (point, replication); seeds run.seed + replication at every point."""
     tasks = []
+    memo: dict = {}  # path -> digest: a file many points read is hashed once
     for i, point in enumerate(spec.points):
         data = point_data(spec.base, point)  # validated at load; a worker re-validates (files may vanish)
         cols = tuple((n, _scalar(point[n]) if n in point else _scalar(get_path(spec.base, n))) for n in spec.columns)
         profiles = tuple(design_profiles(point, spec.base_dir).items())
         digests = _profile_digests(profiles)
+        files = _file_digests(data, spec.base_dir, memo)
         for r in range(spec.replications):
             seed = spec.seed + r
-            tasks.append(Task(_task_id(i, r, data, point.get("design"), seed, digests), i, r, seed, data,
+            tasks.append(Task(_task_id(i, r, data, point.get("design"), seed, digests, files), i, r, seed, data,
                               point.get("design"), cols, spec.base_dir, spec.path, profiles))
     return tasks

@@ -42,6 +42,9 @@ def run(args) -> int:
         return 0
     res = run_sweep(spec, out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
                     retry_failed=args.retry_failed, progress=not args.no_progress)
+    if res.discarded:
+        print(f"note: {res.discarded} stored task file(s) in {out / 'tasks'} were not a complete record of "
+              "their task (corrupt or edited); recomputed", file=sys.stderr)
     print(f"{len(res.table)} tasks in {out / 'sweep.parquet'}: {res.computed} computed, {res.reused} reused "
           f"from {out / 'tasks'}, {res.failed} failed, {res.lost} lost")
     if res.failed:
