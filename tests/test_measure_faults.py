@@ -200,3 +200,58 @@ def test_cli_vcpus_must_count_at_least_one(tmp_path):
     r = _cli("client", "--local", "--transport", "unix", "--vcpus", "0", "--out", str(tmp_path / "m.csv"))
     assert r.returncode == 2 and "--vcpus: 0; expected a whole number >= 1" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "m.csv").exists()
+
+
+def _timeval_opt(sock, level, opt):
+    """(sec, usec) of a timeval option, read through libc (CPython's getsockopt on AF_VSOCK
+    takes no buffer length)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    out, n = ctypes.create_string_buffer(16), ctypes.c_uint32(16)
+    assert libc.getsockopt(sock.fileno(), level, opt, out, ctypes.byref(n)) == 0
+    return struct.unpack("ll", out.raw[: n.value])
+
+
+def _vsock_socket():
+    if not hasattr(socket, "AF_VSOCK"):
+        pytest.skip("no socket.AF_VSOCK in this Python")
+    try:
+        return socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+    except OSError as exc:
+        pytest.skip(f"the kernel offers no AF_VSOCK socket ({exc})")
+
+
+def test_vsock_kernel_timeouts_set_on_a_real_vsock_socket():
+    """CPython's setsockopt() on AF_VSOCK takes only an int: a packed timeval was a TypeError
+    (traceback) for every vsock connect and every vsock socket the server accepted."""
+    from vsockbench.measure.transports import (
+        SO_VM_SOCKETS_CONNECT_TIMEOUT,
+        set_kernel_timeouts,
+        set_timeval_option,
+    )
+
+    with _vsock_socket() as s:
+        set_kernel_timeouts(s, 1.5)
+        assert s.gettimeout() is None  # kernel timeouts, blocking mode
+        assert _timeval_opt(s, socket.SOL_SOCKET, socket.SO_RCVTIMEO) == (1, 500000)
+        assert _timeval_opt(s, socket.SOL_SOCKET, socket.SO_SNDTIMEO) == (1, 500000)
+        assert set_timeval_option(s, socket.AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, 3.5)
+        assert _timeval_opt(s, socket.AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT) == (3, 500000)  # whole jiffies
+
+
+def test_kernel_timeouts_fall_back_to_python_timeout(monkeypatch):
+    """When the kernel will not take SO_RCVTIMEO, CPython's timeout still bounds every call."""
+    from vsockbench.measure import transports
+
+    monkeypatch.setattr(transports, "set_timeval_option", lambda *a: False)
+    with socket.socket() as s:
+        transports.set_kernel_timeouts(s, 2.5)
+        assert s.gettimeout() == 2.5
+
+
+def test_vsock_connect_without_peer_is_a_clear_error():
+    """No peer at CID 3: an InputError naming the CID and port (or a timeout), never a TypeError."""
+    _vsock_socket().close()
+    with pytest.raises(MeasureError, match=r"vsock:3:40123: (cannot connect to vsock CID 3 port 40123|connect|conn)"):
+        connect(Endpoint("vsock", cid=3, port=40123), timeout=1)

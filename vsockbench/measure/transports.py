@@ -29,6 +29,7 @@ __all__ = [
     "describe_oserror",
     "listen",
     "set_kernel_timeouts",
+    "set_timeval_option",
 ]
 
 TRANSPORTS = ("vsock", "unix", "tcp")
@@ -36,6 +37,8 @@ TRANSPORTS = ("vsock", "unix", "tcp")
 VMADDR_CID_ANY = 0xFFFFFFFF
 VMADDR_PORT_ANY = 0xFFFFFFFF
 VMADDR_CID_LOCAL = 1
+# SO_VM_SOCKETS_CONNECT_TIMEOUT(_OLD): a struct timeval of native longs; Python does not name it.
+SO_VM_SOCKETS_CONNECT_TIMEOUT = 6
 # Errnos with which a kernel says "this address family / device / CID is not here".
 _UNAVAILABLE = {
     errno.EAFNOSUPPORT,
@@ -150,18 +153,59 @@ def _vsock_unavailable(ep: Endpoint, what: str, exc: OSError) -> TransportUnavai
     hint = ""
     if VMADDR_CID_LOCAL in (ep.cid, ep.bind_cid):
         hint = " (CID 1 needs the vsock_loopback module)"
+    elif exc.errno == errno.ENODEV:  # vsock_assign_transport(): no transport serves that CID
+        hint = " for that CID (a guest reaches the host, CID 2; a host reaches guests through vhost_vsock)"
     return TransportUnavailable(
         f"{ep.describe()}: {what}: vsock transport not available here{hint}: {describe_oserror(exc)}"
     )
 
 
-def set_kernel_timeouts(sock: socket.socket, seconds: float) -> None:
-    """Blocking mode plus SO_RCVTIMEO/SO_SNDTIMEO: a stalled peer fails with EAGAIN."""
-    sock.settimeout(None)
+_LIBC = None
+
+
+def _libc_setsockopt(fd: int, level: int, opt: int, value: bytes) -> bool:
+    """libc's setsockopt(2) on ``fd``; False when it fails or libc cannot be loaded."""
+    global _LIBC
+    try:
+        import ctypes
+
+        if _LIBC is None:
+            _LIBC = ctypes.CDLL(None, use_errno=True)
+        buf = ctypes.create_string_buffer(value, len(value))
+        return _LIBC.setsockopt(fd, level, opt, buf, ctypes.c_uint32(len(value))) == 0
+    except (OSError, AttributeError, TypeError):
+        return False
+
+
+def set_timeval_option(sock: socket.socket, level: int, opt: int, seconds: float) -> bool:
+    """Set a ``struct timeval`` socket option; True if the kernel took it (best effort).
+
+    CPython's setsockopt() on an AF_VSOCK socket takes only an int, which it passes as a
+    64-bit value (socketmodule.c), so bytes raise TypeError and an int is EINVAL for a
+    timeval option; such a socket is set through libc's setsockopt() on its fd instead.
+    """
     sec = int(seconds)
     tv = struct.pack("ll", sec, int((seconds - sec) * 1e6))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+    try:
+        sock.setsockopt(level, opt, tv)
+        return True
+    except TypeError:
+        return _libc_setsockopt(sock.fileno(), level, opt, tv)
+    except OSError:
+        return False
+
+
+def set_kernel_timeouts(sock: socket.socket, seconds: float) -> None:
+    """Blocking mode plus SO_RCVTIMEO/SO_SNDTIMEO: a stalled peer fails with EAGAIN.
+
+    If the kernel does not take them, CPython's own timeout (a poll() per call, see the
+    module docstring) is the fallback: slower, but a stalled peer still cannot hang the run.
+    """
+    sock.settimeout(None)
+    ok = set_timeval_option(sock, socket.SOL_SOCKET, socket.SO_RCVTIMEO, seconds)
+    ok = set_timeval_option(sock, socket.SOL_SOCKET, socket.SO_SNDTIMEO, seconds) and ok
+    if not ok:
+        sock.settimeout(seconds)
 
 
 def listen(ep: Endpoint, timeout: float, backlog: int = 128) -> tuple[socket.socket, Endpoint]:
@@ -230,14 +274,10 @@ def connect(ep: Endpoint, timeout: float) -> socket.socket:
                     raise MeasureError(
                         f"{ep.describe()}: cannot bind own CID {ep.bind_cid}: {describe_oserror(exc)}"
                     ) from None
-            # af_vsock.c: vsock_connect() waits vsk->connect_timeout, not SO_SNDTIMEO.
-            opt = getattr(socket, "SO_VM_SOCKETS_CONNECT_TIMEOUT", 6)
-            sec = int(timeout)
-            tv = struct.pack("ll", sec, int((timeout - sec) * 1e6))
-            try:
-                sock.setsockopt(socket.AF_VSOCK, opt, tv)
-            except OSError:
-                pass
+            # af_vsock.c: vsock_connect() gives up after vsk->connect_timeout (default 2 s), also
+            # in the non-blocking connect settimeout() makes, not after SO_SNDTIMEO.  Best effort:
+            # without it the kernel's default cuts a longer --timeout short, with a clear error.
+            set_timeval_option(sock, socket.AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, timeout)
             addr: object = (ep.cid, ep.port)
         elif ep.transport == "unix":
             addr = ep.path
@@ -254,7 +294,8 @@ def connect(ep: Endpoint, timeout: float) -> socket.socket:
             raise MeasureError(f"{ep.describe()}: connect timed out after {timeout:g} s") from None
         except OSError as exc:
             if ep.transport == "vsock" and exc.errno in _UNAVAILABLE:
-                raise _vsock_unavailable(ep, "connect", exc) from None
+                raise _vsock_unavailable(ep, f"cannot connect to vsock CID {_cid_name(ep.cid)} port "
+                                         f"{_port_name(ep.port)}", exc) from None
             if exc.errno == errno.ECONNRESET:
                 # vsock answers a REQUEST to a port nobody listens on with RST (ECONNRESET).
                 raise MeasureError(
