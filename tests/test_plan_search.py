@@ -133,6 +133,8 @@ def test_plan_cli_writes_tables_and_plots(tmp_path, capsys):
     (["--max-load", "5000"], "connections = 5000"),
     (["--duration", "0"], "expected > 0 seconds"),
     (["--victim-profile", "no-such.toml"], "victim profile 'no-such.toml': no such profile file"),
+    (["--scheduler", "notaurl"], "expected tcp://HOST:PORT"),
+    (["--scheduler", "foo://1.2.3.4:8786"], "unknown scheme 'foo'"),
 ])
 def test_plan_bad_input_exits_2(capsys, args, words):
     argv = ["plan", str(NN), "--slo-us", "100", "--no-progress", "--executor", "serial", *args]

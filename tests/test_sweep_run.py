@@ -213,3 +213,12 @@ def test_a_corrupt_task_file_is_recomputed_not_trusted(tmp_path, capsys, junk):
     other = sorted((out / "tasks").glob("*.json"))[1]
     victim.write_text(other.read_text())
     assert main(cmd) == 0 and "1 computed, 1 reused" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("address", ["notaurl", "host:notaport", "tcp://", "foo://1.2.3.4:8786", "tcp://h:99999"])
+def test_a_bad_scheduler_address_exits_2_before_any_work(tmp_path, capsys, address):
+    p = sweep_file(tmp_path, factors='"guest.vcpus" = [1]\n', reps=1)
+    assert main(["sweep", str(p), "--out", str(tmp_path / "o"), "--scheduler", address, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "--scheduler" in err and "tcp://HOST:PORT" in err, err
+    assert not (tmp_path / "o" / "tasks").exists()

@@ -35,7 +35,7 @@ from scipy import stats
 from .designs import DEFAULT_DESIGNS, DESIGNS, design_label, design_profile
 from .errors import InputError, read_text
 from .executors import open_pool
-from .sweep import Task, _build_point, get_path, run_task, set_path
+from .sweep import Task, _build_point, check_scheduler, get_path, run_task, set_path
 
 __all__ = ["PlanResult", "plan_capacity", "plot_plan", "QUANTILES"]
 
@@ -174,6 +174,7 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML ({exc})", path=str(path)) from None
     base_dir = path.resolve().parent
+    scheduler = check_scheduler(scheduler)
     if quantile not in QUANTILES:
         raise InputError(f"--quantile {quantile}; expected one of {', '.join(QUANTILES)}")
     if not (slo_us > 0 and math.isfinite(slo_us)):

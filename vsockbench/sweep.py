@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import atomic_path, write_text_atomic
+from .errors import InputError
 from .executors import execute
 from .sweepspec import (  # noqa: F401  (re-exported: the sweep API predates the split)
     SweepSpec,
@@ -34,7 +35,7 @@ from .sweepspec import (  # noqa: F401  (re-exported: the sweep API predates the
 )
 
 __all__ = ["SweepSpec", "Task", "SweepResult", "load_sweep", "sweep_from_dict", "sweep_tasks", "run_task",
-           "run_sweep", "set_path", "get_path"]
+           "run_sweep", "set_path", "get_path", "check_scheduler"]
 
 
 def run_task(task: Task) -> dict:
@@ -89,6 +90,32 @@ def result_row(res, victim_latency, jain_index) -> dict:
     out["events"] = res.summary["sim"]["events"]
     out["invariants_ok"] = bool(res.checks.get("conserved", True) and res.checks.get("credit_respected", True))
     return out
+
+
+# Dask's address schemes a remote scheduler listens on (distributed.comm; inproc is this process only)
+SCHEDULER_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
+
+
+def check_scheduler(address: str | None) -> str | None:
+    """``address`` if it is a Dask scheduler address (``tcp://HOST:PORT``; a bare ``HOST:PORT`` is
+    tcp, as Dask reads it), else an InputError: Dask's own parse error is a traceback, after
+    the local work has started."""
+    from urllib.parse import urlsplit
+
+    if address is None:
+        return None
+    want = "expected tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786)"
+    text = address.strip()
+    url = urlsplit(text if "://" in text else f"tcp://{text}")
+    try:
+        port = url.port
+    except ValueError:  # not a number, or out of 0..65535
+        port = None
+    if url.scheme not in SCHEDULER_SCHEMES:
+        raise InputError(f"--scheduler {address!r}: unknown scheme {url.scheme!r}; {want}")
+    if not url.hostname or port is None or not 0 < port < 65536 or url.path or url.query:
+        raise InputError(f"--scheduler {address!r}: not a scheduler address; {want}")
+    return text
 
 
 # ---------------------------------------------------------------------------- storage
@@ -186,6 +213,7 @@ def run_sweep(spec, out_dir=None, *, executor: str = "process", workers: int | N
     """
     if not isinstance(spec, SweepSpec):
         spec = load_sweep(spec)
+    scheduler = check_scheduler(scheduler)
     tasks = sweep_tasks(spec)
     tdir = Path(out_dir) / "tasks" if out_dir is not None else None
     done: dict[str, dict] = {}
