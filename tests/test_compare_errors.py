@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
     (["--workload", "no-such-workload"], "not a shipped workload"),
     (["--duration", "0"], "--duration"),
     (["--replications", "0"], "--replications"),
+    (["--replications", "100000000"], "--replications 100000000; expected 1..10000"),
+    (["--duration", "1e300"], "--duration 1e+300; expected 0 < duration <= 3600 simulated seconds"),
     (["--workload", str(ROOT / "workloads/trace-tsi.toml")], "role = \"victim\""),
 ])
 def test_bad_input_exit_2(argv, needle, capsys, tmp_path):

@@ -134,6 +134,12 @@ def test_plan_cli_writes_tables_and_plots(tmp_path, capsys):
     (["--duration", "0"], "expected > 0 seconds"),
     (["--victim-profile", "no-such.toml"], "victim profile 'no-such.toml': no such profile file"),
     (["--scheduler", "notaurl"], "expected tcp://HOST:PORT"),
+    # a rate the model cannot run (arrivals that no longer advance time): the scenario's own limit
+    (["--knob", "flow.agent.rate", "--start", "1e6", "--max-load", "1e30"], "expected flow.agent.rate <= 1e+07"),
+    (["--duration", "1e300"], "--duration 1e+300; expected 0 < duration <= 3600"),
+    (["--replications", "100000000"], "--replications 100000000; expected 1..10000"),
+    (["--knob", "flow.tsi.direction"], "direction is not a numeric field (the workload's value: 'g2h')"),
+    (["--knob", "flow.tsi.zerocopy"], "zerocopy is not a numeric field"),
     (["--scheduler", "foo://1.2.3.4:8786"], "unknown scheme 'foo'"),
 ])
 def test_plan_bad_input_exits_2(capsys, args, words):
@@ -148,3 +154,13 @@ def test_plan_bad_input_exits_2(capsys, args, words):
 def test_plan_missing_workload(capsys):
     assert main(["plan", "nope.toml", "--slo-us", "100"]) == 2
     assert "nope.toml" in capsys.readouterr().err
+
+
+def test_the_default_search_limit_stays_inside_the_rate_limit():
+    """--start 1e6 on a rate: the default limit (64 x start) would be above the scenario's 1e7."""
+    from vsockbench.plan import _knob_limit
+
+    assert _knob_limit("flow.agent.rate") == 1e7 and _knob_limit("flow.agent.think_time") is None
+    res = plan_capacity(NN, knob="flow.agent.rate", slo_us=1e9, designs=("single",), replications=2, start=5e6,
+                        duration=0.0005, warmup=0.0001, executor="serial", progress=False)
+    assert res.capacity["capacity"].iloc[0] == 1e7 and res.capacity["censored"].iloc[0]

@@ -9,6 +9,7 @@ from vsockbench.cli import main
 GOOD_DEVICE = '[[device]]\ncid = 3\nbackend = "vhost"\n'
 GOOD_FLOW = '[[flow]]\nname = "f"\nkind = "stream"\ndirection = "g2h"\nmsg_bytes = 4096\n'
 RUN = '[run]\nduration = 0.001\nwarmup = 0.0\n'
+PINGPONG = '[[flow]]\nname = "p"\nkind = "pingpong"\ndirection = "h2g2h"\nmsg_bytes = 64\n'
 
 
 def devices(n, **extra):
@@ -66,6 +67,19 @@ CASES = [
      "trace"),
     ("unknown-app", RUN + GOOD_DEVICE + GOOD_FLOW + 'app = "netperf"\n', "flow 'f'.app"),
     ("bool-as-int", RUN + GOOD_DEVICE + '[[flow]]\nname = "f"\nconnections = true\n', "connections"),
+    # upper bounds: beyond them a run hangs (arrivals that no longer advance time) or never ends
+    ("rate-1e30", RUN + GOOD_DEVICE + PINGPONG + "rate = 1e30\n", "flow 'p'.rate: rate = 1e+30; expected 0..1e+07"),
+    ("rate-1e10", RUN + GOOD_DEVICE + PINGPONG + "rate = 1e10\n", "flow 'p'.rate"),
+    ("duration-1e300", "[run]\nduration = 1e300\n" + GOOD_DEVICE + GOOD_FLOW, "run.duration: duration = 1e+300; "
+     "expected 0 < duration <= 3600 simulated seconds"),
+    ("warmup-1e300", "[run]\nwarmup = 1e300\n" + GOOD_DEVICE + GOOD_FLOW, "run.warmup"),
+    ("replications-1e8", "[run]\nreplications = 100000000\n" + GOOD_DEVICE + GOOD_FLOW, "run.replications: "
+     "replications = 100000000; expected 1..10000"),
+    # fields that were accepted and made nonsense
+    ("negative-read-limit", RUN + GOOD_DEVICE + GOOD_FLOW + "read_limit_bytes = -1\n", "flow 'f'.read_limit_bytes"),
+    ("negative-port", RUN + GOOD_DEVICE + GOOD_FLOW + "port = -1\n", "flow 'f'.port: port = -1; expected 0..4294967294"),
+    ("huge-port", RUN + GOOD_DEVICE + GOOD_FLOW + "port = 99999999999\n", "flow 'f'.port"),
+    ("trace-flow-on-stream", RUN + GOOD_DEVICE + GOOD_FLOW + 'trace_flow = "logs"\n', "trace_flow apply to kind"),
 ]
 
 
@@ -110,3 +124,19 @@ def test_a_binary_input_file_exits_2_naming_it(tmp_path, capsys, argv, expected)
     err = capsys.readouterr().err.strip()
     assert str(f) in err and "not UTF-8 text" in err and expected in err, err
     assert "Traceback" not in err
+
+
+def test_an_unknown_trace_flow_names_the_flows_the_trace_has(tmp_path, capsys):
+    """trace_flow picks one flow of the trace; a name it does not have replayed nothing (0
+    messages, no error)."""
+    from pathlib import Path
+
+    logs = Path(__file__).resolve().parents[1] / "workloads" / "traces" / "logs.csv"
+    path = tmp_path / "t.toml"
+    path.write_text(RUN + GOOD_DEVICE + f'[[flow]]\nname = "t"\nkind = "trace"\ntrace = "{logs}"\n'
+                    'trace_flow = "nosuch"\n')
+    assert main(["simulate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(path) in err and "flow 't'.trace_flow" in err and "'nosuch'" in err and "expected one of logs" in err
+    path.write_text(path.read_text().replace("nosuch", "logs"))
+    assert main(["simulate", str(path), "--json", str(tmp_path / "s.json")]) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -66,3 +67,22 @@ def test_the_progress_bar_leaves_the_run_unchanged(capsys):
     assert barred.summary == plain.summary
     assert barred.messages.equals(plain.messages) and barred.threads.equals(plain.threads)
     assert "sim s" in capsys.readouterr().err  # tqdm drew it
+
+
+def test_an_override_beyond_the_limits_exits_2(capsys):
+    """--duration skips the file's [run] checks: an endless run is refused there too."""
+    assert main(["simulate", "workloads/pingpong-vhost.toml", "--duration", "1e300"]) == 2
+    err = capsys.readouterr().err
+    assert "--duration 1e+300; expected 0 < duration <= 3600 simulated seconds" in err and "Traceback" not in err
+
+
+def test_json_output_onto_an_input_is_refused(tmp_path, capsys):
+    sc = tmp_path / "x.toml"
+    text = Path("workloads/pingpong-vhost.toml").read_text()
+    sc.write_text(text)
+    for target in (sc, tmp_path / "." / "x.toml"):
+        assert main(["simulate", str(sc), "--duration", "0.001", "--json", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert f"--json {target}: is an input of this run" in err
+    assert sc.read_text() == text  # the scenario is intact
+    assert main(["simulate", str(sc), "--duration", "0.001", "--json", str(tmp_path / "s.json")]) == 0

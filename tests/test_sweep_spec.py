@@ -97,6 +97,7 @@ BAD = [
     ('mode = "points"\n', "point", "at least one"),
     ('[[point]]\n"guest.vcpus" = 1\n', "point", 'mode = "points"'),
     ("replications = 0\n", "replications", ">= 1"),
+    ("replications = 100000000\n", "replications", "expected 1..10000"),  # --dry-run hung making the tasks
     ('[factors]\nvictim_profile = ["vmm"]\n', "factors.victim_profile", "vary design too"),
     ('[factors]\ndesign = ["single"]\nvictim_profile = ["nope.toml"]\n', "factors.victim_profile",
      "no such profile file"),

@@ -35,7 +35,7 @@ from .effects import load_checks
 from .errors import InputError
 from .executors import open_pool
 from .isolation import check_victims, isolation_pair, isolation_result, significance, summarize
-from .scenario import Scenario, load_scenario, scenario_from_dict
+from .scenario import Scenario, check_run_limits, load_scenario, scenario_from_dict
 from .sensitivity import FACTORS as SENSITIVITY_FACTORS
 from .sensitivity import sensitivity_jobs, sensitivity_lines, sensitivity_runs
 
@@ -330,8 +330,7 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
         raise InputError(f"--designs lists a design twice: {','.join(designs)}")
     if duration is not None and not 0 < duration < math.inf:
         raise InputError(f"--duration {duration}: expected > 0 simulated seconds (finite)")
-    if replications is not None and replications < 1:
-        raise InputError(f"--replications {replications}: expected >= 1")
+    check_run_limits(duration=duration, replications=replications, prefix="--")  # and the upper bounds
     if seed is not None and seed < 0:
         raise InputError(f"--seed {seed}: expected >= 0")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:

@@ -35,6 +35,7 @@ from scipy import stats
 from .designs import DEFAULT_DESIGNS, DESIGNS, design_label, design_profile
 from .errors import InputError, read_text
 from .executors import open_pool
+from .scenario import check_run_limits
 from .sweep import Task, _build_point, check_scheduler, get_path, run_task, set_path
 
 __all__ = ["PlanResult", "plan_capacity", "plot_plan", "QUANTILES"]
@@ -82,16 +83,33 @@ def _fmt(x) -> str:
 
 
 def _is_integer_knob(knob: str, base_value) -> bool:
-    """Integer knobs are the scenario fields typed ``int`` (connections, msg_bytes, vcpus...)."""
+    """Integer knobs are the scenario fields typed ``int`` (connections, msg_bytes, vcpus...); a
+    knob that is not a number (a string, a flag, a table) is an InputError: nothing to search."""
     from .scenario import DeviceSpec, FlowSpec, GuestSpec, HostSpec, RunSpec
 
-    if base_value is not None:
-        return isinstance(base_value, int) and not isinstance(base_value, bool)
     cls = {"run": RunSpec, "guest": GuestSpec, "host": HostSpec, "device": DeviceSpec, "flow": FlowSpec}
     spec = cls.get(knob.split(".")[0])
     name = knob.rsplit(".", 1)[-1]
     types = {f.name: str(f.type) for f in dataclasses.fields(spec)} if spec else {}
-    return types.get(name, "").startswith("int")
+    ftype = types.get(name, "").replace(" | None", "")
+    numeric = isinstance(base_value, (int, float)) and not isinstance(base_value, bool) if base_value is not None \
+        else ftype in ("int", "float")
+    if not numeric:
+        now = f" (the workload's value: {base_value!r})" if base_value is not None else ""
+        raise InputError(f"--knob {knob}: {name} is not a numeric field{now}; expected a numeric field to search "
+                         "on, e.g. flow.<name>.connections, flow.<name>.rate, guest.vcpus")
+    if base_value is not None:
+        return isinstance(base_value, int)
+    return ftype == "int"
+
+
+def _knob_limit(knob: str) -> float | None:
+    """The scenario's upper bound of the knob's field (vsockbench.scenario), where it has one."""
+    from .scenario import MAX_CONNECTIONS, MAX_MSG_BYTES, MAX_RATE, MAX_VCPUS
+
+    limits = {"rate": MAX_RATE, "connections": MAX_CONNECTIONS, "msg_bytes": MAX_MSG_BYTES,
+              "reply_bytes": MAX_MSG_BYTES, "vcpus": MAX_VCPUS}
+    return limits.get(knob.rsplit(".", 1)[-1])
 
 
 def _search(start, lowest, max_load, integer: bool, rel_tol: float):
@@ -185,6 +203,7 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
         raise InputError(f"--seed {seed}; expected >= 0")
     if replications < 2:
         raise InputError(f"--replications {replications}; expected >= 2 (the SLO test uses a confidence interval)")
+    check_run_limits(duration=duration, warmup=warmup, replications=replications, prefix="--")
     for d in designs:
         if d not in DESIGNS:
             raise InputError(f"--design {d}; expected one of {', '.join(DESIGNS)}")
@@ -199,7 +218,13 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
     integer = _is_integer_knob(knob, base_value)
     start = start if start is not None else (base_value if isinstance(base_value, (int, float)) and base_value > 0
                                              else 1)
-    max_load = max_load if max_load is not None else start * 64
+    limit = _knob_limit(knob)
+    for flag, val in (("--start", start), ("--max-load", max_load)):
+        if limit is not None and val is not None and val > limit:  # a search up there never finishes a run
+            raise InputError(f"{flag} {val:g}: {knob.rsplit('.', 1)[-1]} = {val:g} is above the scenario's limit; "
+                             f"expected {knob} <= {limit:g}", path=str(path))
+    # the default limit stays inside the field's own bound
+    max_load = max_load if max_load is not None else (start * 64 if limit is None else min(start * 64, limit))
     lowest = min_load if min_load is not None else (1 if integer else start / 1024)
     if integer:
         start, max_load, lowest = int(start), int(max_load), int(lowest)

@@ -20,12 +20,20 @@ from .errors import InputError, read_text
 from .profiles import BACKENDS, Profile, resolve_profile
 
 __all__ = ["Scenario", "RunSpec", "GuestSpec", "HostSpec", "DeviceSpec", "FlowSpec", "load_scenario",
-           "scenario_from_dict", "MAX_DEVICES", "MAX_VCPUS", "MAX_CONNECTIONS", "MAX_MSG_BYTES"]
+           "scenario_from_dict", "check_run_limits", "MAX_DEVICES", "MAX_VCPUS", "MAX_CONNECTIONS", "MAX_MSG_BYTES",
+           "MAX_RATE", "MAX_DURATION", "MAX_REPLICATIONS", "MAX_PORT"]
 
 MAX_DEVICES = 16  # RFC 2/5: MAX_VSOCK_NUM = 16
 MAX_VCPUS = 512  # what a scenario may ask for (also the measured rows calibrate can express)
 MAX_CONNECTIONS = 4096
 MAX_MSG_BYTES = 1 << 30
+# Sanity bounds: beyond them a run never ends (or never starts) rather than answering anything.
+# An open-loop rate above 1e7 requests/s per connection (100 ns apart, far below any vsock round
+# trip) only queues requests; near 1e30 the arrivals no longer advance simulated time at all.
+MAX_RATE = 1e7
+MAX_DURATION = 3600.0  # simulated seconds (duration, warmup): an hour of model time is days of wall time
+MAX_REPLICATIONS = 10000
+MAX_PORT = 0xFFFFFFFE  # a vsock port is a u32; VMADDR_PORT_ANY (-1U) is reserved
 VMADDR_CID_HOST = 2
 BUFFER_MIN, BUFFER_MAX = 128, 262144  # af_vsock.c VSOCK_DEFAULT_BUFFER_MIN_SIZE / _MAX_SIZE
 FLOW_KINDS = ("stream", "pingpong", "rpc", "trace")
@@ -195,15 +203,30 @@ def _check(cond: bool, msg: str, path: str, where: str) -> None:
         raise InputError(msg, path=path, where=where)
 
 
+def check_run_limits(path: str | None = None, *, duration=None, warmup=None, replications=None,
+                     prefix: str = "run.") -> None:
+    """The bounds of the [run] figures a scenario or a command-line override sets (``prefix``
+    names them: ``run.`` in a file, ``--`` on a command line)."""
+    for key, value, lo, hi, unit in (("duration", duration, None, MAX_DURATION, " simulated seconds"),
+                                     ("warmup", warmup, 0, MAX_DURATION, " simulated seconds"),
+                                     ("replications", replications, 1, MAX_REPLICATIONS, "")):
+        if value is None:
+            continue
+        ok = (value > 0 if lo is None else value >= lo) and value <= hi
+        want = f"0 < {key} <= {hi:g}" if lo is None else f"{lo}..{hi:g}"
+        if prefix == "--":  # an option: "--duration 1e+300; expected ..."
+            shown = value if isinstance(value, int) else f"{value:g}"
+            _check(ok, f"--{key} {shown}; expected {want}{unit}", path or "", "")
+        _check(ok, f"{key} = {value}; expected {want}{unit}", path, f"{prefix}{key}")
+
+
 def scenario_from_dict(data: dict, *, path: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
     """Validate a parsed scenario table; every error names ``path`` and the field."""
     allowed = {"run", "guest", "host", "device", "flow"}
     for key in data:
         _check(key in allowed, f"unknown table {key!r}; expected {', '.join(sorted(allowed))}", path, key)
     run = _build(RunSpec, data.get("run", {}), "run", path)
-    _check(run.duration > 0, f"duration = {run.duration}; expected > 0 seconds", path, "run.duration")
-    _check(run.warmup >= 0, f"warmup = {run.warmup}; expected >= 0 seconds", path, "run.warmup")
-    _check(run.replications >= 1, f"replications = {run.replications}; expected >= 1", path, "run.replications")
+    check_run_limits(path, duration=run.duration, warmup=run.warmup, replications=run.replications)
     _check(run.seed >= 0, f"seed = {run.seed}; expected >= 0", path, "run.seed")
     _check(run.packets in ("all", "none", "sample"), f"packets = {run.packets!r}; expected all, none or sample",
            path, "run.packets")
@@ -280,7 +303,8 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", base_dir: Path |
                f"reply_bytes = {fl.reply_bytes}; expected 1..2^30", path, f"{where}.reply_bytes")
         _check(1 <= fl.connections <= MAX_CONNECTIONS,
                f"connections = {fl.connections}; expected 1..{MAX_CONNECTIONS}", path, f"{where}.connections")
-        _check(fl.rate >= 0, f"rate = {fl.rate}; expected >= 0 requests/s (0 = closed loop)", path, f"{where}.rate")
+        _check(0 <= fl.rate <= MAX_RATE, f"rate = {fl.rate}; expected 0..{MAX_RATE:g} requests/s per connection "
+               "(0 = closed loop)", path, f"{where}.rate")
         _check(fl.rate == 0 or fl.kind in ("pingpong", "rpc"), "rate applies to pingpong/rpc flows only", path,
                f"{where}.rate")
         _check(fl.arrival in ("poisson", "fixed"), f"arrival = {fl.arrival!r}; expected poisson or fixed", path,
@@ -300,6 +324,10 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", base_dir: Path |
                'first_vcpu needs guest.affinity = "pinned" (a free guest runs any thread on any idle vCPU)', path,
                f"{where}.first_vcpu")
         _check(fl.think_time >= 0 and fl.start >= 0, "think_time and start must be >= 0 seconds", path, where)
+        _check(fl.port is None or 0 <= fl.port <= MAX_PORT, f"port = {fl.port}; expected 0..{MAX_PORT} (a vsock "
+               "port is 32 bits; VMADDR_PORT_ANY, 4294967295, is reserved)", path, f"{where}.port")
+        _check(fl.read_limit_bytes is None or fl.read_limit_bytes >= 0,
+               f"read_limit_bytes = {fl.read_limit_bytes}; expected >= 0 bytes", path, f"{where}.read_limit_bytes")
         _check(fl.bind_cid is None or fl.bind_cid in by_cid,
                f"bind_cid = {fl.bind_cid} is not the CID of any device; expected one of "
                f"{', '.join(str(c) for c in by_cid)}", path, f"{where}.bind_cid")
@@ -325,10 +353,31 @@ def scenario_from_dict(data: dict, *, path: str = "<scenario>", base_dir: Path |
             if not tp.is_absolute() and base_dir is not None and (base_dir / tp).exists():
                 fl = dataclasses.replace(fl, trace=str(base_dir / tp))
             _check(Path(fl.trace).exists(), f"trace = {fl.trace!r}: file not found", path, f"{where}.trace")
+            if fl.trace_flow is not None:  # an unknown name replays nothing: 0 messages, no error
+                have = _trace_flow_names(fl.trace)
+                _check(fl.trace_flow in have, f"trace_flow = {fl.trace_flow!r} is not a flow of {fl.trace}; "
+                       f"expected one of {', '.join(have) or '(none: the trace has no flows)'}", path,
+                       f"{where}.trace_flow")
         else:
-            _check(fl.trace is None, "trace applies to kind = \"trace\" only", path, f"{where}.trace")
+            _check(fl.trace is None and fl.trace_flow is None, "trace and trace_flow apply to kind = \"trace\" "
+                   "only", path, f"{where}.trace")
         flows.append(fl)
     return Scenario(run=run, guest=guest, host=host, devices=tuple(devices), flows=tuple(flows), path=path)
+
+
+_FLOW_NAMES: dict = {}  # (trace path, size, mtime) -> its flow names: a sweep validates each point
+
+
+def _trace_flow_names(trace: str) -> list[str]:
+    """The flow names of a trace file (its sidecar, else its ops), read once per file version."""
+    from .trace import flows_path, read_flows
+
+    st, side = Path(trace).stat(), flows_path(trace)
+    key = (str(Path(trace).resolve()), st.st_size, st.st_mtime_ns,
+           side.stat().st_mtime_ns if side.is_file() else None)
+    if key not in _FLOW_NAMES:
+        _FLOW_NAMES[key] = [str(n) for n in read_flows(trace)["flow"]]
+    return _FLOW_NAMES[key]
 
 
 def load_scenario(path) -> Scenario:

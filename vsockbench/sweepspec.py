@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError, read_text
+from .scenario import MAX_REPLICATIONS
 
 __all__ = ["SweepSpec", "Task", "load_sweep", "sweep_from_dict", "sweep_tasks", "set_path", "get_path",
            "point_data", "design_profiles"]
@@ -204,6 +205,8 @@ def sweep_from_dict(raw: dict, *, path: str = "<sweep>", base_dir: Path | None =
     for key, val, lo in (("replications", reps, 1), ("seed", seed, 0)):
         if not isinstance(val, int) or isinstance(val, bool) or val < lo:
             raise InputError(f"{key} = {val!r}; expected an integer >= {lo}", path=path, where=key)
+    if reps > MAX_REPLICATIONS:  # the task list alone would not fit (--dry-run hung making it)
+        raise InputError(f"replications = {reps}; expected 1..{MAX_REPLICATIONS}", path=path, where="replications")
     factors = raw.get("factors", {})
     if not isinstance(factors, dict):
         raise InputError("expected a [factors] table of dotted path = [values]", path=path, where="factors")

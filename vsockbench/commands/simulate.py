@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..scenario import load_scenario
+from ..scenario import check_run_limits, load_scenario
 from ..simulate import simulate
 from . import finite, seed
 
@@ -21,13 +21,34 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _inputs(scenario, path) -> list:
+    """The files a run reads: the scenario, its profile files and its traces (with sidecars)."""
+    from pathlib import Path
+
+    from ..profiles import profile_file
+    from ..trace import flows_path
+
+    base = Path(path).resolve().parent
+    files = [Path(path)] + [profile_file(d.profile, base_dir=base) for d in scenario.devices]
+    for fl in scenario.flows:
+        if fl.trace is not None:
+            files += [Path(fl.trace), flows_path(fl.trace)]
+    return [f.resolve() for f in files if f is not None]
+
+
 def run(args) -> int:
+    from pathlib import Path
+
+    from ..errors import InputError
+
     scenario = load_scenario(args.scenario)
+    if args.json and args.json != "-" and Path(args.json).resolve() in _inputs(scenario, args.scenario):
+        # the summary would overwrite the scenario (or a file it reads)
+        raise InputError(f"--json {args.json}: is an input of this run; expected a new file name")
     if args.duration is not None:
         if args.duration <= 0:  # finite already: the argparse type (commands.finite) read it
-            from ..errors import InputError
-
             raise InputError(f"--duration {args.duration}: expected > 0 seconds")
+        check_run_limits(duration=args.duration, prefix="--")  # an override skips the file's checks
         scenario = scenario.with_run(duration=args.duration)
     # a bar of simulated time where someone watches (stderr a terminal): a long run is not a hang
     result = simulate(scenario, seed=args.seed, progress=sys.stderr.isatty())
