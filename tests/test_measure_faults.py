@@ -255,3 +255,13 @@ def test_vsock_connect_without_peer_is_a_clear_error():
     _vsock_socket().close()
     with pytest.raises(MeasureError, match=r"vsock:3:40123: (cannot connect to vsock CID 3 port 40123|connect|conn)"):
         connect(Endpoint("vsock", cid=3, port=40123), timeout=1)
+
+
+def test_unresolvable_host_is_named():
+    """getaddrinfo's error is an EAI_* code, not an errno: it printed as "-2: Unknown error -2"."""
+    msg = "--host: cannot resolve host name 'no.such.host.invalid'"
+    with pytest.raises(MeasureError, match=msg) as err:
+        connect(Endpoint("tcp", host="no.such.host.invalid", port=5201), timeout=1)
+    assert "Unknown error" not in str(err.value)
+    with pytest.raises(MeasureError, match=msg):
+        listen(Endpoint("tcp", host="no.such.host.invalid", port=0), timeout=1)

@@ -90,6 +90,9 @@ def test_cli_pingpong_split_flags_and_setup(tmp_path):
         (["--msg-bytes", "0"], "--msg-bytes"),
         (["--connections", "0"], "--connections"),
         (["--duration", "0"], "--duration"),
+        (["--duration", "1e12"], "--duration: got 1000000000000.0; expected seconds, more than 0 and less than 1e6"),
+        (["--timeout", "0"], "--timeout: '0'; expected seconds, more than 0 and at most 86400"),
+        (["--timeout", "inf"], "--timeout"),
         (["--workload", "trace"], "--trace"),
         (["--workload", "trace", "--trace", "/nonexistent.csv"], "/nonexistent.csv"),
     ],
@@ -112,3 +115,70 @@ def test_append_refuses_foreign_header(tmp_path):
 
 def test_header_constant_matches_schema():
     assert ",".join(HEADER) == SCHEMA_HEADER
+
+
+def _client(tmp_path, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "vsockbench.cli", "measure", "client", "--local", "--transport", "unix",
+         "--duration", "0.2", "--quiet", *args],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        # validate/calibrate read only the schema's backends and setups
+        (["--backend", "xen"], "--backend: 'xen' is not a backend of the measured-run schema; expected one of vhost,"),
+        (["--setup", "Has Spaces/X"], "--setup: 'Has Spaces/X' contains white space; expected <backend>/<source>/"),
+        (["--setup", "tcp/Mine/x"], "--setup: 'tcp/Mine/x' has upper-case letters"),
+        (["--setup", "tcp/mine"], "--setup: 'tcp/mine' is not in the setup format"),
+        # one msg_bytes per pingpong row: an asymmetric run would be fitted as a symmetric one
+        (["--workload", "pingpong", "--reply-bytes", "1"], "--reply-bytes: 1 differs from --msg-bytes 65536"),
+    ],
+)
+def test_cli_refuses_rows_the_readers_reject(tmp_path, args, needle):
+    r = _client(tmp_path, *args, "--out", "m.csv")
+    assert r.returncode == 2 and needle in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not list(tmp_path.iterdir())  # refused before the run
+
+
+def test_cli_symmetric_reply_bytes_still_written(tmp_path):
+    r = _client(tmp_path, "--workload", "pingpong", "--msg-bytes", "64", "--reply-bytes", "64", "--out", "m.csv")
+    assert r.returncode == 0, r.stderr
+    assert (_check_schema(tmp_path / "m.csv")["msg_bytes"] == 64).all()
+
+
+def test_cli_out_is_a_directory(tmp_path):
+    (tmp_path / "d").mkdir()
+    r = _client(tmp_path, "--out", "d")
+    assert r.returncode == 2 and "--out: d is a directory; expected a file path" in r.stderr, r.stderr
+    assert ".tmp" not in r.stderr and list(tmp_path.iterdir()) == [tmp_path / "d"]
+
+
+@pytest.mark.parametrize(
+    "name, data, needle",
+    [
+        ("m.csv", b"garbage\x00\xff\n", "m.csv: --append: not UTF-8 text (byte 8); expected a measured-run CSV"),
+        ("m.meta.json", b"{not json", "m.meta.json: --append: not a run-metadata file"),
+        ("m.messages.parquet", b"junk", "m.messages.parquet: --append: not a Parquet file"),
+    ],
+)
+def test_cli_append_target_checked_before_the_run(tmp_path, name, data, needle):
+    """A file --append cannot extend is an exit-2 error before anything is measured (it was a
+    UnicodeDecodeError traceback after the whole run)."""
+    (tmp_path / name).write_bytes(data)
+    r = _client(tmp_path, "--append", "--out", "m.csv")
+    assert r.returncode == 2 and needle in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [name] and (tmp_path / name).read_bytes() == data
+
+
+def test_append_to_a_csv_with_a_bom(tmp_path):
+    """Excel saves CSVs with a UTF-8 BOM: the reader and --append both take it."""
+    out = tmp_path / "m.csv"
+    measure(RunSpec(duration=0.2), local=True, transport="unix", out=str(out))
+    out.write_bytes(b"\xef\xbb\xbf" + out.read_bytes())
+    assert read_measured(out)[0].setup.startswith("unix/local/")
+    measure(RunSpec(duration=0.2), local=True, transport="unix", out=str(out), append=True)
+    assert len(read_measured(out)) == 2 * 3  # throughput, cpu_client, cpu_server per run

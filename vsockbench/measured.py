@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,21 @@ WORKLOAD_DIRECTIONS = {
     "oneway": ("g2h", "h2g", "local", ""),
 }
 STATS = ("mean", "median", "p1", "p50", "p90", "p99", "p999", "min", "max", "stddev")
+# results/measured/README.md: setup is "<backend>/<source>/<details>, lowercase, no spaces"
+SETUP_RE = re.compile(r"[a-z0-9._-]+(?:/[a-z0-9._-]+){2,}")
+SETUP_EXPECTED = ("<backend>/<source>/<details>: lowercase letters, digits, '.', '_' and '-' in three or more "
+                  "parts joined by '/', e.g. vhost/mine/linux-6.8")
+
+
+def setup_problem(setup: str) -> str | None:
+    """Why ``setup`` is not a setup name as the schema writes them (None if it is one)."""
+    if SETUP_RE.fullmatch(setup):
+        return None
+    if any(c.isspace() for c in setup):
+        return "contains white space"
+    if setup != setup.lower():
+        return "has upper-case letters"
+    return "is not in the setup format"
 
 
 @dataclass(frozen=True)
@@ -126,9 +142,11 @@ def read_measured(path: str | os.PathLike) -> list[MeasuredRow]:
     """Read one measured-run CSV; every row is validated (see the module docstring)."""
     p = str(path)
     try:
-        fh = open(p, newline="", encoding="utf-8")
+        fh = open(p, newline="", encoding="utf-8-sig")  # -sig: Excel starts its CSVs with a BOM
     except FileNotFoundError:
         raise InputError("measured-run file not found", path=p) from None
+    except IsADirectoryError:
+        raise InputError("is a directory; expected a measured-run CSV file", path=p) from None
     except OSError as exc:
         raise InputError(f"cannot read ({exc.strerror})", path=p) from None
     with fh:

@@ -48,13 +48,26 @@ def _port(text: str) -> int:
     return v
 
 
+MAX_TIMEOUT = 86400.0  # the server caps its kernel timeouts at a day too
+
+
+def _timeout(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}; expected seconds, a number") from None
+    if not 0 < v <= MAX_TIMEOUT:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text!r}; expected seconds, more than 0 and at most {MAX_TIMEOUT:g} (a day)")
+    return v
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transport", choices=("vsock", "unix", "tcp"), required=True)
     p.add_argument("--host", default="127.0.0.1", help="TCP address (default: loopback only)")
     p.add_argument("--port", type=_port, default=None, help=f"TCP/vsock port or 'any' (default {DEFAULT_PORT}; --local: any)")
     p.add_argument("--cid", type=_cid, default=None, help="vsock CID: server binds it (default any), client connects to it")
     p.add_argument("--path", default="/tmp/vsockbench-measure.sock", help="AF_UNIX socket path")
-    p.add_argument("--timeout", type=float, default=10.0, help="socket timeout in seconds (nothing waits longer)")
+    p.add_argument("--timeout", type=_timeout, default=10.0, help="socket timeout in seconds (nothing waits longer)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     run = p.add_argument_group("run (the client decides; the server accepts and ignores these)")
     run.add_argument("--workload", choices=("stream", "pingpong", "trace"), default="stream")

@@ -14,7 +14,14 @@ import os
 import re
 import secrets
 
-from .output import default_backend, default_setup, measurement_rows, write_outputs
+from ..errors import InputError
+from .output import (
+    check_append_target,
+    default_backend,
+    default_setup,
+    measurement_rows,
+    write_outputs,
+)
 from .protocol import RunSpec
 from .runner import Measurement, run_client, run_local, serve
 from .transports import (
@@ -67,6 +74,7 @@ def measure(
     Returns the Measurement and its rows.  If the run failed part-way, the
     outputs are written first and then :class:`MeasureError` is raised.
     """
+    _check_before_run(spec, out=out, append=append, setup=setup, backend=backend)
     if not spec.run_id:
         # Names this run's data connections and records; OS entropy, no global RNG state.
         spec = dataclasses.replace(spec, run_id=secrets.randbelow(2**31 - 1) + 1)
@@ -102,3 +110,29 @@ def measure(
         where = f"; {len(rows)} rows measured so far written to {out}" if out else ""
         raise MeasureError(f"{m.endpoint.describe()}: run cut short: {m.errors[0]}{where}")
     return m, rows
+
+
+def _check_before_run(spec: RunSpec, *, out, append: bool, setup, backend) -> None:
+    """What the rows' readers (measured.read_measured, calibrate, validate) would reject, and an
+    --append target that cannot be extended: refused before the run, so none is wasted."""
+    from ..measured import BACKENDS, SETUP_EXPECTED, setup_problem
+
+    if backend is not None and backend not in BACKENDS:
+        raise InputError(f"--backend: {backend!r} is not a backend of the measured-run schema; "
+                         f"expected one of {', '.join(BACKENDS)}")
+    if setup is not None and setup_problem(setup):
+        raise InputError(f"--setup: {setup!r} {setup_problem(setup)}; expected {SETUP_EXPECTED}")
+    if not out:
+        return
+    if os.path.isdir(out):
+        raise InputError(f"--out: {out} is a directory; expected a file path for the measured-run CSV")
+    if spec.workload == "pingpong" and spec.answer_bytes != int(spec.msg_bytes):
+        # A pingpong row's msg_bytes is the request *and* the response (results/measured/README.md);
+        # variant is fixed per setup and feeds the fit's kernel constants, and a fit never reads notes,
+        # so no column can say "reply differs" to a fit: it would take the run as symmetric.
+        raise InputError(f"--reply-bytes: {spec.answer_bytes} differs from --msg-bytes {spec.msg_bytes}, which "
+                         "the measured-run schema cannot record (a pingpong row's msg_bytes is both request "
+                         "and response); expected --reply-bytes 0 or equal to --msg-bytes, or no --out")
+    if append:
+        check_append_target(out)
+

@@ -43,6 +43,7 @@ CMD_H2G = 2  # server sends `bytes`; the client answers later with CMD_ANSWER
 CMD_ANSWER = 3  # client's answer to an h2g message: `bytes` follow (framed, so open-loop
 # pipelining cannot mix an answer's bytes with the next command)
 MAX_JSON = 64 << 20
+MAX_SECONDS = 1e6  # longest --duration / --warmup
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,10 @@ class RunSpec:
                 raise bad("reply-bytes", self.reply_bytes, "an integer from 0 to 2^30")
             if not 1 <= int(self.connections) <= 1024:
                 raise bad("connections", self.connections, "an integer from 1 to 1024")
-        if not (self.duration > 0 and self.duration < 1e6):
-            raise bad("duration", self.duration, "seconds > 0")
-        if not 0 <= self.warmup < 1e6:
-            raise bad("warmup", self.warmup, "seconds >= 0")
+        if not (self.duration > 0 and self.duration < MAX_SECONDS):
+            raise bad("duration", self.duration, "seconds, more than 0 and less than 1e6 (11.6 days)")
+        if not 0 <= self.warmup < MAX_SECONDS:
+            raise bad("warmup", self.warmup, "seconds, from 0 to less than 1e6 (11.6 days)")
 
     @property
     def answer_bytes(self) -> int:

@@ -223,6 +223,8 @@ def listen(ep: Endpoint, timeout: float, backlog: int = 128) -> tuple[socket.soc
             addr = (ep.cid, VMADDR_PORT_ANY if ep.port in (0, -1) else ep.port)
         try:
             sock.bind(addr)
+        except socket.gaierror as exc:
+            raise _unresolved(ep, exc) from None
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise MeasureError(
@@ -242,6 +244,11 @@ def listen(ep: Endpoint, timeout: float, backlog: int = 128) -> tuple[socket.soc
     except BaseException:
         sock.close()
         raise
+
+
+def _unresolved(ep: Endpoint, exc: socket.gaierror) -> MeasureError:
+    return MeasureError(f"--host: cannot resolve host name {ep.host!r} ({exc.strerror or exc}); "
+                        "expected an IP address or a host name this machine can resolve")
 
 
 def _is_stale_unix(path: str) -> bool:
@@ -292,6 +299,8 @@ def connect(ep: Endpoint, timeout: float) -> socket.socket:
             ) from None
         except TimeoutError:
             raise MeasureError(f"{ep.describe()}: connect timed out after {timeout:g} s") from None
+        except socket.gaierror as exc:  # its errno is an EAI_* code, not an errno: os.strerror cannot name it
+            raise _unresolved(ep, exc) from None
         except OSError as exc:
             if ep.transport == "vsock" and exc.errno in _UNAVAILABLE:
                 raise _vsock_unavailable(ep, f"cannot connect to vsock CID {_cid_name(ep.cid)} port "
