@@ -223,3 +223,20 @@ def test_one_held_out_row_is_quoted_as_one_figure():
     one = {"n": 1, "median_abs_rel_error": 0.0035, "max_abs_rel_error": 0.0035}
     assert median_max(one) == "0.35 %"
     assert median_max({**one, "n": 3, "max_abs_rel_error": 0.15}) == "0.35 % / 15 %"
+
+
+def test_a_profile_whose_costs_differ_from_its_setups_fit_claims_no_accuracy():
+    """A profile file without setup inherits its base's (the built-in vhost's shipped fit); once it
+    changes a cost that fit's held-out error and fitted domain no longer describe it."""
+    from vsockbench.accuracy import changed_costs
+
+    vhost = BUILTIN_PROFILES["vhost"]
+    assert vhost.setup and accuracy_of(vhost) is not None and changed_costs(vhost) == []
+    mine = vhost.replace(name="x", guest_send_call_ns=50000.0)
+    assert changed_costs(mine) == ["guest_send_call_ns"] and accuracy_of(mine) is None
+    (line,) = [x for x in accuracy_lines([mine]) if x.startswith("`x`")]
+    assert "a user profile: guest_send_call_ns changed from the fit on " + vhost.setup in line
+    assert "held out" not in line
+    sc = scenario_from_dict({"device": [{"cid": 3}], "flow": [{"name": "f", "kind": "stream", "msg_bytes": 1 << 20}]})
+    assert extrapolations(sc) and not extrapolations(sc.with_profile(mine))  # no fitted domain to leave either
+    assert accuracy_of(vhost.replace(name="renamed")) is not None  # a name is not a cost

@@ -61,3 +61,28 @@ def test_bad_input_is_exit_2(capsys, args, words):
     assert main(["profiles", *args]) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text", ["", "\n# nothing here\n", "[profile]\n"])
+def test_an_empty_profile_file_is_refused_not_taken_for_the_calibrated_vhost(capsys, tmp_path, text):
+    path = tmp_path / "empty.toml"
+    path.write_text(text)
+    assert main(["profiles", "--show", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: empty profile file" in err and "Traceback" not in err
+    assert main(["compare", "--victim-profile", str(path), "--duration", "0.001", "--out", str(tmp_path / "r")]) == 2
+    assert "empty profile file" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_a_hand_written_profile_with_changed_costs_does_not_quote_the_fit_it_started_from(capsys, tmp_path):
+    """No setup, so it starts from the built-in vhost (fitted on a shipped setup): with a cost of its
+    own, that fit's held-out error no longer describes it."""
+    path = tmp_path / "x2.toml"
+    path.write_text('name = "x"\nguest_send_call_ns = 50000.0\n')
+    assert main(["profiles", "--show", str(path)]) == 0
+    head = capsys.readouterr().out.splitlines()[1]
+    assert "a user profile: guest_send_call_ns changed from the fit on vhost/" in head and "not validated" in head
+    assert "held out" not in head
+    path.write_text('name = "x"\n')  # the built-in's own costs: still that fit
+    assert main(["profiles", "--show", str(path)]) == 0
+    assert "held out" in capsys.readouterr().out.splitlines()[1]

@@ -140,3 +140,20 @@ def test_an_unknown_trace_flow_names_the_flows_the_trace_has(tmp_path, capsys):
     assert str(path) in err and "flow 't'.trace_flow" in err and "'nosuch'" in err and "expected one of logs" in err
     path.write_text(path.read_text().replace("nosuch", "logs"))
     assert main(["simulate", str(path), "--json", str(tmp_path / "s.json")]) == 0
+
+
+@pytest.mark.parametrize("line,words", [
+    ("jitter_sigma = 1000.0", "jitter_sigma = 1000.0; expected at most 2"),  # numpy's exp overflowed: 0 messages
+    ("guest_send_call_ns = 1e30", "guest_send_call_ns = 1e+30; expected at most 1000000000"),
+    ("ring_size = 100000", "ring_size = 100000; expected at most 32768"),
+    ("weight_bytes = 99999999999", "weight_bytes = 99999999999; expected at most 4294967295"),
+])
+def test_a_profile_number_out_of_its_plausible_range_exits_2(tmp_path, capsys, line, words):
+    prof = tmp_path / "p.toml"
+    prof.write_text(f'name = "p"\n{line}\n')
+    path = tmp_path / "s.toml"
+    path.write_text(RUN + GOOD_DEVICE + 'profile = "p.toml"\n' + GOOD_FLOW)
+    assert main(["simulate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(path) in err and "device[0].profile" in err and str(prof) in err and words in err, err
+    assert "Traceback" not in err and "Warning" not in err

@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 
 __all__ = ["ACCURACY_FILE", "EQUAL_FIT_RMS", "median_max", "equally_good_starts", "summaries_from_cv", "merge_accuracy",
-           "load_accuracy", "accuracy_of", "accuracy_lines", "shown_summary", "fitted_domain", "extrapolations",
+           "load_accuracy", "accuracy_of", "changed_costs", "accuracy_lines", "shown_summary", "fitted_domain", "extrapolations",
            "user_fit_entry", "table_for"]
 
 ACCURACY_FILE = Path(__file__).parent / "data" / "accuracy.json"
@@ -116,9 +116,40 @@ def shown_summary(entry: dict) -> tuple[bool, dict]:
 
 
 def accuracy_of(profile, table: dict | None = None) -> dict | None:
-    """The cross-validation entry of the setup ``profile`` was fitted on, or None."""
+    """The cross-validation entry of the setup ``profile`` was fitted on, or None (also for a
+    profile whose costs differ from that setup's shipped profile: :func:`changed_costs`)."""
     table = load_accuracy() if table is None else table
-    return table.get(getattr(profile, "setup", "") or "")
+    entry = table.get(getattr(profile, "setup", "") or "")
+    return None if entry is None or changed_costs(profile) else entry
+
+
+_FITTED: dict = {}  # setup -> its shipped profile (or None), loaded once
+
+
+def changed_costs(profile) -> list[str]:
+    """The costs (float fields) in which ``profile`` differs from the shipped profile fitted on its
+    ``setup``: a hand-written profile inherits the setup of the built-in it starts from, but not
+    that fit's accuracy once it changes a cost.  Empty where they agree or where the setup has no
+    shipped profile (a user's own fit: its accuracy.json is beside it)."""
+    import dataclasses
+
+    from .errors import InputError
+    from .profiles import BUILTIN_PROFILES, builtin_profile
+
+    setup = getattr(profile, "setup", "") or ""
+    if not setup or not dataclasses.is_dataclass(profile):
+        return []
+    if setup not in _FITTED:
+        ref = next((p for p in BUILTIN_PROFILES.values() if p.setup == setup), None)
+        try:
+            _FITTED[setup] = ref or builtin_profile(setup)
+        except InputError:  # not a shipped setup
+            _FITTED[setup] = None
+    ref = _FITTED[setup]
+    if ref is None:
+        return []
+    return [f.name for f in dataclasses.fields(profile)
+            if f.type == "float" and getattr(profile, f.name) != getattr(ref, f.name)]
 
 
 def _pct(x: float) -> str:
@@ -147,6 +178,11 @@ def accuracy_lines(profiles, table: dict | None = None, checks: dict | None = No
             continue
         seen.add(key)
         entry = accuracy_of(prof, table)
+        changed = entry is None and prof.setup in table and changed_costs(prof)
+        if changed:
+            out.append(f"`{prof.name}` (a user profile: {', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''} "
+                       f"changed from the fit on {prof.setup}): not validated - no held-out error to show")
+            continue
         if entry is None:
             out.append(f"`{prof.name}` ({prof.setup or 'first estimates'}): not cross-validated - no held-out "
                        "error to show")

@@ -227,6 +227,23 @@ def builtin_profile(name: str) -> Profile:
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Profile)}
+# Plausible ranges of a profile file's numbers: beyond them the model overflows (jitter's exp) or
+# a message never completes, silently.  Costs and latencies up to a second; jitter_sigma up to
+# the fit's own bound (fitparams.ABSOLUTE: a p99 multiplier of 100); a virtio ring at most 32768
+# entries; byte counts and weights 32-bit, as in virtio_vsock_hdr and vhost.
+_MAX_NS, _MAX_SIGMA, _MAX_RING, _MAX_U32 = 1e9, 2.0, 32768, 2**32 - 1
+
+
+def _upper_bound(key: str) -> tuple[float, str] | None:
+    if key == "jitter_sigma":
+        return _MAX_SIGMA, "a log-normal sigma; the fit searches 0.02..2"
+    if key == "ring_size":
+        return _MAX_RING, "a virtio queue has at most 32768 entries"
+    if "_ns" in key:
+        return _MAX_NS, "nanoseconds: at most a second"
+    if _FIELD_TYPES[key] == "int":
+        return _MAX_U32, "a 32-bit count"
+    return None
 
 
 def profile_from_dict(data: dict, *, path: str = "<profile>", bases: dict | None = None) -> Profile:
@@ -249,6 +266,9 @@ def profile_from_dict(data: dict, *, path: str = "<profile>", bases: dict | None
             if want == "int" and value != int(value):
                 raise InputError(f"{key} = {value!r}; expected an integer", path=path)
             value = int(value) if want == "int" else float(value)
+            top = _upper_bound(key)
+            if top is not None and value > top[0]:
+                raise InputError(f"{key} = {value!r}; expected at most {top[0]:.10g} ({top[1]})", path=path)
         if want == "str" and not isinstance(value, str):
             raise InputError(f"{key} = {value!r}; expected a string", path=path)
         values[key] = value
@@ -269,6 +289,9 @@ def load_profile(path: str | os.PathLike, *, bases: dict | None = None) -> Profi
         raise InputError(f"cannot read ({exc.strerror})", path=str(p)) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML ({exc})", path=str(p)) from None
+    if not data.get("profile", data):  # else silently the built-in vhost profile, quoting its fit
+        raise InputError("empty profile file; expected at least name = \"...\" and the fields that differ from "
+                         "its base (or name a built-in profile instead of a file)", path=str(p))
     return profile_from_dict(data, path=str(p), bases=bases)
 
 
