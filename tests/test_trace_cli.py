@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from vsockbench.cli import main
 from vsockbench.trace import read_trace
 
@@ -57,3 +59,48 @@ def test_trace_export_import_show_pcap(tmp_path, capsys):
     orig = read_trace(src)
     assert back.ops["bytes"].sum() + back.ops["reply_bytes"].sum() == (
         orig.ops["bytes"].sum() + orig.ops["reply_bytes"].sum())
+
+
+def _trace(tmp_path):
+    src = tmp_path / "ok.csv"
+    assert main(["trace", "generate", "logs", "--duration", "0.01", "--out", str(src)]) == 0
+    return src
+
+
+def test_export_refuses_to_overwrite_its_input(tmp_path, capsys):
+    """`trace export ok.csv --out ok.csv` replaced the trace with pcap bytes."""
+    src = _trace(tmp_path)
+    before = src.read_bytes(), (tmp_path / "ok.flows.csv").read_bytes()
+    capsys.readouterr()
+    for out in (src, tmp_path / "sub" / ".." / "ok.flows.csv"):
+        assert main(["trace", "export", str(src), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "is the input" in err and "expected a new capture file path" in err, err
+    assert (src.read_bytes(), (tmp_path / "ok.flows.csv").read_bytes()) == before
+
+
+@pytest.mark.parametrize("out", ["x.txt", "x.parquet", "x.pcapng", "x"])
+def test_export_out_extension_must_be_pcap(tmp_path, capsys, out):
+    src = _trace(tmp_path)
+    assert main(["trace", "export", str(src), "--out", str(tmp_path / out)]) == 2
+    assert "expected .pcap or .cap (export writes a classic nanosecond pcap" in capsys.readouterr().err
+    assert not (tmp_path / out).exists()
+
+
+def test_directories_are_named_as_directories(tmp_path, capsys):
+    src = _trace(tmp_path)
+    for name in ("dir.csv", "dir", "cap.pcap"):
+        (tmp_path / name).mkdir()
+    capsys.readouterr()
+    for argv, needle in (
+        (["show", "dir.csv"], "dir.csv: is a directory; expected a trace file"),
+        (["show", "dir"], "dir: is a directory; expected a trace file"),
+        (["show", "cap.pcap"], "cap.pcap: is a directory; expected a vsockmon capture"),
+        (["export", "dir", "--out", "x.pcap"], "dir: is a directory; expected packets.parquet or a trace"),
+        (["export", str(src), "--out", "cap.pcap"], "cap.pcap: is a directory; expected a file path"),
+        (["import", "cap.pcap", "--out", "t.csv"], "cap.pcap: is a directory; expected a vsockmon capture"),
+    ):
+        argv = [str(tmp_path / a) if a in ("dir.csv", "dir", "cap.pcap", "x.pcap", "t.csv") else a for a in argv]
+        assert main(["trace", *argv]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "no such file" not in err and ".tmp" not in err, err

@@ -156,3 +156,31 @@ def test_parquet_rows_are_validated_too(tmp_path):
                   "bytes": [1, -2]}).to_parquet(p)
     with pytest.raises(InputError, match=r"data row 2, column 'bytes'"):
         read_trace(p)
+
+
+def test_unsorted_rows_message_shows_plain_numbers(tmp_path):
+    """numpy 2 reprs its scalars as np.float64(0.0212...): the message shows the file's numbers."""
+    p = tmp_path / "t.csv"
+    p.write_text(HEADER + "0.5,a,send,1,0,0,g2h\n0.0212345,a,send,1,0,0,g2h\n")
+    with pytest.raises(InputError) as err:
+        read_trace(p)
+    assert ("column 'time': time 0.0212345 is earlier than the previous row of flow 'a' (0.5); "
+            "expected non-decreasing times") in str(err.value)
+    assert "np." not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["dir.csv", "dir"])
+def test_a_directory_is_named_as_one(tmp_path, name):
+    d = tmp_path / name
+    d.mkdir()
+    with pytest.raises(InputError, match=rf"{name}: is a directory; expected a trace file \(.csv or .parquet\)"):
+        read_trace(d)
+
+
+def test_writing_onto_a_directory_names_the_users_path(tmp_path):
+    """The atomic writer's os.replace() failed naming its temporary file (.t.csv.XXXX.tmp)."""
+    (tmp_path / "t.csv").mkdir()
+    with pytest.raises(InputError) as err:
+        write_trace(generate("logs", seed=1, duration=0.01), tmp_path / "t.csv")
+    assert str(err.value) == f"{tmp_path / 't.csv'}: is a directory; expected a file path"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]  # no temporary file left behind

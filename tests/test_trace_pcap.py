@@ -247,3 +247,39 @@ def test_h2g_packets_split_to_guest_rx_buffers_rejoin(tmp_path):
     b = import_pcap(export_pcap(split, tmp_path / "b.pcap")).ops
     pd.testing.assert_frame_equal(a[["flow", "op", "bytes", "reply_bytes"]],
                                   b[["flow", "op", "bytes", "reply_bytes"]])
+
+
+def _first_epb(blob: bytes) -> int:
+    """Offset of the first enhanced packet block of a little-endian pcapng."""
+    off = 0
+    while True:
+        kind, size = struct.unpack_from("<II", blob, off)
+        if kind == 6:
+            return off
+        off += size
+
+
+def test_incl_len_larger_than_orig_len_is_rejected(tmp_path):
+    """A record cannot capture more bytes than the packet had; dpkt passes it over silently."""
+    data = bytearray(_valid_pcap(tmp_path))
+    rec2 = 24 + struct.unpack_from("<I", data, 24 + 8)[0] + 16  # record 2's header
+    incl = struct.unpack_from("<I", data, rec2 + 8)[0]
+    struct.pack_into("<I", data, rec2 + 12, incl - 1)  # orig_len one byte short of incl_len
+    p = tmp_path / "bad.pcap"
+    p.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=rf"bad.pcap: corrupt or truncated capture: record 2: incl_len {incl} "
+                                         rf"is larger than orig_len {incl - 1}; expected"):
+        read_pcap_packets(p)
+    # the same in a pcapng (enhanced packet block: caplen, then packet length)
+    ng = tmp_path / "v.pcapng"
+    with open(tmp_path / "v.pcap", "rb") as f, open(ng, "wb") as g:
+        w = dpkt.pcapng.Writer(g, snaplen=262144, linktype=271)
+        for ts, buf in dpkt.pcap.Reader(f):
+            w.writepkt(buf, ts=float(ts))
+    blob = bytearray(ng.read_bytes())
+    epb = _first_epb(bytes(blob))
+    struct.pack_into("<I", blob, epb + 24, struct.unpack_from("<I", blob, epb + 20)[0] - 1)
+    ng.write_bytes(bytes(blob))
+    with pytest.raises(InputError, match="v.pcapng: corrupt or truncated capture: record 1: incl_len"):
+        read_pcap_packets(ng)
+    assert len(read_pcap_packets(tmp_path / "v.pcap")[0])  # the untouched capture still reads

@@ -209,3 +209,22 @@ def test_a_row_beyond_the_models_range_is_listed_not_an_error(tmp_path, profiles
     assert main(["validate", str(m), "--profiles", str(profiles), "--show-skipped"]) == 0
     out = capsys.readouterr().out
     assert reason in out and "1 row not predicted" in out, out
+
+
+def test_a_utf8_bom_is_read(tmp_path, profiles, capsys):
+    """Excel writes a BOM first: it read as part of the first column ("header: missing column 'setup'")."""
+    m = tmp_path / "m.csv"
+    m.write_bytes(b"\xef\xbb\xbf" + (HEADER + "\n" + GOOD).encode())
+    assert main(["validate", str(m), "--profiles", str(profiles)]) == 0
+    assert SETUP in capsys.readouterr().out
+
+
+def test_json_onto_a_directory_names_it(tmp_path, profiles, capsys):
+    """--json DIR failed naming the atomic writer's temporary file (.DIR.XXXX.tmp: Is a directory)."""
+    m = _csv(tmp_path, GOOD)
+    (tmp_path / "dir.json").mkdir()
+    assert main(["validate", str(m), "--profiles", str(profiles), "--json", str(tmp_path / "dir.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'dir.json'}: is a directory; expected a file path" in err and ".tmp" not in err, err
+    assert main(["validate", str(tmp_path / "dir.json"), "--profiles", str(profiles)]) == 2
+    assert "dir.json: is a directory; expected a measured-run CSV file" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from ..errors import InputError
 from . import finite, seed
 
 _PCAP_EXT = (".pcap", ".pcapng", ".cap")
+_EXPORT_EXT = (".pcap", ".cap")  # what `trace show`/`import` take as a capture, minus pcapng
 
 
 def register(subparsers) -> None:
@@ -93,10 +94,10 @@ def _import(args) -> int:
 def _load_packets_or_trace(path: Path):
     """packets.parquet (simulator records) or a trace file -> packet records."""
     from ..trace import read_trace, trace_to_packets
+    from ..trace.io import require_file
     from ..trace.packets import PACKET_COLUMNS
 
-    if not path.is_file():
-        raise InputError("no such file", path=str(path))
+    require_file(path, "packets.parquet or a trace .csv/.parquet")
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
@@ -118,11 +119,33 @@ def _load_packets_or_trace(path: Path):
     return trace_to_packets(read_trace(path))
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _check_export_out(src: Path, out: Path) -> None:
+    """Refused before anything is read: an --out that would overwrite the input (the atomic write
+    would replace it whole with pcap bytes) or that names another format than the pcap written."""
+    from ..trace import flows_path
+
+    for inp in (src, flows_path(src)):
+        if _same_file(inp, out):
+            raise InputError(f"--out: {out} is the input {inp}; expected a new capture file path "
+                             "(export would overwrite its input)")
+    if out.suffix.lower() not in _EXPORT_EXT:
+        raise InputError(f"--out: {out} has extension '{out.suffix or '(none)'}'; expected "
+                         f"{' or '.join(_EXPORT_EXT)} (export writes a classic nanosecond pcap, not pcapng)")
+
+
 def _export(args) -> int:
     from ..trace import export_pcap
     from ..trace.packets import validate_packets
 
     src = Path(args.input)
+    _check_export_out(src, Path(args.out))
     packets = _load_packets_or_trace(src)
     validate_packets(packets, path=str(src))
     out = export_pcap(packets, args.out, payload=args.payload)

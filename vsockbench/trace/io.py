@@ -27,7 +27,7 @@ from .schema import (
     validate_ops_chunk,
 )
 
-__all__ = ["flows_path", "iter_trace_chunks", "read_flows", "read_trace", "write_trace"]
+__all__ = ["flows_path", "iter_trace_chunks", "read_flows", "read_trace", "require_file", "write_trace"]
 
 DEFAULT_CHUNKSIZE = 500_000
 _FORMATS = (".csv", ".parquet")
@@ -90,9 +90,19 @@ def _parquet_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
                          path=str(path)) from None
 
 
+def require_file(path: Path, expected: str) -> None:
+    """InputError unless ``path`` is a regular file: a directory or a device is named as such."""
+    if path.is_file():
+        return
+    if path.is_dir():
+        raise InputError(f"is a directory; expected {expected}", path=str(path))
+    if path.exists():
+        raise InputError(f"not a regular file; expected {expected}", path=str(path))
+    raise InputError(f"no such file; expected {expected}", path=str(path))
+
+
 def _raw_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
-    if not path.is_file():
-        raise InputError("no such file", path=str(path))
+    require_file(path, "a trace file (.csv or .parquet)")
     if _format(path) == ".csv":
         return _csv_chunks(path, chunksize)
     return _parquet_chunks(path, chunksize)
@@ -109,6 +119,8 @@ def _drop_blank(df: pd.DataFrame) -> pd.DataFrame:
 
 def _iter_validated(path, chunksize, flow_direction, state):
     p = Path(path)
+    if p.is_dir():  # said before the extension check: a directory usually has none
+        require_file(p, "a trace file (.csv or .parquet)")
     is_csv = _format(p) == ".csv"
     for raw in _raw_chunks(p, chunksize):
         start = state.rows

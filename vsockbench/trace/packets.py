@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .schema import MAX_PORT, Trace, validate_trace
+from .schema import MAX_PORT, Trace, plain_repr, validate_trace
 
 __all__ = [
     "HOST_CID",
@@ -65,7 +65,7 @@ def validate_packets(df: pd.DataFrame, *, path: str = "<packets>") -> pd.DataFra
     bad = ~np.isfinite(t)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"got {df['time'].iat[i]!r}; expected finite seconds", path=path,
+        raise InputError(f"got {plain_repr(df['time'].iat[i])}; expected finite seconds", path=path,
                          where=f"data row {i + 1}, column 'time'")
     out["time"] = t
     for c, (lo, hi) in _INT_LIMITS.items():
@@ -73,7 +73,7 @@ def validate_packets(df: pd.DataFrame, *, path: str = "<packets>") -> pd.DataFra
         bad = ~np.isfinite(v) | (v < lo) | (v > hi) | (v != np.floor(v))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise InputError(f"got {df[c].iat[i]!r}; expected an integer {lo}..{hi}", path=path,
+            raise InputError(f"got {plain_repr(df[c].iat[i])}; expected an integer {lo}..{hi}", path=path,
                              where=f"data row {i + 1}, column '{c}'")
         out[c] = df[c].reset_index(drop=True).astype(np.int64)
     out["flow"] = (df["flow"].astype(str).to_numpy(object) if "flow" in df

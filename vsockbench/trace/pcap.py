@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .io import _atomic_write
+from .io import _atomic_write, require_file
 from .packets import (
     OP_CREDIT_REQUEST,
     OP_CREDIT_UPDATE,
@@ -127,12 +127,14 @@ class _Tracked:
         self.last_n = 0
         self.last_got = 0
         self.partial = False
+        self.prev = self.last = b""  # the last two reads: a record's header and its body
 
     def read(self, n=-1):
         if n is None or n < 0:
             raise _Corrupt("negative block length")
         b = self.f.read(n)
         self.last_n, self.last_got = n, len(b)
+        self.prev, self.last = self.last, b
         if 0 < len(b) < n:
             self.partial = True
         return b
@@ -140,6 +142,24 @@ class _Tracked:
 
 class _Corrupt(Exception):
     pass
+
+
+def _layout(f) -> tuple[bool, str]:
+    """(pcapng?, '<' or '>' for how it stores numbers: the pcap magic, or pcapng's byte-order magic)."""
+    head = f.f.read(12)
+    f.f.seek(0)
+    if head[:4] == b"\x0a\x0d\x0d\x0a":
+        return True, "<" if head[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+    return False, "<" if head[2:4] == b"\xb2\xa1" else ">"  # a1b2c3d4 / a1b23c4d / a1b2cd34 backwards
+
+
+def _record_lengths(f, pcapng: bool, order: str) -> tuple[int, int]:
+    """(incl_len, orig_len) of the record dpkt just yielded, from the reads it made: pcap reads
+    the 16-byte record header, then the body; pcapng the block's first 8 bytes, then the rest.
+    An enhanced (or obsolete) packet block holds caplen and packet length at bytes 20 and 24."""
+    if pcapng:
+        return struct.unpack_from(order + "II", f.prev + f.last[:24], 20)
+    return struct.unpack_from(order + "II", f.prev, 8)
 
 
 def _open_reader(path: Path, f):
@@ -169,8 +189,7 @@ def read_pcap_packets(path: str | os.PathLike) -> tuple[pd.DataFrame, int]:
     import dpkt
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError("no such file", path=str(path))
+    require_file(path, "a vsockmon capture (.pcap or .pcapng)")
     heads, times, caplens = [], [], []
     skipped = 0
     rec = 0
@@ -181,6 +200,7 @@ def read_pcap_packets(path: str | os.PathLike) -> tuple[pd.DataFrame, int]:
     try:
         with open(path, "rb") as raw, bar:
             f = _Tracked(raw)
+            pcapng, order = _layout(f)
             r = _open_reader(path, f)
             for ts, buf in r:
                 rec += 1
@@ -188,6 +208,10 @@ def read_pcap_packets(path: str | os.PathLike) -> tuple[pd.DataFrame, int]:
                     bar.update(raw.tell() - bar.n)
                 if f.last_got < f.last_n:
                     raise _Corrupt(f"record {rec} is cut short")
+                incl, orig = _record_lengths(f, pcapng, order)
+                if incl > orig:  # dpkt does not check: a capture cannot hold more than the packet had
+                    raise _Corrupt(f"record {rec}: incl_len {incl} is larger than orig_len {orig}; "
+                                   "expected captured bytes <= the packet's original length")
                 if len(buf) < 32:
                     raise _Corrupt(f"record {rec}: {len(buf)}-byte frame is shorter than the "
                                    "32-byte af_vsockmon_hdr")

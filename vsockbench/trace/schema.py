@@ -113,11 +113,16 @@ def _where(path: str, row: int, column: str, csv_lines: bool) -> str:
     return f"data row {row}, column '{column}'"
 
 
+def plain_repr(value) -> str:
+    """``repr`` of a cell as the user wrote it: numpy 2 shows its scalars as ``np.float64(0.5)``."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _fail(path, rows, bad, values, column, expected, csv_lines):
     """Raise for the first True in ``bad`` (a boolean array)."""
     i = int(np.flatnonzero(bad)[0])
     value = values[i]
-    shown = repr(value) if not isinstance(value, float) else repr(float(value))
+    shown = plain_repr(value)
     if isinstance(value, str) and value == "":
         shown = "an empty cell"
     raise InputError(
@@ -253,8 +258,8 @@ def _check_order(out: pd.DataFrame, rows, path, state: OrderState, csv_lines: bo
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(
-            f"time {out['time'].iat[i]!r} is earlier than the previous row of flow "
-            f"'{out['flow'].iat[i]}' ({prev.iat[i]!r}); expected non-decreasing times within a flow",
+            f"time {plain_repr(out['time'].iat[i])} is earlier than the previous row of flow "
+            f"'{out['flow'].iat[i]}' ({plain_repr(prev.iat[i])}); expected non-decreasing times within a flow",
             path=path,
             where=_where(path, int(rows[i]), "time", csv_lines),
         )
