@@ -103,6 +103,20 @@ def test_cli_calibrate_unknown_setup_is_exit_2(tmp_path, capsys):
     assert "nope/x/y" in capsys.readouterr().err
 
 
+def test_cli_calibrate_that_fits_nothing_is_exit_2_saying_why(tmp_path, capsys):
+    """Every row skipped (hyperkit's round trips state no message size): no profile, so not exit 0."""
+    from pathlib import Path
+
+    measured = Path(__file__).resolve().parents[1] / "results" / "measured" / "github_hyperkit_2016.csv"
+    out = tmp_path / "cal"
+    assert main(["calibrate", str(measured), "--out-dir", str(out), "--quiet"]) == 2
+    io = capsys.readouterr()
+    assert "no profile written: no row of this setup can be fitted" in io.out
+    err = io.err.strip()
+    assert err.startswith(f"vsockbench: error: {measured}: no setup could be fitted") and len(err.splitlines()) == 1
+    assert "msg_bytes not stated (4 rows)" in err and not out.exists()
+
+
 def test_fit_is_deterministic_and_polish_never_worsens(synthetic):
     """Same rows, same simulations: the same parameters to the last bit (a fit that moved between
     two runs of the same input would make shipped profiles unreproducible)."""

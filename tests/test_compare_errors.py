@@ -65,3 +65,40 @@ def test_separated_intervals_give_ratio():
 def test_single_replication_cannot_claim_significance():
     r = compare(designs=["single", "multi-device"], duration=0.003, replications=1, progress=False)
     assert "needs >= 2 replications" in r.verdicts["multi-device"]["line"]
+    # and the table does not promise a confidence interval it cannot show
+    head = r.table().splitlines()[0]
+    assert head.endswith("; one replication: no CI shown") and "95%" not in head
+
+
+def test_a_workload_with_no_cpu_samples_says_cpu_n_a_without_a_warning(tmp_path, capsys):
+    """A trace whose operations all come after the window: no CPU used by either design, so no
+    ratio (it printed ``CPU +nan%`` and numpy's divide warning)."""
+    import warnings
+
+    late = tmp_path / "late.csv"
+    late.write_text("time,flow,op,bytes,reply_bytes,think_time,direction\n5.0,agent,connect,0,0,0.0,h2g\n"
+                    "5.1,agent,send,64,64,0.0,h2g\n5.0,bulk,connect,0,0,0.0,g2h\n5.1,bulk,send,4096,0,0.0,g2h\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning (or matplotlib's empty legend) fails the run
+        assert main(["compare", "--workload", str(late), "--designs", "single,multi-device", "--duration", "0.002",
+                     "--replications", "2", "--no-sensitivity", "--workers", "1", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "multi-device vs single: " in out and out.count("; CPU n/a") == 1 and "nan%" not in out
+
+
+def test_out_holding_a_complete_run_is_refused_unless_forced(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["compare", "--designs", "single", "--duration", "0.001", "--replications", "1", "--no-sensitivity",
+            "--no-report", "--workers", "1", "--out", str(run)]
+    assert main(argv) == 0
+    (run / "mark").write_text("the first run's folder")
+    capsys.readouterr()
+    assert main(argv) == 2  # before any run: nothing replaced
+    err = capsys.readouterr().err
+    assert f"{run}: holds a complete compare run" in err and "--force" in err
+    assert (run / "mark").exists()
+    assert main([*argv, "--force"]) == 0 and not (run / "mark").exists()  # replaced by the new run
+    foreign = tmp_path / "notes.txt"
+    foreign.write_text("keep me")
+    assert main([*argv[:-1], str(foreign), "--force"]) == 2 and foreign.read_text() == "keep me"
+    assert "not a vsockbench run folder" in capsys.readouterr().err

@@ -108,3 +108,51 @@ def test_default_location_is_timestamped_under_results_runs(result, tmp_path):
     p = save_run(result, root=tmp_path / "results" / "runs", report=False)
     assert p.parent == tmp_path / "results" / "runs"
     assert p.name.endswith("-kata-tsi") and p.name[:8].isdigit()
+
+
+def _damage(kind: str, run):
+    if kind == "metadata-list":
+        (run / "metadata.json").write_text("[1,2]")
+    elif kind == "designs-missing":
+        meta = json.loads((run / "metadata.json").read_text())
+        del meta["designs"]
+        (run / "metadata.json").write_text(json.dumps(meta))
+    elif kind == "records-zero-rows":
+        pd.read_parquet(run / "records.parquet").iloc[:0].to_parquet(run / "records.parquet")
+    elif kind == "records-no-design":
+        pd.read_parquet(run / "records.parquet").drop(columns=["design"]).to_parquet(run / "records.parquet")
+    elif kind == "threads-not-parquet":
+        (run / "threads.parquet").write_text("not parquet")
+    elif kind == "summary-empty":
+        (run / "summary.csv").write_text("")
+
+
+@pytest.mark.parametrize("kind, file, words", [
+    ("metadata-list", "metadata.json", "a JSON list; expected a JSON object"),
+    ("designs-missing", "metadata.json", "designs = None; expected a list"),
+    ("records-zero-rows", "records.parquet", "0 rows, none for design 'single'; expected rows for every design"),
+    ("records-no-design", "records.parquet", "no design column; expected the columns design, replication"),
+    ("threads-not-parquet", "threads.parquet", "unreadable"),
+    ("summary-empty", "summary.csv", "unreadable"),
+])
+def test_a_damaged_run_folder_is_exit_2_naming_the_file(stored, tmp_path, capsys, kind, file, words):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(stored, run)
+    _damage(kind, run)
+    assert main(["report", str(run), "--out-dir", str(tmp_path / "out")]) == 2
+    io = capsys.readouterr()
+    err = io.err.strip()
+    assert f"{run / file}: " in err and words in err and len(err.splitlines()) == 1, err
+    assert "Traceback" not in err and io.out == ""  # no table of a run that cannot be trusted
+
+
+def test_a_sweep_or_plan_folder_is_not_called_an_incomplete_run(tmp_path, capsys):
+    for name, what in (("sweep.parquet", "a vsockbench sweep output"), ("capacity.parquet", "a vsockbench plan output")):
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        (folder / name).write_bytes(b"")
+        assert main(["report", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert f"{folder}: not a compare run folder" in err and what in err and "incomplete" not in err, err

@@ -186,14 +186,15 @@ class CompareResult:
                 continue
             mine = self.records[self.records["design"] == d]
             sig = significance(base["slowdown_p99"], mine["slowdown_p99"])
-            cpu = float(mine["cpu_total"].mean() / base["cpu_total"].mean() - 1) if len(base) else float("nan")
+            ref = float(base["cpu_total"].mean())  # nan (no CPU sample) or 0: no ratio, no numpy warning
+            cpu = float(mine["cpu_total"].mean()) / ref - 1 if ref > 0 else math.nan
             if sig["significant"]:
                 word = "lower" if sig["ratio"] < 1 else "higher"
                 head = (f"victim p99 slowdown {base['slowdown_p99'].mean():.2f} -> {mine['slowdown_p99'].mean():.2f}"
                         f" ({sig['ratio']:.2f}x, {word}; p = {sig['p_value']:.2g})")
             else:
                 head = f"victim p99 slowdown: {sig['verdict']}"
-            line = f"{d} vs {self.baseline}: {head}; CPU {0.0 if abs(cpu) < 0.005 else cpu:+.0%}"
+            line = f"{d} vs {self.baseline}: {head}; CPU " + (f"{cpu:+.0%}" if abs(cpu) >= 0.005 else "+0%" if math.isfinite(cpu) else "n/a")
             out[d] = {**sig, "figure": "slowdown_p99", "cpu_change": cpu, "line": line}
         return out
 
@@ -223,7 +224,8 @@ class CompareResult:
                                   for i, (x, w) in enumerate(zip(r, widths)))
         m = self.meta
         lines = [f"workload {m.get('workload', '?')}: {m.get('replications', '?')} replications x "
-                 f"{m.get('duration', '?')} s simulated, seed {m.get('seed', '?')}; mean ±95% CI half-width",
+                 f"{m.get('duration', '?')} s simulated, seed {m.get('seed', '?')}; " +
+                 ("one replication: no CI shown" if m.get("replications") == 1 else "mean ±95% CI half-width"),
                  fmt(heads), "  ".join("-" * w for w in widths), *map(fmt, rows), ""]
         lines += [f"  {d:<20} {self.label(d)}" for d in self.designs]
         lines.append("")

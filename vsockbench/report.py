@@ -83,7 +83,8 @@ def plot_latency_cdf(result):
     ax.set_ylim(0, 1.01)
     ax.set_title(f"Victim latency under load: {result.meta.get('workload', '')}")
     ax.grid(True, which="both", alpha=0.3)
-    fig.legend(loc="outside lower center", ncol=2, fontsize=9)
+    if ax.get_legend_handles_labels()[0]:  # no victim sample: no curve, and matplotlib warns on an empty legend
+        fig.legend(loc="outside lower center", ncol=2, fontsize=9)
     return fig
 
 
@@ -281,7 +282,8 @@ Flows: {roles}. {m.get('replications')} replications x {m.get('duration')} s sim
 (the same seeds on every design). vsockbench {m.get('vsockbench_version') or __version__}, simulation wall time
 {m.get('wall_s')} s on {m.get('cpu_count', '?')} CPUs, {procs}.
 
-Mean ±95% confidence-interval half-width over replications. *Slowdown* = victim latency with
+{"One replication: no confidence interval is shown (it needs two or more)." if m.get("replications") == 1 else
+ "Mean ±95% confidence-interval half-width over replications."} *Slowdown* = victim latency with
 everything running / victim latency alone (same seed, same design); 1 = perfect isolation.
 *aggr Gbps*: payload throughput of the aggressor flows. *CPU cores*: all guest and host threads
 (1.0 = one core busy).

@@ -230,30 +230,78 @@ def list_runs(root=RUNS_DIR) -> list[Path]:
     return sorted(p for p in r.iterdir() if p.is_dir() and not p.name.startswith(".") and is_complete(p))
 
 
+# what load_run needs of a stored run: the metadata's typed fields, and each table's columns (the
+# summary, verdicts, table and figures read them); messages may have no rows (no victim sample)
+META_TYPES = {"designs": list, "labels": dict, "roles": dict, "accuracy": dict, "extrapolations": list,
+              "duration": (int, float), "warmup": (int, float), "replications": int, "seed": int}
+COLUMNS = {"records": ("design", "replication", "victim_p99_us", "slowdown_p99", "cpu_total"),
+           "threads": ("design", "replication", "thread", "side", "cpu_util"),
+           "messages": ("design", "replication", "run", "flow", "kind", "bytes", "t_end", "latency_us")}
+
+
+def _not_a_run(p: Path) -> InputError:
+    """Why a folder without COMPLETE is not a loadable run: a sweep's or plan's output, or a run
+    that never finished."""
+    if (p / "metadata.json").is_file():
+        return InputError(f"incomplete run (no {MARKER} marker: interrupted or still being written); "
+                          "expected a finished vsockbench compare folder", path=str(p))
+    other = {"sweep.parquet": "a vsockbench sweep output", "capacity.parquet": "a vsockbench plan output"}
+    what = next((f"; it holds {f}: {w}" for f, w in other.items() if (p / f).is_file()), "")
+    return InputError(f"not a compare run folder (no metadata.json, no {MARKER} marker{what}); expected a "
+                      "folder written by vsockbench compare", path=str(p))
+
+
+def _check_meta(meta, p: Path) -> dict:
+    where = str(p / "metadata.json")
+    if not isinstance(meta, dict):
+        raise InputError(f"a JSON {type(meta).__name__}; expected a JSON object (the run's metadata)", path=where)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"format_version = {meta.get('format_version')!r}; expected {FORMAT_VERSION}", path=where)
+    for key, kind in META_TYPES.items():
+        v = meta.get(key)
+        if (v is None and key == "designs") or (v is not None and (not isinstance(v, kind) or isinstance(v, bool))):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise InputError(f"{key} = {v!r}; expected a {names}", path=where)
+    if not meta["designs"] or not all(isinstance(d, str) and d for d in meta["designs"]):
+        raise InputError(f"designs = {meta['designs']!r}; expected a non-empty list of design names", path=where)
+    return meta
+
+
+def _read_table(p: Path, name: str, designs) -> pd.DataFrame:
+    where = str(p / f"{name}.parquet")
+    try:
+        df = pd.read_parquet(where)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"unreadable ({exc})", path=where) from None
+    if name == "messages" and not len(df):
+        return df
+    missing = [c for c in COLUMNS[name] if c not in df]
+    if missing:
+        raise InputError(f"no {', '.join(missing)} column; expected the columns {', '.join(COLUMNS[name])}",
+                         path=where)
+    absent = [d for d in designs if not (df["design"] == d).any()] if name != "messages" else []
+    if absent:  # zero rows included
+        raise InputError(f"{len(df)} rows, none for design {absent[0]!r}; expected rows for every design of "
+                         f"metadata.json ({', '.join(designs)})", path=where)
+    return df
+
+
 def load_run(path):
-    """Rebuild the :class:`~vsockbench.compare.CompareResult` of a stored run folder."""
+    """Rebuild the :class:`~vsockbench.compare.CompareResult` of a stored run folder; a damaged
+    one is an InputError naming the file and what is wrong."""
     from .compare import CompareResult
 
     p = Path(path)
     if not p.is_dir():
         raise InputError("not a folder; expected a run folder written by vsockbench compare", path=str(p))
     if not is_complete(p):
-        raise InputError(f"incomplete run (no {MARKER} marker: interrupted or still being written); "
-                         "expected a finished vsockbench compare folder", path=str(p))
+        raise _not_a_run(p)
     try:
         meta = json.loads((p / "metadata.json").read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"metadata.json unreadable ({exc})", path=str(p)) from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"metadata.json: format_version = {meta.get('format_version')!r}; "
-                         f"expected {FORMAT_VERSION}", path=str(p))
-    tables = {}
-    for name in TABLES:
-        try:
-            tables[name] = pd.read_parquet(p / f"{name}.parquet")
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{name}.parquet unreadable ({exc})", path=str(p)) from None
-    designs = tuple(meta["designs"])
+    designs = tuple(_check_meta(meta, p)["designs"])
+    tables = {name: _read_table(p, name, designs) for name in TABLES}
     scenarios = {d: load_scenario(p / "scenarios" / f"{d}.toml") for d in designs}
     workload = load_scenario(p / "scenarios" / "workload.toml")
     return CompareResult(workload, designs, tables["records"], tables["threads"], tables["messages"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 
@@ -36,6 +37,7 @@ def run(args) -> int:
         raise InputError(f"--workers {args.workers}: expected >= 1")
     rows = read_measured_files(args.measured)
     out = Path(args.out_dir)
+    written, why_not = 0, Counter()  # why no row of an unfitted setup could be used
     for res in calibrate(rows, setups=args.setup or None, workers=args.workers, max_nfev=args.max_evals,
                          progress=not args.quiet, guest_rx_start=args.guest_rx_start):
         print(f"== {res.setup}")
@@ -44,6 +46,7 @@ def run(args) -> int:
                   f"{row.msg_bytes or '-'} {row.metric} {row.stat}): {why}")
         if res.profile is None:
             print("  no profile written: no row of this setup can be fitted")
+            why_not.update(why for _, why in res.skipped)
             continue
         for note in res.notes:
             print(f"  code constant {note}")
@@ -67,4 +70,9 @@ def run(args) -> int:
         # what it was fitted on, beside the profile, so a run that uses it says where it extrapolates
         merge_accuracy(out / "accuracy.json", {res.setup: user_fit_entry(res)})
         print(f"  wrote {path}")
+        written += 1
+    if not written:  # nothing fitted is a failure, not a run that wrote nothing quietly
+        reasons = "; ".join(f"{why} ({n} row{'s' if n > 1 else ''})" for why, n in why_not.most_common())
+        raise InputError(f"no setup could be fitted, no profile written: every row was skipped ({reasons or 'no rows'}); "
+                         "expected rows with the fields results/measured/README.md lists", path=", ".join(args.measured))
     return 0

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from ..compare import DEFAULT_WORKLOAD, compare
 from ..designs import DESIGNS
 from ..errors import InputError
 from ..executors import usable_cpus
 from ..profiles import BACKENDS
-from ..store import RUNS_DIR, save_run
+from ..store import RUNS_DIR, is_complete, save_run
 from . import count, finite, seed
 
 
@@ -28,7 +29,9 @@ def register(sub) -> None:
     p.add_argument("--duration", type=finite, metavar="S", help="simulated seconds measured per run")
     p.add_argument("--seed", type=seed, metavar="N", help="first seed (replication r uses N + r)")
     p.add_argument("--replications", type=int, metavar="N", help="replications per design")
-    p.add_argument("--out", metavar="DIR", help=f"results folder (default: {RUNS_DIR}/<timestamp>-<workload>)")
+    p.add_argument("--out", metavar="DIR", help=f"results folder, new or empty (default: "
+                   f"{RUNS_DIR}/<timestamp>-<workload>)")
+    p.add_argument("--force", action="store_true", help="replace the complete compare run already in --out")
     p.add_argument("--aggressor-backend", default=None, choices=BACKENDS,
                    help="backend of the aggressors' device in the multi-device design (default: the "
                    "--aggressor-profile's, else vhost-user)")
@@ -57,7 +60,23 @@ def parse_designs(text: str | None):
     return names
 
 
+def check_out(out, force: bool) -> None:
+    """Refuse an --out that holds something, before the runs (save_run would replace a complete
+    run silently, or refuse anything else only after them)."""
+    if out is None:
+        return
+    final = Path(out)
+    if not final.exists() or (final.is_dir() and not any(final.iterdir())):
+        return
+    if not final.is_dir() or not is_complete(final):
+        raise InputError("exists and is not a vsockbench run folder; expected a new or empty folder", path=str(final))
+    if not force:
+        raise InputError("holds a complete compare run; expected a new or empty folder (--force replaces the run)",
+                         path=str(final))
+
+
 def run(args) -> int:
+    check_out(args.out, args.force)
     t0 = time.perf_counter()
     result = compare(args.workload, parse_designs(args.designs), duration=args.duration, seed=args.seed,
                      replications=args.replications, aggressor_backend=args.aggressor_backend,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..errors import InputError
 from ..report import write_report
 from ..store import load_run
 
@@ -19,8 +20,12 @@ def register(sub) -> None:
 
 def run(args) -> int:
     result = load_run(args.run_dir)
+    try:
+        stored = pd.read_csv(f"{args.run_dir}/summary.csv")
+    except (OSError, ValueError) as exc:  # missing, empty or not CSV
+        raise InputError(f"unreadable ({exc}); expected the summary table compare wrote",
+                         path=f"{args.run_dir}/summary.csv") from None
     print(result.table())
-    stored = pd.read_csv(f"{args.run_dir}/summary.csv")
     try:  # the records are the truth; the stored summary must follow from them
         pd.testing.assert_frame_equal(stored, result.summary, check_dtype=False, rtol=1e-9)
         same = True
