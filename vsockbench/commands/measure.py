@@ -73,7 +73,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     run.add_argument("--workload", choices=("stream", "pingpong", "trace"), default="stream")
     run.add_argument("--direction", choices=("g2h", "h2g"), default="g2h", help="g2h: client to server; h2g: server to client")
     run.add_argument("--msg-bytes", type=int, default=65536)
-    run.add_argument("--reply-bytes", type=int, default=0, help="ping-pong answer size (default: --msg-bytes)")
+    run.add_argument("--reply-bytes", type=int, default=0, help="ping-pong answer size (default: --msg-bytes); another size is refused with --out, "
+                          "as the measured-run schema has one msg_bytes per row")
     run.add_argument("--connections", type=int, default=1)
     run.add_argument("--duration", type=float, default=None, help="measured seconds (default 5; trace: the trace)")
     run.add_argument("--warmup", type=float, default=0.0, help="seconds run but not measured")
