@@ -99,7 +99,9 @@ SOURCES: dict[str, str] = {
     "kvm_irq_inject_inline": "code: arm64 injects an SPI (IRQCHIP route) in atomic context since 'KVM: arm64: Allow "
     "in-atomic injection of SPIs' (Marc Zyngier, Aug 2020, 5.9: kvm_arch_set_irq_inatomic -> vgic_irqfd_set_irq, "
     "arch/arm64/kvm/vgic/vgic-irqfd.c), so on a Graviton host of 5.10 or later the injection runs in the VMM thread's "
-    "eventfd write (irqfd_wakeup), not in a kworker: kvm_irq_inject_ns charged to the VMM thread (vsockbench.kernels)",
+    "eventfd write (irqfd_wakeup), not in a kworker: charged to the VMM thread (vsockbench.kernels). est: the "
+    "injection alone, 0.3 of kvm_irq_inject_ns (no kworker wake-up, no context switches: model/backend.py "
+    "INLINE_INJECT_SHARE)",
     "host_send_call_ns": "est: host sendmsg() fixed cost",
     "host_copy_ns_per_kib": "est: host user<->kernel copy, ~10 GB/s",
     "host_recv_call_ns": "est: host recvmsg() fixed cost",
