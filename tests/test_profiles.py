@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,20 @@ def test_bad_profile_is_a_clear_error(tmp_path, text, needle):
     with pytest.raises(InputError) as exc:
         load_profile(p)
     assert needle in str(exc.value) and str(p) in str(exc.value)
+
+
+def test_every_shipped_profile_states_its_setups_code_constants_and_todays_sources():
+    """A shipped profile not refitted since a code constant was added would load that field's
+    default (today's code) instead of its setup's kernels' value, and a corrected source would
+    stay wrong in its comments: bench/restate_profiles.py rewrites them, values unchanged.  Each
+    file must be what it writes."""
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "bench"))
+    from restate_profiles import restated, variants_of_shipped_rows
+
+    variants = variants_of_shipped_rows()
+    stale = [p.name for p in sorted((root / "vsockbench" / "data" / "profiles").glob("*.toml"))
+             if restated(p, variants) != p.read_text()]
+    assert not stale, f"run python bench/restate_profiles.py: {stale}"
