@@ -42,6 +42,12 @@ def _profile(on: bool):
 def _passes(monkeypatch, direction: str, msg_bytes: int, vcpus: int, on: bool):
     """Simulate a CI row and return, per RX pass of the VMM, the (connection, op) of every packet
     it put in the guest's RX ring and the interrupts signalled since the previous pass ended."""
+    return _traced_passes(monkeypatch, row_scenario(row_key(_row(direction, msg_bytes, vcpus)), _profile(on)))[1]
+
+
+def _traced_passes(monkeypatch, scenario):
+    """Simulate ``scenario``: its result and, per RX pass of a userspace backend, the (connection,
+    op) of every packet put in the guest's RX ring and the interrupts signalled since the last pass."""
     passes, current, signals = [], [], [0]
     put_rx, process_rx, signal = guest.GuestQueue.put_rx, backend.UserspaceBackend._process_rx, \
         backend.UserspaceBackend._signal
@@ -63,8 +69,7 @@ def _passes(monkeypatch, direction: str, msg_bytes: int, vcpus: int, on: bool):
     monkeypatch.setattr(guest.GuestQueue, "put_rx", traced_put)
     monkeypatch.setattr(backend.UserspaceBackend, "_process_rx", traced_pass)
     monkeypatch.setattr(backend.UserspaceBackend, "_signal", traced_signal)
-    simulate(row_scenario(row_key(_row(direction, msg_bytes, vcpus)), _profile(on)))
-    return passes
+    return simulate(scenario), passes
 
 
 def test_a_pass_yields_one_data_packet_per_connection(monkeypatch):
@@ -165,26 +170,13 @@ def test_vhost_device_vsock_reads_one_packet_per_connection_per_epoll_round(monk
     connection's key, and the stream is registered again at its read (SOURCES
     backend_rx_one_per_pass, backend_epoll_ctl_per_rx_pkt): two bulk h2g streams get at most one
     RW packet each per RX pass, and each RW packet's CPU holds its two epoll_ctl calls."""
-    passes, current = [], []
-    put_rx, process_rx = guest.GuestQueue.put_rx, backend.UserspaceBackend._process_rx
-
-    def traced_put(q, pkt):
-        current.append((pkt.conn.id, pkt.op))
-        put_rx(q, pkt)
-
-    def traced_pass(self, q):
-        yield from process_rx(self, q)
-        passes.append(list(current))
-        current.clear()
-
-    monkeypatch.setattr(guest.GuestQueue, "put_rx", traced_put)
-    monkeypatch.setattr(backend.UserspaceBackend, "_process_rx", traced_pass)
     flows = [{"name": n, "kind": "stream", "direction": "h2g", "msg_bytes": 65536} for n in ("a", "b")]
     est = BUILTIN_PROFILES["vhost-user"]
     assert est.backend_rx_one_per_pass and est.backend_epoll_ctl_per_rx_pkt == 2 and not est.rx_round_robin
-    res = simulate(make_scenario([{"cid": 3, "backend": "vhost-user"}], flows, duration=0.002, vcpus=2))
+    res, passes = _traced_passes(monkeypatch, make_scenario([{"cid": 3, "backend": "vhost-user"}], flows,
+                                                            duration=0.002, vcpus=2))
     assert res.checks["conserved"]
-    rw = [[c for c, op in pkts if op == RW] for pkts in passes]
+    rw = [[c for c, op in pkts if op == RW] for pkts, _ in passes]
     assert sum(map(len, rw)) > 100
     assert max(max((p.count(c) for c in set(p)), default=0) for p in rw) == 1
     assert any(len(set(p)) == 2 for p in rw)

@@ -179,10 +179,10 @@ def code_constants(setup: str, variant: str = "", backend: str = "vhost") -> Ker
     out = KernelConstants()
     if backend not in ("vhost", "vhost-user", "vmm"):
         return out
+    guest, host = linux_versions(setup, variant)
     if host_arch(setup) == "arm64":
         out["halt_poll_ns"] = ARM64_HALT_POLL_NS
         out.notes.append("halt_poll_ns = 500000: an arm64 host (Graviton): KVM_HALT_POLL_NS_DEFAULT is 500 us on arm64")
-        host = linux_versions(setup, variant)[1]
         if backend == "vmm" and host is not None and host >= ARM64_SPI_INATOMIC:
             out["kvm_irq_inject_inline"] = True
             out.notes.append("kvm_irq_inject_inline: an arm64 host of 5.9 or later injects an SPI in the irqfd write "
@@ -196,7 +196,6 @@ def code_constants(setup: str, variant: str = "", backend: str = "vhost") -> Ker
         out.notes.append("host_credit_threshold_bytes = 16385: Firecracker before PR #1910 (June 2020) sent a "
                          "credit update once CONN_CREDIT_UPDATE_THRESHOLD = 48 KiB were forwarded (csm/mod.rs, "
                          "connection.rs peer_needs_credit_update)")
-    guest, host = linux_versions(setup, variant)
     # the Linux ends whose rules apply: the guest always, the host only when vhost (a Linux socket)
     ends = [v for v in (guest, host if backend == "vhost" else None) if v is not None]
     if not ends:

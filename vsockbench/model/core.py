@@ -308,8 +308,13 @@ class Model:
         (CONN_CREDIT_UPDATE_THRESHOLD); vhost-device-vsock: < tx_buffer_size / 4."""
         end = conn.h
         if end.fwd_cnt != end.last_fwd_cnt and end.buf_alloc - (end.fwd_cnt - end.last_fwd_cnt) < end.threshold:
-            end.credit_updates += 1
-            conn.q.backend.host_send(end.stamp(Pkt(conn, False, CREDIT_UPDATE, 0, 0, 0, 0)), conn.q)
+            self._backend_credit_update(conn)
+
+    def _backend_credit_update(self, conn: Conn) -> None:
+        """The backend queues a proactive CREDIT_UPDATE for the guest (stamped now)."""
+        end = conn.h
+        end.credit_updates += 1
+        conn.q.backend.host_send(end.stamp(Pkt(conn, False, CREDIT_UPDATE, 0, 0, 0, 0)), conn.q)
 
     def backend_flush(self, conn: Conn) -> None:
         """EPOLLOUT: move LocalTxBuf bytes into the Unix socket, credit the guest."""
@@ -326,9 +331,7 @@ class Model:
             # vhost-device-vsock queues a CREDIT_UPDATE after every flush that moved bytes
             # (vhu_vsock_thread.rs handle_event, EPOLLOUT: rx_queue.enqueue(RxOps::CreditUpdate));
             # Firecracker checks its threshold (connection.rs notify -> peer_needs_credit_update)
-            end = conn.h
-            end.credit_updates += 1
-            conn.q.backend.host_send(end.stamp(Pkt(conn, False, CREDIT_UPDATE, 0, 0, 0, 0)), conn.q)
+            self._backend_credit_update(conn)
         else:
             self._backend_credit_check(conn)
 
