@@ -123,3 +123,8 @@ def test_a_refill_after_the_device_had_nothing_to_send_kicks(monkeypatch, backen
     assert dry[0] == 0 and filled[0] > 500  # the device never ran out of RX buffers
     assert len(notified) >= 5  # yet refills kicked
     assert len(notified) <= filled[0] / (q.rx_ring // 4)  # about one per refill (>= half a ring each)
+    if backend_kind == "vhost-user":  # the profile's field, not the kind: off, no refill kicks
+        notified.clear()
+        prof = builtin_profile("vhost-user").replace(backend_rx_notify_every_pass=False)
+        simulate(sc.with_profile(prof))
+        assert notified == []

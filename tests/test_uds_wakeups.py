@@ -147,16 +147,23 @@ def test_estimate_and_shipped_profiles_state_the_order():
     assert len(refitted) == 39
 
 
+@pytest.mark.parametrize("flipped", [False, True])
 @pytest.mark.parametrize("backend_kind", ["vhost-user", "vmm"])
-def test_a_flush_of_the_connection_buffer_credits_the_guest_per_backend(backend_kind):
+def test_a_flush_of_the_connection_buffer_credits_the_guest_per_backend(backend_kind, flipped):
     """EPOLLOUT drains a connection's buffer into the host app's socket: vhost-device-vsock queues
     a CREDIT_UPDATE after every flush that moved bytes (handle_event), Firecracker only when the
-    guest's view of its free space fell below its threshold (notify -> peer_needs_credit_update)."""
+    guest's view of its free space fell below its threshold (notify -> peer_needs_credit_update).
+    The rule is the profile's field, not the backend kind's: flipped, each does the other's."""
     from vsockbench.model.socket import CREDIT_UPDATE
+    from vsockbench.profiles import builtin_profile
 
+    prof = builtin_profile(backend_kind)
+    assert prof.backend_credit_update_every_flush == (backend_kind == "vhost-user")
+    if flipped:
+        prof = prof.replace(backend_credit_update_every_flush=not prof.backend_credit_update_every_flush)
     sc = make_scenario([{"cid": 3, "backend": backend_kind}],
                        [{"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 4096}],
-                       duration=0.001, packets="none")
+                       duration=0.001, packets="none").with_profile(prof)
     res = simulate(sc, keep_model=True)
     model = res.model
     (conn,) = model.conns
@@ -167,5 +174,5 @@ def test_a_flush_of_the_connection_buffer_credits_the_guest_per_backend(backend_
     model.backend_flush(conn)
     assert conn.txbuf == 0 and conn.uds_g2h == 1000
     sent = conn.h.credit_updates - before
-    assert sent == (1 if backend_kind == "vhost-user" else 0)
+    assert sent == ((backend_kind == "vhost-user") != flipped)
     assert [p.op for p in list(conn.ctrl_h2g)[queued:]] == [CREDIT_UPDATE] * sent

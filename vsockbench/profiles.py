@@ -103,6 +103,10 @@ class Profile:
     backend_one_irq_per_event: bool = False
     # --- epoll_ctl calls per host-to-guest data packet (vhost-device-vsock: DEL at EPOLLIN, ADD at the read) ---
     backend_epoll_ctl_per_rx_pkt: int = 0
+    # --- the backend re-enables RX notifications after every RX pass, so a refill kicks (SOURCES) ---
+    backend_rx_notify_every_pass: bool = False
+    # --- the backend queues a CREDIT_UPDATE after every EPOLLOUT flush that moved bytes (SOURCES) ---
+    backend_credit_update_every_flush: bool = False
     # --- a host socket is polled for EPOLLIN only while the guest has credit (Firecracker; SOURCES) ---
     backend_epollin_needs_credit: bool = False
     # --- an interrupt the guest did not want preempts its vCPU's running thread (SOURCES) ---
@@ -176,6 +180,7 @@ ESTIMATES: dict[str, Profile] = {
         weight_pkts=0, weight_bytes=0, host_buf_alloc_bytes=65536, host_credit_threshold_bytes=16384,
         host_credit_on_drain=False, host_sends_credit_request=True, rx_round_robin=False,
         backend_rx_one_per_pass=True, backend_epoll_ctl_per_rx_pkt=2,
+        backend_rx_notify_every_pass=True, backend_credit_update_every_flush=True,
         backend_per_pkt_ns=700.0, backend_per_rxbuf_ns=700.0, backend_copy_ns_per_kib=110.0,
         backend_syscall_ns=1100.0, backend_loop_ns=900.0, backend_signal_ns=900.0,
         backend_wakeup_latency_ns=2500.0,

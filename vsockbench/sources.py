@@ -148,6 +148,15 @@ SOURCES: dict[str, str] = {
     "backend_epoll_ctl_per_rx_pkt": "code: vhost-device-vsock: EPOLL_CTL_DEL at each EPOLLIN (vhu_vsock_thread.rs "
     "handle_event, epoll_unregister) and a re-register after the read (vsock_conn.rs recv_pkt): 2 per RX data packet, "
     "each a backend_syscall_ns; Firecracker's 2020-26 muxer none (its polled set is recomputed per pass)",
+    "backend_rx_notify_every_pass": "code: vhost-device-vsock re-enables the RX virtqueue's notifications after "
+    "every RX pass (vhu_vsock_thread.rs process_unix_sockets: vring.enable_notification() after each "
+    "process_rx_queue, with EVENT_IDX), so the guest's next refill (virtio_vsock_rx_fill, below half the ring) kicks. False: kernel vhost enables them "
+    "when send_pkt_queue drains (vhost_transport_do_send_pkt -> vhost_enable_notify, model/backend.py) and "
+    "Firecracker offers no EVENT_IDX before PR #5872, so every refill kicks (device_event_idx)",
+    "backend_credit_update_every_flush": "code: vhost-device-vsock queues a CREDIT_UPDATE after every EPOLLOUT "
+    "flush of a connection's LocalTxBuf that moved bytes (vhu_vsock_thread.rs handle_event, EPOLLOUT: "
+    "rx_queue.enqueue(RxOps::CreditUpdate)). False: Firecracker sends one only once the guest's view of free "
+    "space falls below host_credit_threshold_bytes (csm/connection.rs notify -> peer_needs_credit_update)",
     "backend_rx_one_per_pass": "code: Firecracker 2020-26 (before PR #6041, July 2026): the muxer keeps a connection in "
     "its RX queue while it has pending RX (unix/muxer.rs recv_pkt), but the connection's recv_pkt removes its Rw "
     "indication with its one read() into one RX buffer (csm/connection.rs), and only the muxer's next epoll_wait of "

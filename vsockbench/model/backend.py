@@ -402,7 +402,7 @@ class UserspaceBackend(_Worker):
                 continue
             if prof.rx_round_robin and pending and pending[0] is conn:
                 pending.rotate(-1)  # one packet per connection per round
-        if self.kind == "vhost-user":  # process_unix_sockets re-enables notifications after each pass
+        if prof.backend_rx_notify_every_pass:  # a refill kicks (SOURCES)
             q.rx_kick_enabled = True
         if self.one_irq:
             tx, self._tx_used = self._tx_used, 0

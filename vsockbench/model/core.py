@@ -327,10 +327,9 @@ class Model:
         conn.uds_g2h += w
         conn.h.fwd_cnt += w
         self._wake_host_reader(conn)
-        if conn.q.backend.kind == "vhost-user":
-            # vhost-device-vsock queues a CREDIT_UPDATE after every flush that moved bytes
-            # (vhu_vsock_thread.rs handle_event, EPOLLOUT: rx_queue.enqueue(RxOps::CreditUpdate));
-            # Firecracker checks its threshold (connection.rs notify -> peer_needs_credit_update)
+        if conn.q.backend.prof.backend_credit_update_every_flush:
+            # vhost-device-vsock (SOURCES); Firecracker checks its threshold (connection.rs notify ->
+            # peer_needs_credit_update)
             self._backend_credit_update(conn)
         else:
             self._backend_credit_check(conn)
