@@ -5,6 +5,11 @@
 Per rich setup: a split (write sizes, vCPUs, or RTT sizes), a fit on the training rows, errors on
 the held-out rows; then a fit on all rows (the shipped profile, written to --profiles) with its
 in-sample residuals.  Writes report.md, cv.json and one PNG+SVG per setup.  Takes a few minutes.
+
+The fits simulate each row once for 6 ms (``--max-evals`` evaluations); every reported prediction
+(held-out, in-sample, each search start's, the kernel transfers) is the mean of
+``--replications`` seeds of runs ``--fidelity`` times as long (``predict.REPORT_FIDELITY`` and
+``REPORT_REPLICATIONS``, 16 and 4): a pinned 2-vCPU stream needs that long to converge.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.calibrate import Predictor, calibrate_setup, expressible  # noqa: E402
 from vsockbench.fitparams import with_code_constants  # noqa: E402
 from vsockbench.measured import group_by_setup, profile_path, read_measured_files  # noqa: E402
+from vsockbench.predict import REPORT_FIDELITY, REPORT_REPLICATIONS  # noqa: E402
 from vsockbench.profiles import save_profile  # noqa: E402
 from vsockbench.report import save_figure  # noqa: E402
 from vsockbench.validate import predict_rows, summarize  # noqa: E402
@@ -233,6 +239,10 @@ def main() -> int:
     ap.add_argument("--setup", action="append", default=[])
     ap.add_argument("--guest-rx-start", action=argparse.BooleanOptionalAction, default=True,
                     help="fits also search from a guest-bound receive side (calibrate.GUEST_RX_START) (default: on, as shipped)")
+    ap.add_argument("--fidelity", type=float, default=REPORT_FIDELITY,
+                    help=f"reported predictions: run length, times the fits' (default {REPORT_FIDELITY:g})")
+    ap.add_argument("--replications", type=int, default=REPORT_REPLICATIONS,
+                    help=f"reported predictions: seeds averaged (default {REPORT_REPLICATIONS})")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other setups' entries of OUT/cv.json (a rerun of some --setup)")
     args = ap.parse_args()
@@ -240,7 +250,9 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows = read_measured_files(sorted((ROOT / "results" / "measured").glob("*.csv")))
     groups = group_by_setup(rows)
-    pred = Predictor(workers=2)
+    pred = Predictor(workers=2)  # the fits'
+    shown = Predictor(workers=2, fidelity=args.fidelity, replications=args.replications)  # what is reported
+    prediction = {"fidelity": args.fidelity, "replications": args.replications}
     report = {}
     joint_fits = {}  # (setups, which) -> CalibrationResult: a joint fit serves each of its setups
 
@@ -263,10 +275,10 @@ def main() -> int:
         train = [r for r in ok if is_train(r)]
         test = [r for r in ok if not is_train(r)]
         cv, cv_profile = fit(members, [r for r in rs if expressible(r) is None and is_train(r)], "cv")
-        rec_test = records(test, cv_profile, pred)
+        rec_test = records(test, cv_profile, shown)
         variant = groups[setup][0].variant
-        starts = start_records(cv, test, rec_test, setup, variant, pred)
-        rec_train = records(train, cv_profile, pred)
+        starts = start_records(cv, test, rec_test, setup, variant, shown)
+        rec_train = records(train, cv_profile, shown)
         full, full_profile = fit(members, rs, "full")
         full = dataclasses.replace(full, profile=full_profile)
         if len(members) > 1:
@@ -275,12 +287,13 @@ def main() -> int:
                      comment=f"calibrated by bench/cross_validate.py on all {len(full.rows)} fitted rows of "
                      f"{', '.join(members)}\n"
                      "fitted: " + ", ".join(f"{k}={v:.3g}" for k, v in full.params.items()))
-        rec_full = records(ok, full.profile, pred)
+        rec_full = records(ok, full.profile, shown)
         s_test, s_full = summarize(rec_test), summarize(rec_full)
         plot(setup, rec_test, rec_train, out)
         report[setup] = {"split": desc, "free": cv.free, "cv_params": cv.params, "full_params": full.params,
                          "held_out": rec_test, "summary_held_out": s_test, "summary_in_sample": s_full,
-                         "fitted_on": fitted_domain(full.rows), "wall_s": round(time.time() - t0, 1)}
+                         "fitted_on": fitted_domain(full.rows), "prediction": prediction,
+                         "wall_s": round(time.time() - t0, 1)}
         if starts:
             report[setup]["starts"] = starts
         print(f"{setup}: held out {fmt_summary(s_test)}", flush=True)
@@ -288,8 +301,8 @@ def main() -> int:
             desc2, is_train2 = SECOND_SPLITS[setup]
             cv2, cv2_profile = fit(members, [r for r in rs if expressible(r) is None and is_train2(r)], "cv2")
             test2 = [r for r in ok if not is_train2(r)]
-            rec2 = records(test2, cv2_profile, pred)
-            starts2 = start_records(cv2, test2, rec2, setup, variant, pred)
+            rec2 = records(test2, cv2_profile, shown)
+            starts2 = start_records(cv2, test2, rec2, setup, variant, shown)
             s2 = summarize(rec2)
             report[setup]["second_split"] = {"split": desc2, "cv_params": cv2.params, "held_out": rec2,
                                              "summary_held_out": s2}
@@ -299,8 +312,9 @@ def main() -> int:
         if setup in TRANSFERS:
             # a transfer tests the mechanisms on a profile that never saw the target's rows
             src = full if len(members) == 1 else fit((setup,), groups[setup], "own")[0]
-            report[setup]["transfer"] = transfer(setup, src.profile, TRANSFERS[setup], groups, pred)
+            report[setup]["transfer"] = transfer(setup, src.profile, TRANSFERS[setup], groups, shown)
     pred.close()
+    shown.close()
     for setup, rep in report.items():
         for target, t in rep.get("transfer", {}).items():
             print(f"transfer {setup} -> {target}: {fmt_summary(t['summary'])}", flush=True)
@@ -314,6 +328,14 @@ def main() -> int:
     return 0
 
 
+def _prediction_md(rep: dict) -> str:
+    p = rep.get("prediction")
+    if not p:
+        return "Predictions: one 6 ms run a row, as the fits."
+    return (f"Predictions: the mean of {p['replications']} seeds of runs {p['fidelity']:g}x the fits' "
+            f"({6 * p['fidelity']:g} ms of stream, {12 * p['fidelity']:g} ms of round trips).")
+
+
 def render_report(report: dict) -> str:
     """report.md from cv.json's entries (in their order)."""
     md = ["# Validation: predicted vs measured", "",
@@ -323,7 +345,7 @@ def render_report(report: dict) -> str:
           "EVENT_IDX) against the model: `effects.md` (`python bench/effects.py`).", ""]
     for setup, rep in report.items():
         md += [f"## {setup}", "", f"Split: {rep['split']}. Free: scale (closed form), {', '.join(rep['free'])}. "
-               f"Wall time (CV fit + full fit, 2 workers): {rep['wall_s']:.0f} s.", "",
+               f"Wall time (CV fit + full fit, 2 workers): {rep['wall_s']:.0f} s. {_prediction_md(rep)}", "",
                f"- held out: {fmt_summary(rep['summary_held_out'])}",
                f"- in-sample (shipped profile): {fmt_summary(rep['summary_in_sample'])}",
                *_starts_md(rep.get("starts", [])), "", *_table(rep)]
