@@ -26,6 +26,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..accuracy import merge_accuracy, user_fit_entry
+    from ..atomic import check_dir_target
     from ..calibrate import calibrate
     from ..errors import InputError
     from ..measured import profile_path, read_measured_files
@@ -35,6 +36,8 @@ def run(args) -> int:
         raise InputError(f"--max-evals {args.max_evals}: expected >= 1")
     if args.workers is not None and args.workers < 1:
         raise InputError(f"--workers {args.workers}: expected >= 1")
+    # before the fits: a bad directory failed only when the first profile was written
+    check_dir_target(args.out_dir, "--out-dir (the fitted profiles)")
     rows = read_measured_files(args.measured)
     out = Path(args.out_dir)
     written, why_not = 0, Counter()  # why no row of an unfitted setup could be used

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..atomic import check_dir_target
 from ..compare import DEFAULT_WORKLOAD, compare
 from ..designs import DESIGNS
 from ..errors import InputError
@@ -61,18 +62,19 @@ def parse_designs(text: str | None):
 
 
 def check_out(out, force: bool) -> None:
-    """Refuse an --out that holds something, before the runs (save_run would replace a complete
-    run silently, or refuse anything else only after them)."""
+    """Refuse an --out that holds something or cannot be written, before the runs (save_run would
+    replace a complete run silently, or refuse anything else only after them)."""
     if out is None:
+        check_dir_target(RUNS_DIR, "the compare runs (the default --out is a new folder in it)")
         return
     final = Path(out)
-    if not final.exists() or (final.is_dir() and not any(final.iterdir())):
-        return
-    if not final.is_dir() or not is_complete(final):
-        raise InputError("exists and is not a vsockbench run folder; expected a new or empty folder", path=str(final))
-    if not force:
-        raise InputError("holds a complete compare run; expected a new or empty folder (--force replaces the run)",
-                         path=str(final))
+    if final.exists() and not (final.is_dir() and not any(final.iterdir())):
+        if not final.is_dir() or not is_complete(final):
+            raise InputError("exists and is not a vsockbench run folder; expected a new or empty folder", path=str(final))
+        if not force:
+            raise InputError("holds a complete compare run; expected a new or empty folder (--force replaces the run)",
+                             path=str(final))
+    check_dir_target(final, "--out (the compare run)", built_beside=True)
 
 
 def run(args) -> int:

@@ -192,11 +192,25 @@ def _check_guest_stats(args) -> None:
                          f"the lines' keys, e.g. {' | '.join(virtio)}")
 
 
+def _check_out(out: str) -> None:
+    """The measured-run CSV and its two sidecars can be written: checked before the run, which a
+    bad path would otherwise waste (measure() itself refuses a directory as --out, in its words)."""
+    from ..atomic import check_file_target
+    from ..measure.output import sidecar_paths
+
+    if not os.path.isdir(out):
+        check_file_target(out, "--out (the measured-run CSV)")
+    for path in sidecar_paths(out):
+        check_file_target(path, "a sidecar of --out")
+
+
 def client_handler(args) -> int:
     from ..measure import measure
 
     spec = _spec(args)
     _check_guest_stats(args)
+    if args.out:
+        _check_out(args.out)
     ep = None if args.local else _endpoint(args, "client")
     if args.local and args.transport == "vsock" and args.cid not in (None, 1):
         raise InputError("--cid: --local vsock runs over the loopback CID 1; expected no --cid or --cid 1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..atomic import check_dir_target
 from ..designs import DEFAULT_DESIGNS, DESIGNS
 from ..errors import InputError
 from ..executors import EXECUTORS
@@ -58,13 +59,14 @@ def run(args) -> int:
         raise InputError(f"--duration {args.duration}: expected > 0 seconds")
     if not Path(args.workload).exists():
         raise InputError("workload file not found", path=args.workload)
+    out = Path(args.out or "results/plan")
+    check_dir_target(out, "--out (the plan's plots and Parquet tables)")  # before the search, not after it
     res = plan_capacity(args.workload, knob=args.knob, slo_us=args.slo_us, designs=tuple(args.design or DEFAULT_DESIGNS),
                         quantile=args.quantile, replications=args.replications, seed=args.seed, start=args.start,
                         max_load=args.max_load, min_load=args.min_load, rel_tol=args.rel_tol, duration=args.duration,
                         executor=args.executor, workers=args.workers, scheduler=args.scheduler,
                         victim_profile=args.victim_profile, aggressor_profile=args.aggressor_profile,
                         progress=not args.no_progress, sensitivity=args.sensitivity)
-    out = Path(args.out or "results/plan")
     meta = {"workload": args.workload, "knob": args.knob, "slo_us": args.slo_us, "quantile": args.quantile,
             "victim_profile": args.victim_profile, "aggressor_profile": args.aggressor_profile,
             "sensitivity": args.sensitivity}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..atomic import check_dir_target
 from ..errors import InputError
 from ..report import write_report
 from ..store import load_run
@@ -19,6 +20,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    if args.out_dir:
+        check_dir_target(args.out_dir, "--out-dir (report.md and figures/)")
     result = load_run(args.run_dir)
     try:
         stored = pd.read_csv(f"{args.run_dir}/summary.csv")

@@ -39,12 +39,17 @@ def _inputs(scenario, path) -> list:
 def run(args) -> int:
     from pathlib import Path
 
+    from ..atomic import check_dir_target, check_file_target
     from ..errors import InputError
 
     scenario = load_scenario(args.scenario)
-    if args.json and args.json != "-" and Path(args.json).resolve() in _inputs(scenario, args.scenario):
-        # the summary would overwrite the scenario (or a file it reads)
-        raise InputError(f"--json {args.json}: is an input of this run; expected a new file name")
+    if args.json and args.json != "-":
+        if Path(args.json).resolve() in _inputs(scenario, args.scenario):
+            # the summary would overwrite the scenario (or a file it reads)
+            raise InputError(f"--json {args.json}: is an input of this run; expected a new file name")
+        check_file_target(args.json, "--json (the summary JSON)")  # before the run, not after it
+    if args.out:
+        check_dir_target(args.out, "--out (the run's Parquet tables and summary.json)")
     if args.duration is not None:
         if args.duration <= 0:  # finite already: the argparse type (commands.finite) read it
             raise InputError(f"--duration {args.duration}: expected > 0 seconds")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..atomic import check_dir_target
 from ..executors import EXECUTORS
 from ..sweep import load_sweep, run_sweep, sweep_tasks
 
@@ -40,6 +41,7 @@ def run(args) -> int:
         for t in tasks:
             print(f"  {t.task_id}  " + ", ".join(f"{k} = {v}" for k, v in t.factors) + f"  seed {t.seed}")
         return 0
+    check_dir_target(out, "--out (the sweep's tasks and table)")  # a bad one failed at the first finished task
     res = run_sweep(spec, out, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
                     retry_failed=args.retry_failed, progress=not args.no_progress)
     if res.discarded:

@@ -64,9 +64,19 @@ def _parse_params(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _check_trace_out(out: str) -> None:
+    """Before the trace is made or read: write_trace's two files (ops and the flows sidecar) can be written."""
+    from ..atomic import check_file_target
+    from ..trace import flows_path
+
+    check_file_target(out, "--out (the trace)")
+    check_file_target(flows_path(out), "the flows sidecar of --out")
+
+
 def _generate(args) -> int:
     from ..trace import generate, summarize, write_trace
 
+    _check_trace_out(args.out)
     tr = generate(args.kind, seed=args.seed, duration=args.duration,
                   **_parse_params(args.params))
     path = write_trace(tr, args.out)
@@ -79,6 +89,7 @@ def _generate(args) -> int:
 def _import(args) -> int:
     from ..trace import read_pcap, write_trace
 
+    _check_trace_out(args.out)
     tr, st = read_pcap(args.capture, pair_replies=not args.no_pair_replies)
     path = write_trace(tr, args.out)
     ops = ", ".join(f"{k} {v}" for k, v in st.by_op.items())
@@ -128,7 +139,9 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _check_export_out(src: Path, out: Path) -> None:
     """Refused before anything is read: an --out that would overwrite the input (the atomic write
-    would replace it whole with pcap bytes) or that names another format than the pcap written."""
+    would replace it whole with pcap bytes), that names another format than the pcap written, or
+    that cannot be written."""
+    from ..atomic import check_file_target
     from ..trace import flows_path
 
     for inp in (src, flows_path(src)):
@@ -138,6 +151,7 @@ def _check_export_out(src: Path, out: Path) -> None:
     if out.suffix.lower() not in _EXPORT_EXT:
         raise InputError(f"--out: {out} has extension '{out.suffix or '(none)'}'; expected "
                          f"{' or '.join(_EXPORT_EXT)} (export writes a classic nanosecond pcap, not pcapng)")
+    check_file_target(out, "--out (the capture)")
 
 
 def _export(args) -> int:

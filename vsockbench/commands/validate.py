@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..executors import usable_cpus
 from . import count
 
@@ -21,9 +23,15 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..atomic import check_file_target
+    from ..errors import InputError
     from ..measured import read_measured_files
     from ..validate import format_table, validate, write_json
 
+    if args.json:  # checked before the predictions (minutes of simulation) that a bad path would waste
+        check_file_target(args.json, "--json (the validation JSON)")
+        if any(Path(args.json).resolve() == Path(m).resolve() for m in args.measured):
+            raise InputError("is a measured CSV of this run; expected a new file name for --json", path=args.json)
     rows = read_measured_files(args.measured)
     result = validate(rows, args.profiles, workers=args.workers or usable_cpus())
     if args.json:
