@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .accuracy import accuracy_of, extrapolations, load_accuracy, table_for
-from .designs import DESIGNS, apply_design, design_label, design_profile
+from .designs import DESIGNS, apply_design, design_devices, design_label
 from .effects import load_checks
 from .errors import InputError
 from .executors import open_pool
@@ -107,15 +107,9 @@ def resolve_workload(workload=None) -> Scenario:
     else:
         spec = DEFAULT_WORKLOAD if workload is None else str(workload)
         p = Path(spec)
-        if not p.exists():
-            for d in _workload_dirs():
-                for cand in (d / f"{spec}.toml", d / f"trace-{spec}.toml"):
-                    if cand.exists():
-                        p = cand
-                        break
-                else:
-                    continue
-                break
+        if not p.exists():  # a shipped name: the first workloads/<name>.toml or trace-<name>.toml
+            p = next((c for d in _workload_dirs() for c in (d / f"{spec}.toml", d / f"trace-{spec}.toml")
+                      if c.exists()), p)
         if not p.exists():
             raise InputError(f"--workload {spec!r}: no such file and not a shipped workload; expected a path "
                              f"to a scenario TOML or trace CSV/Parquet, or one of {', '.join(shipped_workloads())}")
@@ -342,10 +336,8 @@ def compare(workload=None, designs=None, *, duration: float | None = None, seed:
     # Packet records are not used by the comparison; skipping them saves memory, not results.
     sc = sc.with_run(**changes)
     n = sc.run.replications
-    victim_profile, victim = design_profile(victim_profile, None, "victim")
-    aggressor_profile, aggressor = design_profile(aggressor_profile, aggressor_backend, "aggressor")
-    victim_backend = victim.backend if victim else "vhost"
-    aggressor_backend = aggressor.backend if aggressor else (aggressor_backend or "vhost-user")
+    victim_profile, aggressor_profile, victim_backend, aggressor_backend = design_devices(
+        victim_profile, aggressor_profile, aggressor_backend)
     scenarios = {d: apply_design(sc, d, aggressor_backend=aggressor_backend, victim_backend=victim_backend,
                                  victim_profile=victim_profile, aggressor_profile=aggressor_profile
                                  ).with_run(packets="none")

@@ -35,7 +35,7 @@ from .errors import InputError
 from .profiles import Profile, lookup_profile, resolve_profile
 from .scenario import DeviceSpec, Scenario
 
-__all__ = ["DESIGNS", "DEFAULT_DESIGNS", "apply_design", "design_label", "design_profile"]
+__all__ = ["DESIGNS", "DEFAULT_DESIGNS", "apply_design", "design_label", "design_profile", "design_devices"]
 
 DESIGNS = ("single", "multi-device", "multi-queue", "multi-queue-worker")
 DEFAULT_DESIGNS = DESIGNS
@@ -68,6 +68,18 @@ def design_profile(spec: str | None, backend: str | None, role: str,
         raise InputError(f"--{role}-profile {spec!r} is for backend {prof.backend!r}, but --{role}-backend "
                          f"is {backend!r}")
     return (str(path.resolve()) if path is not None else spec), prof
+
+
+def design_devices(victim_profile: str | None = None, aggressor_profile: str | None = None,
+                   aggressor_backend: str | None = None) -> tuple[str | None, str | None, str, str]:
+    """The two profiled devices of the designs, resolved once (compare and plan):
+    ``(victim_profile, aggressor_profile, victim_backend, aggressor_backend)``, each profile as
+    design_profile's DeviceSpec field and each device's backend: its profile's, else vhost for the
+    victim's and ``aggressor_backend`` (default vhost-user) for the aggressors'."""
+    victim_field, victim = design_profile(victim_profile, None, "victim")
+    aggressor_field, aggressor = design_profile(aggressor_profile, aggressor_backend, "aggressor")
+    return (victim_field, aggressor_field, victim.backend if victim else "vhost",
+            aggressor.backend if aggressor else (aggressor_backend or "vhost-user"))
 
 
 def _device(cid: int, backend: str, order: int, profile: tuple = (None, None), **kw) -> DeviceSpec:

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .designs import DEFAULT_DESIGNS, DESIGNS, design_label, design_profile
+from .designs import DEFAULT_DESIGNS, DESIGNS, design_devices, design_label
 from .errors import InputError, read_text
 from .executors import open_pool
 from .scenario import check_run_limits
@@ -164,6 +164,11 @@ def _ci(x: np.ndarray) -> tuple[float, float, float]:
     return m, m - h, m + h
 
 
+def _victim_ci(rows, col: str) -> tuple[float, float, float]:
+    """``_ci`` of the victims' quantile ``col`` over runs; a run in which none completed a request is infinite."""
+    return _ci(np.array([r.get(col) if r.get(col) is not None else math.inf for r in rows], dtype=float))
+
+
 def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS, quantile: str = "p99",
                   replications: int = 5, seed: int | None = None, start=None, max_load=None,
                   min_load=None, rel_tol: float = 0.05, duration: float | None = None,
@@ -233,12 +238,11 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
                          path=str(path), where=knob)
     seed = seed if seed is not None else int(base.get("run", {}).get("seed", 1))
     # each profile resolved once: the absolute path the workers read, and its backend for the labels
-    victim_profile, victim = design_profile(victim_profile, None, "victim")
-    aggressor_profile, aggressor = design_profile(aggressor_profile, None, "aggressor")
+    victim_profile, aggressor_profile, victim_backend, aggressor_backend = design_devices(
+        victim_profile, aggressor_profile)
     profiles = {k: v for k, v in (("victim_profile", victim_profile), ("aggressor_profile", aggressor_profile))
                 if v is not None}
-    labels = {d: design_label(d, aggressor.backend if aggressor else "vhost-user",
-                              victim.backend if victim else "vhost") for d in designs}
+    labels = {d: design_label(d, aggressor_backend, victim_backend) for d in designs}
     # fail before any run: the workload with each design at the extreme loads must be valid
     for d in designs:
         for load in (lowest, max_load):
@@ -258,11 +262,6 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
     pending = {d: next(g) for d, g in gens.items()}
     found: dict = {}
     col = f"victim_{quantile}_us"
-
-    def verdict(rows) -> bool:
-        x = np.array([r.get(col) if r.get(col) is not None else math.inf for r in rows], dtype=float)
-        return bool(_ci(x)[2] < slo_us)
-
     with open_pool(executor, workers, scheduler) as pool, \
             tqdm(desc="plan", unit="run", disable=not progress, dynamic_ncols=True) as bar:
         while pending:
@@ -285,7 +284,7 @@ def plan_capacity(workload, *, knob: str, slo_us: float, designs=DEFAULT_DESIGNS
                 bar.update(1)
             for d in list(pending):
                 try:
-                    pending[d] = gens[d].send(verdict(cache[(d, pending[d])]))
+                    pending[d] = gens[d].send(_victim_ci(cache[(d, pending[d])], col)[2] < slo_us)  # meets the SLO
                 except StopIteration as stop:
                     found[d] = stop.value
                     del pending[d]
@@ -327,8 +326,7 @@ def _sensitivity_variants(variants: dict, labels: dict, base: dict, knob: str, s
 def _result(cache, found, designs, knob, slo_us, quantile, path, col, victims, labels) -> PlanResult:
     evals, loads, caps = [], [], []
     for (d, load), rows in cache.items():
-        x = np.array([r.get(col) if r.get(col) is not None else math.inf for r in rows], dtype=float)
-        m, lo, hi = _ci(x)
+        m, lo, hi = _victim_ci(rows, col)
         gbps = float(np.mean([r["aggressor_gbps"] for r in rows]))
         loads.append({"design": d, "load": load, "n": len(rows), "q_mean": m, "q_ci_low": lo, "q_ci_high": hi,
                       "meets_slo": bool(hi < slo_us), "aggressor_gbps": gbps,
@@ -343,11 +341,9 @@ def _result(cache, found, designs, knob, slo_us, quantile, path, col, victims, l
         good, bad = found[d]
         at = loads_df[(loads_df["design"] == d) & (loads_df["load"] == good)] if good is not None else None
         caps.append({"design": d, "label": labels[d], "capacity": good, "first_breach": bad,
-                     "censored": bad is None,
-                     "q_mean": float(at["q_mean"].iloc[0]) if at is not None else math.nan,
-                     "q_ci_low": float(at["q_ci_low"].iloc[0]) if at is not None else math.nan,
-                     "q_ci_high": float(at["q_ci_high"].iloc[0]) if at is not None else math.nan,
-                     "aggressor_gbps": float(at["aggressor_gbps"].iloc[0]) if at is not None else math.nan,
+                     "censored": bad is None,  # the figures at the capacity, nan without one:
+                     **{k: float(at[k].iloc[0]) if at is not None else math.nan
+                        for k in ("q_mean", "q_ci_low", "q_ci_high", "aggressor_gbps")},
                      "runs": int(loads_df.loc[loads_df["design"] == d, "n"].sum())})
     return PlanResult(pd.DataFrame(evals), loads_df, pd.DataFrame(caps), knob, slo_us, quantile, path, victims)
 
