@@ -37,7 +37,8 @@ def test_validate_json_shape(tmp_path, profiles, capsys):
     out = tmp_path / "v.json"
     assert main(["validate", str(m), "--profiles", str(profiles), "--json", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert set(data) == {"rows", "summary"}
+    assert set(data) == {"rows", "summary", "prediction"}  # DESIGN 6's two, and how they were predicted
+    assert data["prediction"] == {"fidelity": 1.0, "replications": 1}
     assert len(data["rows"]) == 3
     r0 = data["rows"][0]
     assert set(COLUMNS) <= set(r0) and {"predicted", "rel_error", "log_error"} <= set(r0)
@@ -67,6 +68,25 @@ def test_worker_processes_change_no_prediction(tmp_path, profiles, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["validate", str(m), "--profiles", str(profiles), "--workers", "0"])
     assert exc.value.code == 2 and "argument --workers: 0" in capsys.readouterr().err
+
+
+def test_longer_runs_and_seeds_are_chosen_and_recorded(tmp_path, profiles, capsys):
+    """--fidelity and --replications reach the predictions (a 2-seed mean differs from one seed's
+    run) and the JSON says which were used; out-of-range values are exit 2 before any simulation."""
+    m = _csv(tmp_path, GOOD)
+    got = {}
+    for reps in ("1", "2"):
+        out = tmp_path / f"r{reps}.json"
+        assert main(["validate", str(m), "--profiles", str(profiles), "--json", str(out), "--workers", "1",
+                     "--fidelity", "0.5", "--replications", reps]) == 0
+        got[reps] = json.loads(out.read_text())
+    assert got["2"]["prediction"] == {"fidelity": 0.5, "replications": 2}
+    assert got["1"]["rows"][0]["predicted"] != got["2"]["rows"][0]["predicted"]
+    capsys.readouterr()
+    for bad, what in ((["--fidelity", "100"], "--fidelity 100"), (["--fidelity", "0.1"], "--fidelity 0.1"),
+                      (["--replications", "65"], "--replications 65")):
+        assert main(["validate", str(m), "--profiles", str(profiles), *bad]) == 2
+        assert what in capsys.readouterr().err
 
 
 def test_validate_missing_profile_names_setup(tmp_path, capsys):

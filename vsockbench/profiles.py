@@ -5,9 +5,7 @@ size, weights, credit thresholds) and the costs that must be measured (CPU
 time per packet, per byte, per notification, wake-up latencies).  One built-in
 profile exists per backend kind: ``vhost``, ``vhost-user`` and ``vmm``.
 Profiles load from and save to TOML (``load_profile`` / ``save_profile``); a
-calibrated profile records the measured setup it was fitted on.
-
-Units are in the field names: ``_ns`` nanoseconds of CPU time (or of latency
+calibrated profile records the measured setup it was fitted on.  Units are in the field names: ``_ns`` nanoseconds of CPU time (or of latency
 for ``*_latency_ns``), ``_ns_per_kib`` nanoseconds per KiB copied, ``_bytes``
 bytes.  Costs are charged to the thread that does the work in the kernel/VMM.
 """
@@ -103,9 +101,9 @@ class Profile:
     backend_one_irq_per_event: bool = False
     # --- epoll_ctl calls per host-to-guest data packet (vhost-device-vsock: DEL at EPOLLIN, ADD at the read) ---
     backend_epoll_ctl_per_rx_pkt: int = 0
-    # --- the backend re-enables RX notifications after every RX pass, so a refill kicks (SOURCES) ---
+    # --- vhost-device-vsock: RX notifications on after every RX pass (so a refill kicks), and a
+    # CREDIT_UPDATE after every EPOLLOUT flush that moved bytes (SOURCES) ---
     backend_rx_notify_every_pass: bool = False
-    # --- the backend queues a CREDIT_UPDATE after every EPOLLOUT flush that moved bytes (SOURCES) ---
     backend_credit_update_every_flush: bool = False
     # --- a host socket is polled for EPOLLIN only while the guest has credit (Firecracker; SOURCES) ---
     backend_epollin_needs_credit: bool = False
