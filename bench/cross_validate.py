@@ -9,7 +9,8 @@ in-sample residuals.  Writes report.md, cv.json and one PNG+SVG per setup.  Take
 The fits simulate each row once for 6 ms (``--max-evals`` evaluations); every reported prediction
 (held-out, in-sample, each search start's, the kernel transfers) is the mean of
 ``--replications`` seeds of runs ``--fidelity`` times as long (``predict.REPORT_FIDELITY`` and
-``REPORT_REPLICATIONS``, 16 and 4): a pinned 2-vCPU stream needs that long to converge.
+``REPORT_REPLICATIONS``, 8 and 2): a pinned 2-vCPU stream's 6 ms window varies by a few per cent
+between seeds.
 """
 
 from __future__ import annotations

@@ -150,8 +150,8 @@ def format_table(result: dict, *, show_skipped: bool = False) -> str:
     p = result.get("prediction", {})
     if p.get("fidelity", 1.0) == 1.0 and p.get("replications", 1) == 1 and any(
             (r["vcpus"] or 0) > 1 and r["predicted"] is not None for r in result["rows"]):
-        lines.append("predicted from one 6 ms run a row: a pinned 2-vCPU stream is up to ~20 % off a converged "
-                     "prediction (--fidelity 16 --replications 4)")
+        lines.append("predicted from one 6 ms run a row: a pinned 2-vCPU stream's varies by a few per cent "
+                     "between seeds (the project's figures: --fidelity 8 --replications 2)")
     if skipped:
         lines.append(f"{skipped} row{'s' * (skipped != 1)} not predicted (the model cannot express "
                      f"{'them' if skipped != 1 else 'it'}; --show-skipped lists why)")

@@ -22,8 +22,8 @@ def register(sub) -> None:
                    "are the same whatever the number")
     p.add_argument("--fidelity", type=finite, metavar="F", default=1.0,
                    help="simulate each row F times as long as the fits do (6 ms of stream, 12 ms of round trips "
-                   "at 1; default 1). A pinned 2-vCPU stream needs about 16 to converge; the project's figures use "
-                   "--fidelity 16 --replications 4")
+                   "at 1; default 1). A pinned 2-vCPU stream's 6 ms varies by a few per cent between seeds; the "
+                   "project's figures use --fidelity 8 --replications 2")
     p.add_argument("--replications", type=count, metavar="R", default=1,
                    help="average each row over R seeds (round trips pooled; default 1)")
     p.add_argument("--show-skipped", action="store_true", help="list the rows the model cannot express")
