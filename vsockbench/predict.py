@@ -22,10 +22,11 @@ DEFAULT_FLOWS = 1  # iperf3 / fio default: one stream
 HOST_CORES = 4
 LOCAL_WINDOW = 212992
 LOCAL_BACKENDS = ("unix", "tcp")
-# A pinned guest of two or more vCPUs settles only after ~20 ms: its CFS run queues start with the
-# kworker placed half a latency behind the applications (model/cpu.py, place_entity), and until
-# their vruntimes meet a 1 KiB g2h stream runs ~35 % fast (findings, "How long a prediction must
-# run").  The Firecracker CI omits its first 3 s (iperf3 --omit 3), so such rows are read after it.
+# A pinned guest of two or more vCPUs with CFS run queues (profile guest_cfs_vruntime: the
+# Firecracker profiles) settles only after ~20 ms: they start with the kworker placed half a
+# latency behind the applications (model/cpu.py, place_entity), and until their vruntimes meet a
+# 1 KiB g2h stream runs ~35 % fast (findings, "How long a prediction must run").  The Firecracker
+# CI omits its first 3 s (iperf3 --omit 3), so such rows are read after it.
 PINNED_SETTLE_S = 0.024
 # The predictions the project reports (bench/cross_validate.py's held-out and in-sample records,
 # cv.json, accuracy.json, the bench/ reports): each row the mean of 2 seeds of an 8x longer run
@@ -69,7 +70,10 @@ def row_key(row: MeasuredRow) -> tuple:
             row_affinity(row))
 
 
-def row_scenario_dict(key: tuple, *, backend: str = "vhost", seed: int = 1, fidelity: float = 1.0) -> dict:
+def row_scenario_dict(key: tuple, *, backend: str = "vhost", seed: int = 1, fidelity: float = 1.0,
+                      settle: bool = False) -> dict:
+    """A row key's scenario; ``settle``: a guest whose CFS run queues need :data:`PINNED_SETTLE_S`
+    to settle (a profile with ``guest_cfs_vruntime``), which a pinned multi-vCPU row waits out."""
     workload, direction, msg, flows, vcpus, local, *rest = key  # rest: (affinity,) for row_key's keys
     affinity = rest[0] if rest else "free"  # a 6-field key: a free guest
     dur = (0.012 if workload == "pingpong" else 0.006) * fidelity
@@ -80,7 +84,7 @@ def row_scenario_dict(key: tuple, *, backend: str = "vhost", seed: int = 1, fide
     if local:
         flow_list[0]["buffer_bytes"] = LOCAL_WINDOW
     warmup = 0.0015 * fidelity
-    if affinity == "pinned" and vcpus > 1 and warmup < PINNED_SETTLE_S:
+    if settle and affinity == "pinned" and vcpus > 1 and warmup < PINNED_SETTLE_S:
         warmup = PINNED_SETTLE_S
     return {"run": {"duration": dur, "warmup": warmup, "seed": seed, "packets": "none"},
             "guest": {"vcpus": vcpus, "affinity": affinity}, "host": {"cores": 1 if local else HOST_CORES},
@@ -105,7 +109,8 @@ def row_scenario(key: tuple, profile: Profile, *, seed: int = 1, fidelity: float
     """The scenario of a row key, with ``profile`` swapped in without touching disk."""
     from .scenario import scenario_from_dict
 
-    sc = scenario_from_dict(row_scenario_dict(key, backend=profile.backend, seed=seed, fidelity=fidelity))
+    sc = scenario_from_dict(row_scenario_dict(key, backend=profile.backend, seed=seed, fidelity=fidelity,
+                                              settle=profile.guest_cfs_vruntime))
     return sc.with_profile(profile)
 
 
