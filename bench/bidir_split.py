@@ -34,7 +34,13 @@ from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.fitparams import SMALL, apply_params, base_profile  # noqa: E402
 from vsockbench.kernels import guest_kernel  # noqa: E402
 from vsockbench.measured import profile_path, read_measured  # noqa: E402
-from vsockbench.predict import row_key, row_scenario  # noqa: E402
+from vsockbench.predict import (  # noqa: E402
+    REPORT_FIDELITY,
+    REPORT_REPLICATIONS,
+    Predictor,
+    row_key,
+    row_scenario,
+)
 from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
 from vsockbench.validate import implied_split  # noqa: E402
 
@@ -46,8 +52,12 @@ def flow_split(args) -> tuple[float, float]:
     key, profile = args
     from vsockbench.simulate import simulate
 
-    flows = simulate(row_scenario(key, profile)).summary["flows"]
-    return flows["f"]["throughput_gbps"], flows["r"]["throughput_gbps"]
+    g2h = h2g = 0.0
+    for seed in range(1, REPORT_REPLICATIONS + 1):  # as reported (predict.py): the mean of the seeds
+        flows = simulate(row_scenario(key, profile, seed=seed, fidelity=REPORT_FIDELITY)).summary["flows"]
+        g2h += flows["f"]["throughput_gbps"] / REPORT_REPLICATIONS
+        h2g += flows["r"]["throughput_gbps"] / REPORT_REPLICATIONS
+    return g2h, h2g
 
 
 REFERENCES = (("implied", None), ("implied_1", 1))  # the single-direction rows' vCPUs: the mix's, or one
@@ -87,8 +97,12 @@ def model_values(rows, setups, workers: int) -> dict:
     want = [r for r in rows if r.setup in setups and r.metric in ("throughput", "cpu_backend")
             and r.msg_bytes >= SMALL and r.stat == "mean"]
     profiles = {s: load_profile(profile_path(DATA_DIR, s)) for s in setups}
-    return {(r.setup, r.direction, r.msg_bytes, r.vcpus, r.metric): v
-            for r, v, _why in predict_rows(want, profiles, workers=workers) if v is not None}
+    pred = Predictor(workers=workers, fidelity=REPORT_FIDELITY, replications=REPORT_REPLICATIONS)
+    try:
+        return {(r.setup, r.direction, r.msg_bytes, r.vcpus, r.metric): v
+                for r, v, _why in predict_rows(want, profiles, predictor=pred) if v is not None}
+    finally:
+        pred.close()
 
 
 def main() -> int:

@@ -31,6 +31,7 @@ from vsockbench.effects import (  # noqa: E402
     read_effects,
 )
 from vsockbench.errors import InputError  # noqa: E402
+from vsockbench.predict import REPORT_FIDELITY, REPORT_REPLICATIONS  # noqa: E402
 
 
 def main() -> int:
@@ -43,7 +44,8 @@ def main() -> int:
     os.chdir(ROOT)  # rows are named by their path from the repository root, not this machine's
     try:
         effects = [e for f in sorted(Path("results/measured/effects").glob("*.csv")) for e in read_effects(f)]
-        result = predict_effects(effects, workers=args.workers)
+        result = predict_effects(effects, workers=args.workers, fidelity=REPORT_FIDELITY,
+                                 replications=REPORT_REPLICATIONS)
     except InputError as e:  # a bad row or an unknown setup: one line, exit 2 (as the CLI)
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.calibrate import Predictor  # noqa: E402
 from vsockbench.kernels import guest_kernel, host_arch  # noqa: E402
 from vsockbench.measured import read_measured_files  # noqa: E402
+from vsockbench.predict import REPORT_FIDELITY, REPORT_REPLICATIONS  # noqa: E402
 from vsockbench.validate import predict_shipped  # noqa: E402
 
 SMALL = 16384  # below: the CI's 1 KiB writes; above: its 128 KiB and 1 MiB ones
@@ -40,7 +41,7 @@ def collect(workers: int) -> dict:
     """(metric, arch, guest kernel, direction, size class, vCPUs) -> [signed relative error]."""
     rows = read_measured_files(sorted((ROOT / "results" / "measured").glob("fc_vsock_baselines_*.csv")))
     out: dict = {}
-    pred = Predictor(workers=workers)
+    pred = Predictor(workers=workers, fidelity=REPORT_FIDELITY, replications=REPORT_REPLICATIONS)  # as reported (predict.py)
     try:
         for setup, _profile, pairs in predict_shipped(rows, lambda r: r.metric in METRICS and r.stat == "mean", pred):
             for row, value in pairs:

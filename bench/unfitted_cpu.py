@@ -27,7 +27,7 @@ from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.calibrate import Predictor  # noqa: E402
 from vsockbench.kernels import host_arch  # noqa: E402
 from vsockbench.measured import read_measured_files  # noqa: E402
-from vsockbench.predict import row_key  # noqa: E402
+from vsockbench.predict import REPORT_FIDELITY, REPORT_REPLICATIONS, row_key  # noqa: E402
 from vsockbench.validate import predict_shipped  # noqa: E402
 
 SMALL = 16384  # below: the CI's 1 KiB writes; above: its 128 KiB and 1 MiB ones
@@ -37,7 +37,7 @@ def collect(workers: int) -> dict:
     """(arch, direction, size class) -> [(measured, predicted)] over every shipped Firecracker profile."""
     rows = read_measured_files(sorted((ROOT / "results" / "measured").glob("fc_vsock_baselines_*.csv")))
     out: dict = {}
-    pred = Predictor(workers=workers)
+    pred = Predictor(workers=workers, fidelity=REPORT_FIDELITY, replications=REPORT_REPLICATIONS)  # as reported (predict.py)
     try:
         for setup, profile, pairs in predict_shipped(rows, lambda r: r.metric == "cpu_guest" and (r.vcpus or 1) == 2,
                                                      pred):

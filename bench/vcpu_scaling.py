@@ -37,6 +37,7 @@ from vsockbench.calibrate import Predictor  # noqa: E402
 from vsockbench.effects import merge_checks  # noqa: E402
 from vsockbench.kernels import guest_kernel, host_arch  # noqa: E402
 from vsockbench.measured import read_measured_files  # noqa: E402
+from vsockbench.predict import REPORT_FIDELITY, REPORT_REPLICATIONS  # noqa: E402
 from vsockbench.validate import predict_shipped  # noqa: E402
 
 SMALL = 16384  # below: the CI's 1 KiB writes; above: its 128 KiB and 1 MiB ones
@@ -74,7 +75,7 @@ def collect(workers: int) -> tuple[dict, dict]:
 
     tput: dict = {}
     derived: dict = {"cpu_backend": {}, "cpu_guest": {}, "shortfall": {}, "guest_turn": {}}
-    pred = Predictor(workers=workers)
+    pred = Predictor(workers=workers, fidelity=REPORT_FIDELITY, replications=REPORT_REPLICATIONS)  # as reported (predict.py)
     try:
         for setup, _profile, pairs in predict_shipped(rows, wanted, pred):
             got = {(r.metric, r.direction, r.msg_bytes, r.vcpus or 1): (r.value, value) for r, value in pairs}

@@ -179,10 +179,10 @@ def predict_effect(effect: Effect, predictor: Predictor, profile: Profile | None
             "predicted_max_pct": float(max(changes)), "ratio_error_pct": ratio_error, "points": pts}
 
 
-def predict_effects(effects: list[Effect], *, workers: int = 1, fidelity: float = 1.0) -> dict:
+def predict_effects(effects: list[Effect], *, workers: int = 1, fidelity: float = 1.0, replications: int = 1) -> dict:
     """Every row with a setup on its profile's transport predicted; the others are listed under
-    ``skipped`` with the reason."""
-    predictor = Predictor(workers=workers, fidelity=fidelity)
+    ``skipped`` with the reason.  ``fidelity``, ``replications``: as :class:`~vsockbench.predict.Predictor`'s."""
+    predictor = Predictor(workers=workers, fidelity=fidelity, replications=replications)
     done, skipped = [], []
     try:
         for e in effects:
