@@ -38,3 +38,27 @@ def test_replications_are_the_mean_of_the_single_seed_runs():
 def test_one_replication_is_the_run_itself():
     sim = {"throughput": 2.0, "rtt": np.array([1.0])}
     assert merge_sims([sim]) is sim
+
+
+def test_simulate_warns_when_a_pinned_cfs_guest_is_measured_before_it_settles():
+    """vsockbench simulate names the settling warm-up (predict.PINNED_SETTLE_S) where it applies:
+    a pinned multi-vCPU guest whose profile has CFS run queues, measured from before it settles."""
+    from conftest import make_scenario
+
+    from vsockbench.commands.simulate import settling_note
+
+    flow = {"name": "f", "kind": "stream", "direction": "g2h", "msg_bytes": 1024, "connections": 2}
+    fc = builtin_profile("vmm/firecracker-2023_05/m6i.metal-host6.1-guest4.14")
+    assert fc.guest_cfs_vruntime and not builtin_profile("vhost").guest_cfs_vruntime
+
+    def note(backend, prof, vcpus=2, affinity="pinned", warmup=0.001):
+        sc = make_scenario([{"cid": 3, "backend": backend}], [flow], duration=0.001, vcpus=vcpus)
+        sc = sc.with_profile(prof)
+        sc = type(sc)(**{**sc.__dict__, "guest": type(sc.guest)(vcpus=vcpus, affinity=affinity)})
+        return settling_note(sc.with_run(warmup=warmup))
+
+    assert "settles after ~24 ms" in note("vmm", fc)
+    assert note("vmm", fc, warmup=0.024) == ""
+    assert note("vmm", fc, affinity="free") == ""
+    assert note("vmm", fc, vcpus=1) == ""
+    assert note("vhost", builtin_profile("vhost")) == ""

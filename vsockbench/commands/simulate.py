@@ -87,7 +87,22 @@ def format_accuracy(scenario) -> str:
     beyond = extrapolations(scenario, table)
     if beyond:
         text += "\nbeyond what the profiles were fitted on:\n" + "\n".join("  " + line.replace("`", "") for line in beyond)
-    return text
+    return text + settling_note(scenario)
+
+
+def settling_note(scenario) -> str:
+    """A warning when the measured window starts before a pinned multi-vCPU guest with CFS run
+    queues has settled (predict.PINNED_SETTLE_S: its kworkers start half a latency behind)."""
+    from ..predict import PINNED_SETTLE_S
+
+    g, warmup = scenario.guest, scenario.run.warmup
+    if g.affinity != "pinned" or g.vcpus < 2 or warmup >= PINNED_SETTLE_S:
+        return ""
+    if not any(d.prof.guest_cfs_vruntime for d in scenario.devices):
+        return ""
+    return (f"\nnote: warmup {1e3 * warmup:g} ms: a pinned guest of {g.vcpus} vCPUs with CFS run queues settles after "
+            f"~{1e3 * PINNED_SETTLE_S:g} ms (its kworkers start half a latency behind the applications); figures from "
+            "the first milliseconds can be ~35 % off for small writes: [run] warmup >= 0.024")
 
 
 def format_summary(summary: dict) -> str:
