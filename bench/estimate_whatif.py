@@ -36,6 +36,7 @@ from vsockbench import profiles  # noqa: E402  (Profile's fields, for --set)
 from vsockbench.calibrate import Predictor  # noqa: E402
 from vsockbench.fitparams import apply_params, base_profile  # noqa: E402
 from vsockbench.measured import group_by_setup, read_measured_files  # noqa: E402
+from vsockbench.predict import REPORT_FIDELITY, REPORT_REPLICATIONS  # noqa: E402
 from vsockbench.validate import predict_rows  # noqa: E402
 
 
@@ -83,6 +84,10 @@ def main() -> int:
                     help="a first estimate of the vmm backend to change (repeatable)")
     ap.add_argument("--setup", action="append", default=[], help="a setup of cv.json (default: every Firecracker one)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--fidelity", type=float, default=REPORT_FIDELITY,
+                    help=f"run length, times the fits' (default {REPORT_FIDELITY:g}, as cv.json)")
+    ap.add_argument("--replications", type=int, default=REPORT_REPLICATIONS,
+                    help=f"seeds averaged (default {REPORT_REPLICATIONS}, as cv.json)")
     ap.add_argument("--train", action="store_true", help="also predict the 1-vCPU rows the split was fitted on")
     args = ap.parse_args()
     cv = json.loads((ROOT / "results" / "validation" / "cv.json").read_text())
@@ -96,7 +101,7 @@ def main() -> int:
     except BadInput as exc:
         print(f"estimate_whatif: {exc}", file=sys.stderr)
         return 2
-    pred = Predictor(workers=args.workers)
+    pred = Predictor(workers=args.workers, fidelity=args.fidelity, replications=args.replications)
     print("estimates: " + (", ".join(f"{k} = {v:g}" for k, v in changes.items()) or "as shipped"))
     try:
         for setup in setups:
