@@ -38,6 +38,7 @@ from vsockbench.predict import (  # noqa: E402
     REPORT_FIDELITY,
     REPORT_REPLICATIONS,
     Predictor,
+    mean_over_report_seeds,
     row_key,
     row_scenario,
 )
@@ -52,12 +53,11 @@ def flow_split(args) -> tuple[float, float]:
     key, profile = args
     from vsockbench.simulate import simulate
 
-    g2h = h2g = 0.0
-    for seed in range(1, REPORT_REPLICATIONS + 1):  # as reported (predict.py): the mean of the seeds
+    def run(seed):
         flows = simulate(row_scenario(key, profile, seed=seed, fidelity=REPORT_FIDELITY)).summary["flows"]
-        g2h += flows["f"]["throughput_gbps"] / REPORT_REPLICATIONS
-        h2g += flows["r"]["throughput_gbps"] / REPORT_REPLICATIONS
-    return g2h, h2g
+        return flows["f"]["throughput_gbps"], flows["r"]["throughput_gbps"]
+
+    return mean_over_report_seeds(run)  # as reported (predict.py)
 
 
 REFERENCES = (("implied", None), ("implied_1", 1))  # the single-direction rows' vCPUs: the mix's, or one

@@ -41,7 +41,7 @@ from vsockbench.atomic import write_text_atomic  # noqa: E402
 from vsockbench.fitparams import apply_params, base_profile  # noqa: E402
 from vsockbench.kernels import guest_kernel, host_arch  # noqa: E402
 from vsockbench.measured import profile_path, read_measured  # noqa: E402
-from vsockbench.predict import REPORT_FIDELITY, REPORT_REPLICATIONS, row_key, row_scenario_dict  # noqa: E402
+from vsockbench.predict import REPORT_FIDELITY, mean_over_report_seeds, row_key, row_scenario_dict  # noqa: E402
 from vsockbench.profiles import DATA_DIR, load_profile  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -60,16 +60,16 @@ def run(args) -> tuple[float, float, float, float]:
     from vsockbench.scenario import scenario_from_dict
     from vsockbench.simulate import simulate
 
-    out = []
-    for seed in range(1, REPORT_REPLICATIONS + 1):  # as reported (predict.py): the mean of the seeds
+    def one(seed):
         d = row_scenario_dict(key, backend="vmm", seed=seed, fidelity=REPORT_FIDELITY, settle=profile.guest_cfs_vruntime)
         if irq is not None:
             d["device"][0]["irq_vcpu"] = irq
         s = simulate(scenario_from_dict(d).with_profile(profile)).summary
         g = s["cpus"]["guest"]
-        out.append((sum(f["throughput_gbps"] for f in s["flows"].values()), 100 * g["work_util"],
-                    100 * g["vcpu_thread_util"], 100 * s["threads"]["vmm-event-loop"]["cpu_util"]))
-    return tuple(sum(x) / len(out) for x in zip(*out))
+        return (sum(f["throughput_gbps"] for f in s["flows"].values()), 100 * g["work_util"],
+                100 * g["vcpu_thread_util"], 100 * s["threads"]["vmm-event-loop"]["cpu_util"])
+
+    return mean_over_report_seeds(one)  # as reported (predict.py)
 
 
 def rel(pred: float, meas: float | None) -> float | None:

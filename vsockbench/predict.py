@@ -15,7 +15,7 @@ from .profiles import Profile
 
 __all__ = ["row_key", "row_scenario_dict", "row_scenario", "bidir_flows", "simulate_key", "read_metric", "time_exponent",
            "Predictor", "merge_sims", "STAT_Q", "LOCAL_BACKENDS", "LOCAL_WINDOW", "REPORT_FIDELITY",
-           "REPORT_REPLICATIONS", "PINNED_SETTLE_S"]
+           "REPORT_REPLICATIONS", "PINNED_SETTLE_S", "mean_over_report_seeds"]
 
 DEFAULT_VCPUS = 2  # rows that do not state vCPUs (Garzarella 2019, Leonardi 2024): a 2-vCPU guest
 DEFAULT_FLOWS = 1  # iperf3 / fio default: one stream
@@ -169,6 +169,14 @@ def merge_sims(sims: list[dict]) -> dict:
     out = {k: float(np.mean([s[k] for s in sims])) for k in sims[0] if k != "rtt"}
     out["rtt"] = np.sort(np.concatenate([s["rtt"] for s in sims]))
     return out
+
+
+def mean_over_report_seeds(run) -> tuple:
+    """The mean, figure by figure, of ``run(seed)`` (a tuple of numbers) over the reported seeds
+    1..:data:`REPORT_REPLICATIONS`: for figures a :class:`Predictor` does not read (a flow's share,
+    a thread's CPU), averaged as its predictions are."""
+    outs = [run(seed) for seed in range(1, REPORT_REPLICATIONS + 1)]
+    return tuple(sum(x) / len(outs) for x in zip(*outs))
 
 
 class Predictor:
